@@ -1,0 +1,91 @@
+//! The one audited place where handles cross the boundary: pointer casts, NULL checks and
+//! the panic boundary every export runs in.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use crate::error::{FfiError, ipcez_error};
+use crate::ipcez_result;
+
+/// Moves `value` to the heap and hands its ownership to the caller as `*mut Handle`.
+pub(crate) fn into_handle<T, Handle>(value: T) -> *mut Handle {
+    Box::into_raw(Box::new(value)).cast()
+}
+
+/// Borrows the `T` behind a handle made by [`into_handle`]; `None` for NULL.
+///
+/// # Safety
+/// `ptr` is NULL or came from `into_handle::<T, _>` and has not been freed.
+pub(crate) unsafe fn borrow<'a, T, Handle>(ptr: *const Handle) -> Option<&'a T> {
+    // SAFETY: per the contract, a non-NULL `ptr` points at a live `T`.
+    unsafe { ptr.cast::<T>().as_ref() }
+}
+
+/// Takes back and drops the `T` behind a handle; NULL is a no-op.
+///
+/// # Safety
+/// `ptr` is NULL or came from `into_handle::<T, _>`, is not freed twice, and no other call
+/// uses it concurrently or afterwards.
+pub(crate) unsafe fn free<T, Handle>(ptr: *mut Handle) {
+    if !ptr.is_null() {
+        // SAFETY: per the contract, this is the unique owner of a `Box<T>`.
+        drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+    }
+}
+
+/// Writes `value` through an out-pointer when it is not NULL.
+///
+/// # Safety
+/// `out` is NULL or valid for a write of `T`.
+pub(crate) unsafe fn write_out<T>(out: *mut T, value: T) {
+    if let Some(slot) = unsafe { out.as_mut() } {
+        *slot = value;
+    }
+}
+
+/// Borrows `len` bytes at `ptr` (NULL is fine when `len` is 0).
+///
+/// # Safety
+/// When `len > 0`, `ptr` is valid for reads of `len` bytes for the returned lifetime.
+pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], FfiError> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if ptr.is_null() {
+        return Err(FfiError::null_parameter("data"));
+    }
+    // SAFETY: per the contract.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Borrows a UTF-8 string given as `(ptr, len)`.
+///
+/// # Safety
+/// As for [`bytes`].
+pub(crate) unsafe fn text<'a>(ptr: *const u8, len: usize, what: &str) -> Result<&'a str, FfiError> {
+    let b = unsafe { bytes(ptr, len) }?;
+    std::str::from_utf8(b)
+        .map_err(|_| FfiError::invalid_input(format!("the {what} is not valid UTF-8")))
+}
+
+/// Runs a fallible export body: `Ok` → its result code; `Err` or a panic → an
+/// [`ipcez_error`] written to `out_err` and `IPCEZ_RESULT_ERROR`.
+pub(crate) fn call(
+    out_err: *mut *mut ipcez_error,
+    body: impl FnOnce() -> Result<ipcez_result, FfiError>,
+) -> ipcez_result {
+    let outcome =
+        catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|panic| Err(FfiError::panic(&panic)));
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            // SAFETY: out_err is NULL or a valid out-pointer, per every export's contract.
+            unsafe { write_out(out_err, into_handle::<FfiError, ipcez_error>(e)) };
+            ipcez_result::Error
+        }
+    }
+}
+
+/// Runs an infallible export body; a panic gives `fallback`.
+pub(crate) fn call_or<R>(fallback: R, body: impl FnOnce() -> R) -> R {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}

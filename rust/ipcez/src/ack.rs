@@ -1,0 +1,66 @@
+//! The ack protocol of the local transports (README, "Ack protocol"): after writing a frame
+//! the sender signals `data_ready` and waits for `data_acked`; the reader signals
+//! `data_acked` for every whole message it reads and takes one `data_ready` token.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[cfg(unix)]
+use crate::os::unix::sem::NamedSemaphore as Signal;
+#[cfg(windows)]
+use crate::os::windows::event::NamedEvent as Signal;
+
+/// The two named signals of one endpoint, shared by every connection to it.
+#[derive(Debug)]
+pub(crate) struct AckPair {
+    ready: Signal,
+    acked: Signal,
+    /// `data_ready` tokens this side should have taken but found missing (the sender posts
+    /// after writing, so a fast reader can get ahead); taken later so the count stays bounded.
+    ready_debt: AtomicUsize,
+}
+
+impl AckPair {
+    /// Opens (creating when missing, with `mode`) the pair named `names`.
+    pub(crate) fn open(names: &(String, String), mode: u32) -> io::Result<Self> {
+        Ok(AckPair {
+            ready: Signal::open(&names.0, mode)?,
+            acked: Signal::open(&names.1, mode)?,
+            ready_debt: AtomicUsize::new(0),
+        })
+    }
+
+    /// Removes both names from the system (the listener that owns the endpoint does this).
+    pub(crate) fn unlink(names: &(String, String)) -> io::Result<()> {
+        Signal::unlink(&names.0)?;
+        Signal::unlink(&names.1)
+    }
+
+    /// Sender, after the frame is written.
+    pub(crate) fn signal_ready(&self) -> io::Result<()> {
+        self.ready.post()
+    }
+
+    /// Sender: takes one `data_acked` token, waiting up to `timeout`.
+    pub(crate) fn wait_acked(&self, timeout: Duration) -> io::Result<bool> {
+        self.acked.wait_timeout(timeout)
+    }
+
+    /// Reader, after a whole message was read.
+    pub(crate) fn acknowledge(&self) -> io::Result<()> {
+        self.acked.post()?;
+        self.ready_debt.fetch_add(1, Ordering::AcqRel);
+        while self
+            .ready_debt
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1))
+            .is_ok()
+        {
+            if !self.ready.try_wait()? {
+                self.ready_debt.fetch_add(1, Ordering::AcqRel);
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The bounded queue between a connection's background reader and whoever takes messages:
+//! async callers (`recv`, `message_handler`) and foreign threads (`recv_blocking`).
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::SocketError;
+
+/// Default bound on read-but-untaken messages per connection.
+pub const DEFAULT_MAX_MESSAGES: usize = 1024;
+/// Default bound on the bytes those messages hold.
+pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// Why the stream of messages ended; turned into a fresh error for every taker.
+#[derive(Debug, Clone)]
+struct End {
+    kind: io::ErrorKind,
+    message: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    messages: VecDeque<Vec<u8>>,
+    bytes: usize,
+    end: Option<End>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+    /// Wakes foreign threads blocked in `pop_blocking`.
+    ready_sync: Condvar,
+    /// Wakes async takers.
+    ready_async: Notify,
+    /// Wakes the reader waiting for room.
+    room: Notify,
+    max_messages: usize,
+    max_bytes: usize,
+}
+
+impl Inbox {
+    pub(crate) fn new(max_messages: usize, max_bytes: usize) -> Self {
+        Inbox {
+            state: Mutex::default(),
+            ready_sync: Condvar::new(),
+            ready_async: Notify::new(),
+            room: Notify::new(),
+            max_messages: max_messages.max(1),
+            max_bytes: max_bytes.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queue inconsistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_full(&self, s: &State) -> bool {
+        s.messages.len() >= self.max_messages || s.bytes >= self.max_bytes
+    }
+
+    /// Queues a message, waiting while the queue is full. Returns false when the inbox
+    /// has ended (the message is dropped: nobody can take it any more).
+    pub(crate) async fn push(&self, msg: Vec<u8>) -> bool {
+        loop {
+            let room = self.room.notified();
+            {
+                let mut s = self.lock();
+                if s.end.is_some() {
+                    return false;
+                }
+                if !self.is_full(&s) {
+                    s.bytes += msg.len();
+                    s.messages.push_back(msg);
+                    drop(s);
+                    self.ready_sync.notify_one();
+                    self.ready_async.notify_one();
+                    return true;
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Ends the stream (first reason wins); queued messages stay takeable.
+    pub(crate) fn end(&self, error: &io::Error) {
+        let mut s = self.lock();
+        if s.end.is_none() {
+            s.end = Some(End {
+                kind: error.kind(),
+                message: error.to_string(),
+            });
+        }
+        drop(s);
+        self.ready_sync.notify_all();
+        self.ready_async.notify_waiters();
+        self.ready_async.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// Ends the stream and drops what was queued (the user closed the socket).
+    pub(crate) fn close(&self) {
+        self.end(&crate::error::connection_lost());
+        let mut s = self.lock();
+        s.messages.clear();
+        s.bytes = 0;
+    }
+
+    pub(crate) fn has_ended(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
+    /// The error that ended the stream, if it has ended.
+    pub(crate) fn end_error(&self) -> Option<SocketError> {
+        self.lock().end.as_ref().map(to_error)
+    }
+
+    fn take(&self, s: &mut State) -> Option<Result<Vec<u8>, SocketError>> {
+        if let Some(msg) = s.messages.pop_front() {
+            s.bytes -= msg.len();
+            self.room.notify_one();
+            return Some(Ok(msg));
+        }
+        s.end.as_ref().map(|e| Err(to_error(e)))
+    }
+
+    /// The next message; after the end, the end's error (every time).
+    pub(crate) async fn pop(&self) -> Result<Vec<u8>, SocketError> {
+        loop {
+            let ready = self.ready_async.notified();
+            if let Some(r) = self.take(&mut self.lock()) {
+                return r;
+            }
+            ready.await;
+        }
+    }
+
+    /// Like [`pop`](Self::pop) for threads outside the runtime; `Ok(None)` when `timeout`
+    /// passes first (`None` waits without limit).
+    pub(crate) fn pop_blocking(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, SocketError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.lock();
+        loop {
+            if let Some(r) = self.take(&mut s) {
+                return r.map(Some);
+            }
+            s = match deadline {
+                None => self.ready_sync.wait(s).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Ok(None);
+                    }
+                    self.ready_sync
+                        .wait_timeout(s, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+}
+
+fn to_error(e: &End) -> SocketError {
+    SocketError::Io(io::Error::new(e.kind, e.message.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn full_queue_holds_the_reader_until_a_message_is_taken() {
+        let inbox = Arc::new(Inbox::new(2, 1 << 20));
+        assert!(inbox.push(b"1".to_vec()).await);
+        assert!(inbox.push(b"2".to_vec()).await);
+        let pusher = {
+            let inbox = inbox.clone();
+            tokio::spawn(async move { inbox.push(b"3".to_vec()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !pusher.is_finished(),
+            "push must wait while the queue is full"
+        );
+        assert_eq!(inbox.pop().await.unwrap(), b"1");
+        assert!(pusher.await.unwrap());
+        assert_eq!(
+            inbox.pop_blocking(Some(Duration::ZERO)).unwrap().unwrap(),
+            b"2"
+        );
+        assert_eq!(inbox.pop().await.unwrap(), b"3");
+    }
+
+    #[test]
+    fn end_is_reported_after_queued_messages_and_every_time() {
+        let inbox = Inbox::new(8, 1 << 20);
+        futures_util::FutureExt::now_or_never(inbox.push(b"x".to_vec())).unwrap();
+        inbox.end(&crate::error::connection_lost());
+        assert_eq!(inbox.pop_blocking(None).unwrap().unwrap(), b"x");
+        for _ in 0..2 {
+            let e = inbox.pop_blocking(None).unwrap_err();
+            assert!(
+                matches!(e, SocketError::Io(ref io) if io.kind() == io::ErrorKind::ConnectionReset)
+            );
+        }
+    }
+
+    #[test]
+    fn blocking_pop_times_out() {
+        let inbox = Inbox::new(8, 1 << 20);
+        let t = Instant::now();
+        assert!(
+            inbox
+                .pop_blocking(Some(Duration::from_millis(30)))
+                .unwrap()
+                .is_none()
+        );
+        assert!(t.elapsed() >= Duration::from_millis(30));
+    }
+}

@@ -1,0 +1,58 @@
+//! # ipcez
+//!
+//! Inter-process messaging with one call: [`socket_init`] picks a Unix domain socket or a
+//! Windows named pipe when the peer is on this machine, or a WebSocket when the endpoint is
+//! a `ws://` / `wss://` URL, so the same program runs unchanged in every deployment.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ipcez::SocketError> {
+//! // With `target=local os=linux` in the environment:
+//! let socket = ipcez::socket_init("/tmp/ipcez.sock").await?;
+//! socket.send_message(b"hello").await?; // waits for the recipient's ack
+//! let reply = socket.recv().await?;
+//! socket.disconnect().await;
+//! # Ok(()) }
+//! ```
+//!
+//! * Messages are 0 to 4 MiB, delivered whole, in order, once.
+//! * Local sends wait for the recipient's "data acked" signal (named semaphores on Linux,
+//!   named events on Windows); see [`ack_names`] and the README's ack protocol.
+//! * Connection loss reaches [`Socket::message_handler`] (or a pending
+//!   [`Socket::recv`]) as one `Io` error of kind `ConnectionReset`, "connection lost".
+//! * [`listen`] gives the server side with the same endpoint rules.
+
+mod ack;
+mod error;
+mod frame;
+mod inbox;
+mod listener;
+mod local;
+mod os;
+mod resolve;
+mod runtime;
+mod socket;
+mod ws;
+
+pub use error::{DetectionError, MessageTooLarge, SocketError, WsError};
+pub use frame::{FrameDecoder, MAX_MESSAGE_LEN};
+pub use inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
+pub use listener::{ListenOptions, Listener};
+pub use resolve::{
+    Os, Resolution, Transport, ack_names, decide, pipe_ack_names, pipe_path, resolve,
+    unix_ack_names,
+};
+pub use runtime::runtime;
+pub use socket::{ConnectOptions, DEFAULT_ACK_TIMEOUT, Socket};
+
+/// Connects to `endpoint` with the default [`ConnectOptions`].
+///
+/// `ws://…`/`wss://…` (any case) connects a WebSocket; anything else is local and needs
+/// `target` and `os` in the environment (`IPCEZ_TARGET` / `IPCEZ_OS` win when set).
+pub async fn socket_init(endpoint: &str) -> Result<Socket, SocketError> {
+    ConnectOptions::default().connect(endpoint).await
+}
+
+/// Listens on `endpoint` with the default [`ListenOptions`] (Unix socket mode 0600).
+pub async fn listen(endpoint: &str) -> Result<Listener, SocketError> {
+    ListenOptions::default().listen(endpoint).await
+}

@@ -1,0 +1,94 @@
+//! The byte stream under the local transports, one variant per OS backend, with the
+//! readiness-based calls the reader and the writers share through `&self`.
+
+use std::io::{self, IoSlice};
+
+use bytes::BufMut;
+
+/// A connected local stream: a Unix domain socket, or a named pipe on Windows.
+#[derive(Debug)]
+pub(crate) enum LocalStream {
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+    #[cfg(windows)]
+    PipeClient(tokio::net::windows::named_pipe::NamedPipeClient),
+    #[cfg(windows)]
+    PipeServer(tokio::net::windows::named_pipe::NamedPipeServer),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $body:expr) => {
+        match $self {
+            #[cfg(unix)]
+            LocalStream::Unix($s) => $body,
+            #[cfg(windows)]
+            LocalStream::PipeClient($s) => $body,
+            #[cfg(windows)]
+            LocalStream::PipeServer($s) => $body,
+        }
+    };
+}
+
+impl LocalStream {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        dispatch!(self, s => s.readable().await)
+    }
+
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        dispatch!(self, s => s.writable().await)
+    }
+
+    pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        dispatch!(self, s => s.try_read_buf(buf))
+    }
+
+    /// Writes what it can without blocking; `WouldBlock` when nothing could be written.
+    pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            #[cfg(unix)]
+            LocalStream::Unix(s) => {
+                use std::os::fd::AsRawFd;
+                // sendmsg with MSG_NOSIGNAL instead of write: a dead peer must give EPIPE,
+                // not a SIGPIPE that kills the host process (a C or Python host may not
+                // ignore it the way Rust binaries do).
+                s.try_io(tokio::io::Interest::WRITABLE, || {
+                    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+                    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+                    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+                    msg.msg_iovlen = bufs.len() as _;
+                    // SAFETY: IoSlice is ABI-compatible with iovec on Unix, the slices
+                    // outlive the call, and the fd is open while `s` lives.
+                    let n = unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+                    if n < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(n as usize)
+                    }
+                })
+            }
+            #[cfg(windows)]
+            LocalStream::PipeClient(s) => s.try_write_vectored(bufs),
+            #[cfg(windows)]
+            LocalStream::PipeServer(s) => s.try_write_vectored(bufs),
+        }
+    }
+
+    /// Ends the connection in both directions now: the peer sees end-of-stream and our
+    /// reader wakes up, even while other handles to the stream are alive.
+    pub(crate) fn shutdown(&self) {
+        match self {
+            #[cfg(unix)]
+            LocalStream::Unix(s) => {
+                use std::os::fd::AsRawFd;
+                // SAFETY: the fd is open while `s` lives; shutdown does not close it.
+                unsafe { libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR) };
+            }
+            #[cfg(windows)]
+            LocalStream::PipeClient(_) => {}
+            #[cfg(windows)]
+            LocalStream::PipeServer(s) => {
+                let _ = s.disconnect();
+            }
+        }
+    }
+}

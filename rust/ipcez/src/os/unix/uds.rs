@@ -1,0 +1,138 @@
+//! Unix domain socket client and listener.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::ack::AckPair;
+use crate::error::SocketError;
+use crate::listener::Accepted;
+use crate::local::LocalStream;
+use crate::resolve::{Transport, unix_ack_names};
+use crate::socket::{ConnectOptions, Socket};
+
+/// Mode of the ack semaphores: owner only, like the socket file by default.
+const SEM_MODE: u32 = 0o600;
+
+/// Adds the path and a hint to an I/O error, keeping its kind (and so its errno mapping).
+fn with_path(e: io::Error, what: &str, path: &str) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => "; is the listener running, and is the path right?",
+        io::ErrorKind::ConnectionRefused => "; the socket file is stale: nothing listens on it",
+        io::ErrorKind::PermissionDenied => "; check the socket file's permissions",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("{what} {path}: {e}{hint}"))
+}
+
+pub(crate) async fn connect(path: &str, opts: &ConnectOptions) -> Result<Socket, SocketError> {
+    let names = unix_ack_names(Path::new(path))?;
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|e| with_path(e, "cannot connect to the Unix socket", path))?;
+    let acks = Arc::new(AckPair::open(&names, SEM_MODE)?);
+    Ok(Socket::from_local(
+        Transport::Unix,
+        path.to_string(),
+        LocalStream::Unix(stream),
+        acks,
+        opts,
+    ))
+}
+
+/// What a Unix listener removes when it closes.
+#[derive(Debug)]
+pub(crate) struct Cleanup {
+    path: PathBuf,
+    names: (String, String),
+}
+
+impl Cleanup {
+    pub(crate) fn run(&self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = AckPair::unlink(&self.names);
+    }
+}
+
+/// Binds `path` (see the README for the stale-file rule) and starts accepting.
+pub(crate) async fn listen(
+    path: &str,
+    mode: u32,
+    opts: &ConnectOptions,
+    accepted: Accepted,
+) -> Result<(tokio::task::JoinHandle<()>, Cleanup), SocketError> {
+    let absolute = std::path::absolute(path)?;
+    clear_stale(&absolute, path)?;
+    let listener =
+        UnixListener::bind(&absolute).map_err(|e| with_path(e, "cannot listen on", path))?;
+    std::fs::set_permissions(&absolute, std::fs::Permissions::from_mode(mode))?;
+    let names = unix_ack_names(&absolute)?;
+    // A previous owner that crashed may have left tokens behind: start from fresh names.
+    AckPair::unlink(&names)?;
+    let acks = Arc::new(AckPair::open(&names, SEM_MODE)?);
+    let cleanup = Cleanup {
+        path: absolute,
+        names,
+    };
+    let endpoint = path.to_string();
+    let opts = opts.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let socket = Socket::from_local(
+                        Transport::Unix,
+                        endpoint.clone(),
+                        LocalStream::Unix(stream),
+                        acks.clone(),
+                        &opts,
+                    );
+                    if !accepted.deliver(socket).await {
+                        break;
+                    }
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+    });
+    Ok((task, cleanup))
+}
+
+/// Makes room for a new socket at `path`: a socket file nobody answers on is removed; a
+/// live one, or anything that is not a socket, is an error and left untouched.
+fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
+    let meta = match std::fs::symlink_metadata(absolute) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(with_path(e, "cannot inspect", shown)),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "cannot listen on {shown}: it exists and is not a socket; remove it or choose \
+                 another path (ipcez leaves it untouched)"
+            ),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(absolute) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "cannot listen on {shown}: another process is listening on it; stop it or \
+                 choose another path"
+            ),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(absolute)
+            .or_else(|e| match e.kind() {
+                io::ErrorKind::NotFound => Ok(()),
+                _ => Err(with_path(e, "cannot remove the stale socket", shown)),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(with_path(e, "cannot check the existing socket", shown)),
+    }
+}

@@ -1,0 +1,263 @@
+//! Choosing the transport: a pure decision over (endpoint, target, os, build OS), and the
+//! thin layer that reads the environment for it.
+
+use std::path::Path;
+use std::sync::Once;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{DetectionError, SocketError, invalid_input};
+
+/// The transport an endpoint resolves to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// A Unix domain socket (local, Linux/Unix builds).
+    Unix,
+    /// A Windows named pipe (local, Windows builds).
+    NamedPipe,
+    /// A WebSocket, `ws://` or `wss://` (remote).
+    WebSocket,
+}
+
+impl Transport {
+    /// The lowercase name bindings use: `unix`, `named_pipe` or `websocket`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Unix => "unix",
+            Transport::NamedPipe => "named_pipe",
+            Transport::WebSocket => "websocket",
+        }
+    }
+}
+
+/// The operating-system families `os` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Os {
+    /// `os=linux`: Unix domain sockets.
+    Linux,
+    /// `os=windows`: named pipes.
+    Windows,
+}
+
+impl Os {
+    /// The OS family this library was built for.
+    pub const BUILD: Os = if cfg!(windows) {
+        Os::Windows
+    } else {
+        Os::Linux
+    };
+}
+
+/// What [`resolve`] decided: the transport and the address it will use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The transport.
+    pub transport: Transport,
+    /// The normalized address: the socket path, the URL, or `\\.\pipe\name`.
+    pub address: String,
+}
+
+const PIPE_PREFIX: &str = r"\\.\pipe\";
+const TARGET_VALUES: &str = "local, remote";
+const OS_VALUES: &str = "linux, windows";
+
+/// Resolves `endpoint` the way [`crate::socket_init`] does, reading `target`/`os`
+/// (`IPCEZ_TARGET`/`IPCEZ_OS` win when set) from the environment for local endpoints.
+///
+/// On a detection failure the guidance is also printed to stderr, once per process.
+pub fn resolve(endpoint: &str) -> Result<Resolution, SocketError> {
+    let needs_env = check_endpoint(endpoint).is_ok() && !is_ws_url(endpoint);
+    let (target, os) = if needs_env {
+        (
+            read_var("IPCEZ_TARGET", "target"),
+            read_var("IPCEZ_OS", "os"),
+        )
+    } else {
+        (None, None)
+    };
+    let result = decide(
+        endpoint,
+        target.as_ref().map(|(n, v)| (n.as_str(), v.as_str())),
+        os.as_ref().map(|(n, v)| (n.as_str(), v.as_str())),
+        Os::BUILD,
+    );
+    if let Err(SocketError::Detection(d)) = &result {
+        print_guidance_once(d);
+    }
+    result
+}
+
+/// Reads `preferred` if set, else `fallback`; returns the name that was read and its value.
+fn read_var(preferred: &str, fallback: &str) -> Option<(String, String)> {
+    [preferred, fallback]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+}
+
+fn print_guidance_once(d: &DetectionError) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "ipcez: {}\n\
+             ipcez: a local endpoint needs `target` (local or remote) and `os` (linux or windows) \
+             in the environment;\n\
+             ipcez: fix it with e.g. `export target=local os=linux` (IPCEZ_TARGET / IPCEZ_OS take \
+             precedence when set), or connect to a ws:// or wss:// URL for a remote peer.",
+            d.message
+        );
+    });
+}
+
+fn is_ws_url(endpoint: &str) -> bool {
+    let head: String = endpoint
+        .chars()
+        .take(6)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    head.starts_with("ws://") || head.starts_with("wss://")
+}
+
+fn check_endpoint(endpoint: &str) -> Result<(), SocketError> {
+    if endpoint.is_empty() {
+        return Err(invalid_input(
+            "the endpoint is empty; pass a socket path, a pipe name or a ws:// / wss:// URL",
+        ));
+    }
+    if endpoint.contains('\0') {
+        return Err(invalid_input("the endpoint contains a NUL byte; remove it"));
+    }
+    Ok(())
+}
+
+/// The pure decision behind [`resolve`]: `target` and `os` are `(variable name, value)`
+/// pairs as read from the environment (or `None` when unset).
+pub fn decide(
+    endpoint: &str,
+    target: Option<(&str, &str)>,
+    os: Option<(&str, &str)>,
+    build: Os,
+) -> Result<Resolution, SocketError> {
+    check_endpoint(endpoint)?;
+    if is_ws_url(endpoint) {
+        crate::ws::validate_url(endpoint)?;
+        return Ok(Resolution {
+            transport: Transport::WebSocket,
+            address: endpoint.to_string(),
+        });
+    }
+    let target_value = parse_var(target, "target", TARGET_VALUES)?;
+    if target_value == "remote" {
+        return Err(SocketError::Detection(DetectionError {
+            variable: target.map_or("target", |(n, _)| n).to_string(),
+            value: Some(target_value),
+            message: format!(
+                "target=remote needs a ws:// or wss:// URL as the endpoint, got {endpoint:?}; \
+                 a remote endpoint must be a WebSocket URL"
+            ),
+        }));
+    }
+    let os_value = parse_var(os, "os", OS_VALUES)?;
+    match (os_value.as_str(), build) {
+        ("linux", Os::Linux) => Ok(Resolution {
+            transport: Transport::Unix,
+            address: endpoint.to_string(),
+        }),
+        ("windows", Os::Windows) => Ok(Resolution {
+            transport: Transport::NamedPipe,
+            address: pipe_path(endpoint),
+        }),
+        _ => Err(SocketError::UnsupportedCombination(target_value, os_value)),
+    }
+}
+
+/// Validates one variable; returns its trimmed, lowercased value.
+fn parse_var(var: Option<(&str, &str)>, name: &str, allowed: &str) -> Result<String, SocketError> {
+    let Some((read_as, raw)) = var else {
+        return Err(SocketError::Detection(DetectionError {
+            variable: name.to_string(),
+            value: None,
+            message: format!(
+                "environment variable `{name}` is not set; set it to one of: {allowed} \
+                 (or set IPCEZ_{upper})",
+                upper = name.to_ascii_uppercase()
+            ),
+        }));
+    };
+    let value = raw.trim().to_ascii_lowercase();
+    if allowed.split(", ").any(|a| a == value) {
+        return Ok(value);
+    }
+    Err(SocketError::Detection(DetectionError {
+        variable: read_as.to_string(),
+        value: Some(raw.to_string()),
+        message: format!(
+            "environment variable `{read_as}` has invalid value {raw:?}; expected one of: {allowed}"
+        ),
+    }))
+}
+
+/// `name` → `\\.\pipe\name`, unless the prefix is already there.
+pub fn pipe_path(name: &str) -> String {
+    let has_prefix = name
+        .get(..PIPE_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PIPE_PREFIX));
+    if has_prefix {
+        name.to_string()
+    } else {
+        format!("{PIPE_PREFIX}{name}")
+    }
+}
+
+/// The `(data_ready, data_acked)` names for an endpoint; see the README's ack protocol.
+///
+/// WebSocket endpoints have none (WebSocket sends are not acked) and get an `Io` error.
+pub fn ack_names(endpoint: &str) -> Result<(String, String), SocketError> {
+    let r = resolve(endpoint)?;
+    match r.transport {
+        Transport::Unix => unix_ack_names(Path::new(&r.address)),
+        Transport::NamedPipe => Ok(pipe_ack_names(&r.address)),
+        Transport::WebSocket => Err(invalid_input(
+            "WebSocket endpoints have no ack names: WebSocket sends are not acknowledged",
+        )),
+    }
+}
+
+/// Semaphore names for a Unix socket path (SPEC §3): `/ipcez.<tag>.<hash>.data_ready` and
+/// `/ipcez.<tag>.<hash>.data_acked`.
+pub fn unix_ack_names(path: &Path) -> Result<(String, String), SocketError> {
+    let absolute = std::path::absolute(path)?;
+    let absolute = absolute.to_str().ok_or_else(|| {
+        invalid_input(format!(
+            "the socket path {absolute:?} is not valid UTF-8; use a UTF-8 path"
+        ))
+    })?;
+    let file_name = Path::new(absolute)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let tag: String = file_name
+        .bytes()
+        .take(32)
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let digest = Sha256::digest(absolute.as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let base = format!("/ipcez.{tag}.{hash}");
+    Ok((format!("{base}.data_ready"), format!("{base}.data_acked")))
+}
+
+/// Event names for a pipe path (the seed's rule): `Global\<pipename>.data_ready` / `.data_acked`.
+pub fn pipe_ack_names(pipe_path_: &str) -> (String, String) {
+    let full = pipe_path(pipe_path_);
+    let name = &full[PIPE_PREFIX.len()..];
+    (
+        format!(r"Global\{name}.data_ready"),
+        format!(r"Global\{name}.data_acked"),
+    )
+}

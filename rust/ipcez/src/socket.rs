@@ -1,0 +1,651 @@
+//! `Socket`: one connection on any transport, with its background reader.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BufMut;
+use futures_util::{Sink, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+use crate::ack::AckPair;
+use crate::error::{SocketError, WsError, connection_lost, is_disconnect};
+use crate::frame::{FrameDecoder, check_len, header};
+use crate::inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Inbox};
+use crate::local::LocalStream;
+use crate::resolve::Transport;
+use crate::runtime::{block_on, current_handle};
+
+/// The default time a local send waits for the recipient's ack.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a local ack wait sleeps before looking whether the connection ended.
+const ACK_POLL: Duration = Duration::from_millis(20);
+
+/// Per-connection settings. `Default` gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// How long a local send waits for "data acked" (default 5 s). Also bounds how long a
+    /// send may wait for the peer to make room for the frame, on every transport.
+    pub ack_timeout: Duration,
+    /// Read-but-untaken messages kept per connection before the reader pauses (default 1,024).
+    pub max_queued_messages: usize,
+    /// Bytes those messages may hold before the reader pauses (default 64 MiB).
+    pub max_queued_bytes: usize,
+    /// How long a WebSocket connect (TCP, TLS and upgrade) may take (default 30 s).
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            max_queued_messages: DEFAULT_MAX_MESSAGES,
+            max_queued_bytes: DEFAULT_MAX_BYTES,
+            handshake_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Sets the ack timeout.
+    pub fn ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
+
+    /// Sets the bounds of the per-connection queue of received messages.
+    pub fn queue_limits(mut self, messages: usize, bytes: usize) -> Self {
+        self.max_queued_messages = messages;
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// Resolves `endpoint` (see [`crate::resolve`]) and connects.
+    pub async fn connect(&self, endpoint: &str) -> Result<Socket, SocketError> {
+        let resolution = crate::resolve::resolve(endpoint)?;
+        match resolution.transport {
+            Transport::WebSocket => crate::ws::connect(&resolution.address, self).await,
+            #[cfg(unix)]
+            Transport::Unix => crate::os::unix::uds::connect(&resolution.address, self).await,
+            #[cfg(windows)]
+            Transport::NamedPipe => {
+                crate::os::windows::pipe::connect(&resolution.address, self).await
+            }
+            #[allow(unreachable_patterns)]
+            other => Err(SocketError::UnsupportedCombination(
+                "local".into(),
+                other.as_str().into(),
+            )),
+        }
+    }
+
+    /// [`connect`](Self::connect) for threads outside any async runtime.
+    pub fn connect_blocking(&self, endpoint: &str) -> Result<Socket, SocketError> {
+        block_on(crate::runtime::runtime().handle(), self.connect(endpoint))?
+    }
+}
+
+type WsSink = Pin<Box<dyn Sink<Message, Error = WsError> + Send>>;
+
+enum Link {
+    Local {
+        stream: Arc<LocalStream>,
+        acks: Arc<AckPair>,
+        /// Held for a whole frame so frames from several senders never interleave.
+        write_lock: tokio::sync::Mutex<()>,
+    },
+    Ws {
+        sink: Arc<tokio::sync::Mutex<WsSink>>,
+    },
+}
+
+struct Shared {
+    transport: Transport,
+    endpoint: String,
+    link: Link,
+    inbox: Arc<Inbox>,
+    ack_timeout: Duration,
+    handle: Handle,
+    reader: Mutex<Option<AbortHandle>>,
+    closed: AtomicBool,
+    handler_registered: AtomicBool,
+}
+
+/// One connection. Cheap to clone (clones share the connection); the connection closes
+/// when [`disconnect`](Socket::disconnect) is called or the last clone is dropped.
+///
+/// A background reader takes each message off the wire as soon as it arrives (and acks it,
+/// on local transports) into a bounded queue that [`recv`](Socket::recv) or a
+/// [`message_handler`](Socket::message_handler) drains.
+#[derive(Clone)]
+pub struct Socket {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("transport", &self.shared.transport)
+            .field("endpoint", &self.shared.endpoint)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl Socket {
+    fn new(transport: Transport, endpoint: String, link: Link, opts: &ConnectOptions) -> Self {
+        Socket {
+            shared: Arc::new(Shared {
+                transport,
+                endpoint,
+                link,
+                inbox: Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes)),
+                ack_timeout: opts.ack_timeout,
+                handle: current_handle(),
+                reader: Mutex::new(None),
+                closed: AtomicBool::new(false),
+                handler_registered: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn start_reader<F>(&self, reader: impl FnOnce(Arc<Inbox>) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let task = self.shared.handle.spawn(reader(self.shared.inbox.clone()));
+        *self.shared.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+    }
+
+    /// Wraps a connected local stream; starts its reader on the current runtime.
+    pub(crate) fn from_local(
+        transport: Transport,
+        endpoint: String,
+        stream: LocalStream,
+        acks: Arc<AckPair>,
+        opts: &ConnectOptions,
+    ) -> Self {
+        let stream = Arc::new(stream);
+        let link = Link::Local {
+            stream: stream.clone(),
+            acks: acks.clone(),
+            write_lock: tokio::sync::Mutex::new(()),
+        };
+        let socket = Socket::new(transport, endpoint, link, opts);
+        socket.start_reader(|inbox| read_local(stream, acks, inbox));
+        socket
+    }
+
+    /// Wraps an upgraded WebSocket; starts its reader on the current runtime.
+    pub(crate) fn from_ws<S>(
+        endpoint: String,
+        ws: WebSocketStream<S>,
+        opts: &ConnectOptions,
+    ) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sink, stream) = ws.split();
+        let sink: WsSink = Box::pin(sink);
+        let link = Link::Ws {
+            sink: Arc::new(tokio::sync::Mutex::new(sink)),
+        };
+        let socket = Socket::new(Transport::WebSocket, endpoint, link, opts);
+        socket.start_reader(|inbox| read_ws(stream, inbox));
+        socket
+    }
+
+    /// The transport this connection uses.
+    pub fn transport(&self) -> Transport {
+        self.shared.transport
+    }
+
+    /// The endpoint this socket was connected to (for accepted sockets: the listener's address).
+    pub fn endpoint(&self) -> &str {
+        &self.shared.endpoint
+    }
+
+    /// The ack timeout of this connection.
+    pub fn ack_timeout(&self) -> Duration {
+        self.shared.ack_timeout
+    }
+
+    /// True after [`disconnect`](Self::disconnect) or once the connection was lost.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire) || self.shared.inbox.has_ended()
+    }
+
+    fn check_open(&self) -> Result<(), SocketError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(connection_lost().into());
+        }
+        match self.shared.inbox.end_error() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends one message (0 to 4 MiB). On local transports it then waits up to the ack
+    /// timeout for the recipient's "data acked"; none → [`SocketError::RecipientAckTimeout`].
+    pub async fn send_message(&self, msg: &[u8]) -> Result<(), SocketError> {
+        let deadline = Instant::now() + self.shared.ack_timeout;
+        match &self.shared.link {
+            Link::Local { .. } => {
+                self.write_local(msg, deadline).await?;
+                let me = self.clone();
+                self.shared
+                    .handle
+                    .spawn_blocking(move || me.wait_ack_until(deadline))
+                    .await
+                    .map_err(|e| SocketError::Io(io::Error::other(e)))?
+            }
+            Link::Ws { .. } => self.send_ws(msg, deadline).await,
+        }
+    }
+
+    /// The first half of a send for threads outside the runtime: writes the frame (local:
+    /// and signals "data ready") without waiting for the ack. Follow it with
+    /// [`wait_ack_blocking`](Self::wait_ack_blocking).
+    pub fn send_frame_blocking(&self, msg: &[u8]) -> Result<(), SocketError> {
+        let deadline = Instant::now() + self.shared.ack_timeout;
+        match &self.shared.link {
+            Link::Local {
+                stream, write_lock, ..
+            } => {
+                self.check_open()?;
+                check_len(msg.len())?;
+                // Fast path: the whole frame fits into the socket buffer right away, with no
+                // hop through the runtime.
+                if let Ok(guard) = write_lock.try_lock() {
+                    let hdr = header(msg.len());
+                    match stream.try_write_vectored(&[IoSlice::new(&hdr), IoSlice::new(msg)]) {
+                        Ok(n) if n == hdr.len() + msg.len() => {
+                            drop(guard);
+                            return self.after_local_write();
+                        }
+                        Ok(n) => {
+                            let r = block_on(
+                                &self.shared.handle,
+                                self.finish_frame(&hdr, msg, n, deadline),
+                            )?;
+                            drop(guard);
+                            r?;
+                            return self.after_local_write();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => drop(guard),
+                        Err(e) => return Err(self.write_failed(e)),
+                    }
+                }
+                block_on(&self.shared.handle, self.write_local(msg, deadline))?
+            }
+            Link::Ws { .. } => block_on(&self.shared.handle, self.send_ws(msg, deadline))?,
+        }
+    }
+
+    /// Waits up to `timeout` for one "data acked" token: `Ok(true)` when it came (always,
+    /// at once, on WebSocket), `Ok(false)` when the time ran out, an error when the
+    /// connection ended meanwhile.
+    pub fn wait_ack_blocking(&self, timeout: Duration) -> Result<bool, SocketError> {
+        match self.wait_ack_until(Instant::now() + timeout) {
+            Ok(()) => Ok(true),
+            Err(SocketError::RecipientAckTimeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
+        let Link::Local { acks, .. } = &self.shared.link else {
+            return Ok(());
+        };
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if acks.wait_acked(left.min(ACK_POLL))? {
+                return Ok(());
+            }
+            self.check_open()?;
+            if left <= ACK_POLL {
+                return Err(SocketError::RecipientAckTimeout);
+            }
+        }
+    }
+
+    async fn write_local(&self, msg: &[u8], deadline: Instant) -> Result<(), SocketError> {
+        let Link::Local { write_lock, .. } = &self.shared.link else {
+            unreachable!("write_local on a WebSocket")
+        };
+        self.check_open()?;
+        check_len(msg.len())?;
+        let hdr = header(msg.len());
+        let _guard = write_lock.lock().await;
+        self.finish_frame(&hdr, msg, 0, deadline).await?;
+        self.after_local_write()
+    }
+
+    /// Writes the rest of a frame of which `done` bytes are already written.
+    async fn finish_frame(
+        &self,
+        hdr: &[u8; 4],
+        msg: &[u8],
+        mut done: usize,
+        deadline: Instant,
+    ) -> Result<(), SocketError> {
+        let Link::Local { stream, .. } = &self.shared.link else {
+            unreachable!("finish_frame on a WebSocket")
+        };
+        let total = hdr.len() + msg.len();
+        while done < total {
+            let bufs = if done < hdr.len() {
+                [IoSlice::new(&hdr[done..]), IoSlice::new(msg)]
+            } else {
+                [IoSlice::new(&msg[done - hdr.len()..]), IoSlice::new(&[])]
+            };
+            match stream.try_write_vectored(&bufs) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let ready = tokio::time::timeout_at(deadline.into(), stream.writable()).await;
+                    match ready {
+                        Ok(r) => r.map_err(|e| self.write_failed(e))?,
+                        Err(_) => {
+                            if done > 0 {
+                                // Half a frame is on the wire: the stream cannot carry
+                                // another message, so the connection ends here.
+                                self.close();
+                            }
+                            return Err(SocketError::RecipientAckTimeout);
+                        }
+                    }
+                }
+                Err(e) => return Err(self.write_failed(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn after_local_write(&self) -> Result<(), SocketError> {
+        let Link::Local { acks, .. } = &self.shared.link else {
+            return Ok(());
+        };
+        acks.signal_ready()?;
+        Ok(())
+    }
+
+    fn write_failed(&self, e: io::Error) -> SocketError {
+        if is_disconnect(&e) {
+            connection_lost().into()
+        } else {
+            e.into()
+        }
+    }
+
+    async fn send_ws(&self, msg: &[u8], deadline: Instant) -> Result<(), SocketError> {
+        let Link::Ws { sink } = &self.shared.link else {
+            unreachable!("send_ws on a local link")
+        };
+        self.check_open()?;
+        check_len(msg.len())?;
+        let frame = Message::Binary(Bytes::copy_from_slice(msg));
+        let sent = tokio::time::timeout_at(deadline.into(), async {
+            sink.lock().await.send(frame).await
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ws_error_to_socket_error(e)),
+            Err(_) => Err(SocketError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the WebSocket peer did not take the message within the ack timeout",
+            ))),
+        }
+    }
+
+    /// The next message. After the connection ended, the error that ended it (a
+    /// `ConnectionReset` "connection lost" `Io` error for a plain loss), every time.
+    pub async fn recv(&self) -> Result<Vec<u8>, SocketError> {
+        self.check_pull()?;
+        self.shared.inbox.pop().await
+    }
+
+    /// [`recv`](Self::recv) for threads outside the runtime: `Ok(None)` when `timeout`
+    /// passes first (`None` waits without limit).
+    pub fn recv_blocking(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, SocketError> {
+        self.check_pull()?;
+        self.shared.inbox.pop_blocking(timeout)
+    }
+
+    fn check_pull(&self) -> Result<(), SocketError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(connection_lost().into());
+        }
+        if self.shared.handler_registered.load(Ordering::Acquire) {
+            return Err(SocketError::Io(io::Error::other(
+                "a message handler is registered on this socket; messages go to it, not to recv",
+            )));
+        }
+        Ok(())
+    }
+
+    fn claim_handler(&self) -> Result<(), SocketError> {
+        self.check_pull()?;
+        if self.shared.handler_registered.swap(true, Ordering::AcqRel) {
+            return Err(SocketError::Io(io::Error::other(
+                "a message handler is already registered on this socket",
+            )));
+        }
+        Ok(())
+    }
+
+    /// Calls `callback` with `Ok(message)` for each message (those already queued first, in
+    /// order), then once with `Err` when the connection ends; then the handler task stops.
+    ///
+    /// The callback runs on the socket's runtime; one handler per socket.
+    pub fn message_handler<F, Fut>(&self, mut callback: F) -> Result<(), SocketError>
+    where
+        F: FnMut(Result<Vec<u8>, SocketError>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        self.claim_handler()?;
+        let inbox = self.shared.inbox.clone();
+        self.shared.handle.spawn(async move {
+            loop {
+                let next = inbox.pop().await;
+                let last = next.is_err();
+                callback(next).await;
+                if last {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Like [`message_handler`](Self::message_handler) with a plain callback run on a
+    /// dedicated thread of its own (for callers that must not run on the runtime, such as
+    /// the C ABI). Returns that thread's handle.
+    pub fn message_handler_thread<F>(
+        &self,
+        mut callback: F,
+    ) -> Result<std::thread::JoinHandle<()>, SocketError>
+    where
+        F: FnMut(Result<Vec<u8>, SocketError>) + Send + 'static,
+    {
+        self.claim_handler()?;
+        let inbox = self.shared.inbox.clone();
+        std::thread::Builder::new()
+            .name("ipcez-handler".into())
+            .spawn(move || {
+                loop {
+                    let next = inbox.pop_blocking(None).and_then(|m| {
+                        m.ok_or_else(|| {
+                            SocketError::Io(io::Error::other("unreachable: no timeout"))
+                        })
+                    });
+                    let last = next.is_err();
+                    callback(next);
+                    if last {
+                        break;
+                    }
+                }
+            })
+            .map_err(SocketError::Io)
+    }
+
+    /// Closes the connection (idempotent). Afterwards sends fail with a connection-lost
+    /// `Io` error and the handler gets its one `Err`.
+    pub async fn disconnect(&self) {
+        self.close();
+    }
+
+    /// [`disconnect`](Self::disconnect) without `async`: it never waits.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
+
+impl Shared {
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inbox.close();
+        if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            reader.abort();
+        }
+        match &self.link {
+            Link::Local { stream, .. } => stream.shutdown(),
+            Link::Ws { sink } => {
+                // Say goodbye with a Close frame, briefly, in the background.
+                let sink = sink.clone();
+                self.handle.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                        sink.lock().await.close().await
+                    })
+                    .await;
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The reader of a local connection: frames in, acks out, messages into the inbox.
+async fn read_local(stream: Arc<LocalStream>, acks: Arc<AckPair>, inbox: Arc<Inbox>) {
+    let end = read_frames(&stream, &acks, &inbox).await;
+    inbox.end(&end);
+    stream.shutdown();
+}
+
+async fn read_frames(stream: &LocalStream, acks: &AckPair, inbox: &Inbox) -> io::Error {
+    let mut decoder = FrameDecoder::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut frames = Vec::new();
+    loop {
+        // Large bodies are read straight into their own buffer, small ones via `buf`.
+        let (read, direct) = match decoder.direct_target() {
+            Some((body, missing)) => (stream.try_read_buf(&mut body.limit(missing)), true),
+            None => {
+                buf.clear();
+                (stream.try_read_buf(&mut buf), false)
+            }
+        };
+        match read {
+            // End of stream; a partial frame is dropped, never delivered.
+            Ok(0) => return connection_lost(),
+            Ok(_) if direct => frames.extend(decoder.finish_if_complete()),
+            Ok(_) => {
+                let mut input = &buf[..];
+                while !input.is_empty() {
+                    match decoder.feed(input) {
+                        Ok((used, msg)) => {
+                            input = &input[used..];
+                            frames.extend(msg);
+                        }
+                        Err(e) => return e,
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(e) = stream.readable().await {
+                    return e;
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_disconnect(&e) => return connection_lost(),
+            Err(e) => return e,
+        }
+        for frame in frames.drain(..) {
+            if let Err(e) = acks.acknowledge() {
+                return e;
+            }
+            if !inbox.push(frame).await {
+                return connection_lost();
+            }
+        }
+    }
+}
+
+/// The reader of a WebSocket connection.
+async fn read_ws<S>(
+    mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
+    inbox: Arc<Inbox>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let end = loop {
+        let msg = match stream.next().await {
+            None | Some(Ok(Message::Close(_))) => break connection_lost(),
+            Some(Ok(Message::Binary(b))) => Vec::from(b),
+            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+            Some(Ok(_)) => continue, // ping/pong (answered by tungstenite), raw frames
+            Some(Err(e)) => break ws_error_to_io(e),
+        };
+        if !inbox.push(msg).await {
+            break connection_lost();
+        }
+    };
+    inbox.end(&end);
+}
+
+fn ws_error_to_io(e: WsError) -> io::Error {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => connection_lost(),
+        WsError::Io(e) if is_disconnect(&e) => connection_lost(),
+        WsError::Io(e) => e,
+        WsError::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => connection_lost(),
+        WsError::Capacity(c) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "protocol violation: the WebSocket peer sent more than the 4 MiB limit ({c}); \
+                 closing the connection"
+            ),
+        ),
+        other => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("WebSocket protocol error from the peer: {other}; closing the connection"),
+        ),
+    }
+}
+
+pub(crate) fn ws_error_to_socket_error(e: WsError) -> SocketError {
+    match e {
+        WsError::ConnectionClosed | WsError::AlreadyClosed => connection_lost().into(),
+        WsError::Io(e) if is_disconnect(&e) => connection_lost().into(),
+        WsError::Io(e) => e.into(),
+        other => other.into(),
+    }
+}
