@@ -475,10 +475,10 @@ pub unsafe extern "C" fn ipcez_socket_close(s: *const ipcez_socket) {
         let Ok(s) = socket_ref(s) else { return };
         s.socket.close();
         let handler = s.handler.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some((thread, id)) = handler {
-            if id != std::thread::current().id() {
-                let _ = thread.join();
-            }
+        if let Some((thread, id)) = handler
+            && id != std::thread::current().id()
+        {
+            let _ = thread.join();
         }
     })
 }

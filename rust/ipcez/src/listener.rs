@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{SocketError, connection_lost};
-use crate::resolve::{Transport, resolve};
+use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{block_on, current_handle};
 use crate::socket::{ConnectOptions, Socket};
 
@@ -44,7 +44,12 @@ impl Default for ListenOptions {
 impl ListenOptions {
     /// Resolves `endpoint` like [`crate::socket_init`] and starts listening on it.
     pub async fn listen(&self, endpoint: &str) -> Result<Listener, SocketError> {
-        let resolution = resolve(endpoint)?;
+        self.listen_on(&resolve(endpoint)?).await
+    }
+
+    /// Listens on an already resolved endpoint (no environment is read).
+    pub async fn listen_on(&self, resolution: &Resolution) -> Result<Listener, SocketError> {
+        let resolution = resolution.clone();
         let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
         let accepted = Accepted { tx };
         let (task, address, cleanup) = match resolution.transport {

@@ -20,7 +20,7 @@ use crate::error::{SocketError, WsError, connection_lost, is_disconnect};
 use crate::frame::{FrameDecoder, check_len, header};
 use crate::inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Inbox};
 use crate::local::LocalStream;
-use crate::resolve::Transport;
+use crate::resolve::{Resolution, Transport};
 use crate::runtime::{block_on, current_handle};
 
 /// The default time a local send waits for the recipient's ack.
@@ -70,7 +70,11 @@ impl ConnectOptions {
 
     /// Resolves `endpoint` (see [`crate::resolve`]) and connects.
     pub async fn connect(&self, endpoint: &str) -> Result<Socket, SocketError> {
-        let resolution = crate::resolve::resolve(endpoint)?;
+        self.connect_to(&crate::resolve::resolve(endpoint)?).await
+    }
+
+    /// Connects to an already resolved endpoint (no environment is read).
+    pub async fn connect_to(&self, resolution: &Resolution) -> Result<Socket, SocketError> {
         match resolution.transport {
             Transport::WebSocket => crate::ws::connect(&resolution.address, self).await,
             #[cfg(unix)]

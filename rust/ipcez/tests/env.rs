@@ -1,0 +1,51 @@
+//! The one test binary that touches the process environment; a single test, so nothing
+//! races the variables.
+
+use ipcez::{SocketError, Transport, resolve};
+
+#[test]
+fn environment_is_read_with_ipcez_prefix_taking_precedence() {
+    // SAFETY (edition 2024 set_var): this binary runs this one test only, on one thread.
+    let set = |k: &str, v: Option<&str>| unsafe {
+        match v {
+            Some(v) => std::env::set_var(k, v),
+            None => std::env::remove_var(k),
+        }
+    };
+    for k in ["target", "os", "IPCEZ_TARGET", "IPCEZ_OS"] {
+        set(k, None);
+    }
+    let e = resolve("/tmp/x.sock").unwrap_err();
+    assert!(
+        matches!(&e, SocketError::Detection(d) if d.variable == "target"),
+        "{e:?}"
+    );
+
+    set("target", Some("local"));
+    set("os", Some("linux"));
+    assert_eq!(resolve("/tmp/x.sock").unwrap().transport, Transport::Unix);
+
+    set("IPCEZ_OS", Some("windows"));
+    let e = resolve("/tmp/x.sock").unwrap_err();
+    assert!(
+        matches!(e, SocketError::UnsupportedCombination(_, ref o) if o == "windows"),
+        "{e:?}"
+    );
+
+    set("IPCEZ_OS", Some("linux"));
+    set("os", Some("bogus"));
+    assert_eq!(resolve("/tmp/x.sock").unwrap().transport, Transport::Unix);
+
+    set("IPCEZ_TARGET", Some("nope"));
+    let e = resolve("/tmp/x.sock").unwrap_err();
+    assert!(
+        matches!(&e, SocketError::Detection(d) if d.variable == "IPCEZ_TARGET"),
+        "{e:?}"
+    );
+
+    // A URL reads nothing, whatever the environment says.
+    assert_eq!(
+        resolve("ws://127.0.0.1:1/").unwrap().transport,
+        Transport::WebSocket
+    );
+}

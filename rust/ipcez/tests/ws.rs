@@ -1,0 +1,120 @@
+//! The WebSocket transport end to end, with ipcez on both ends (interoperability with
+//! other WebSocket implementations is tested from Python against the `websockets` package).
+
+mod common;
+
+use std::io;
+
+use common::*;
+use ipcez::{MAX_MESSAGE_LEN, SocketError, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test]
+async fn port_zero_reports_the_real_address() {
+    let listener = listen(&ws("ws://127.0.0.1:0/demo")).await;
+    assert_eq!(listener.transport(), Transport::WebSocket);
+    let addr = listener.address();
+    assert!(
+        addr.starts_with("ws://127.0.0.1:") && addr.ends_with("/demo"),
+        "{addr}"
+    );
+    assert!(!addr.contains(":0/"), "{addr}");
+}
+
+#[tokio::test]
+async fn round_trips_every_size_up_to_the_limit() {
+    within(60, async {
+        let (_l, client, server) = pair(&ws("ws://127.0.0.1:0/rt")).await;
+        assert_eq!(client.transport(), Transport::WebSocket);
+        for len in [0, 1, 64 * 1024, MAX_MESSAGE_LEN] {
+            let msg: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            client.send_message(&msg).await.unwrap();
+            assert_eq!(server.recv().await.unwrap(), msg, "client→server {len}");
+            server.send_message(&msg).await.unwrap();
+            assert_eq!(client.recv().await.unwrap(), msg, "server→client {len}");
+        }
+        let e = client
+            .send_message(&vec![0; MAX_MESSAGE_LEN + 1])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, SocketError::Io(io) if io.kind() == io::ErrorKind::InvalidInput),
+            "{e:?}"
+        );
+        client.send_message(b"after").await.unwrap();
+        assert_eq!(server.recv().await.unwrap(), b"after");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn other_paths_get_404_and_the_listener_goes_on() {
+    within(30, async {
+        let listener = listen(&ws("ws://127.0.0.1:0/only")).await;
+        let hostport = listener.address().trim_start_matches("ws://").trim_end_matches("/only").to_string();
+        let mut raw = tokio::net::TcpStream::connect(&hostport).await.unwrap();
+        raw.write_all(
+            format!(
+                "GET /other HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut response = Vec::new();
+        let _ = raw.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response);
+        assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+
+        let e = ipcez::ConnectOptions::default()
+            .connect_to(&ws(&listener.address().replace("/only", "/nope")))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("404"), "{e}");
+
+        let client = connect(&ws(listener.address())).await;
+        let server = listener.accept().await.unwrap();
+        client.send_message(b"ok").await.unwrap();
+        assert_eq!(server.recv().await.unwrap(), b"ok");
+    })
+    .await
+}
+
+#[tokio::test]
+async fn peer_close_is_one_connection_lost() {
+    within(30, async {
+        let (_l, client, server) = pair(&ws("ws://127.0.0.1:0/x")).await;
+        server.disconnect().await;
+        let e = client.recv().await.unwrap_err();
+        assert!(is_connection_lost(&e), "{e:?}");
+        assert!(is_connection_lost(
+            &client.send_message(b"x").await.unwrap_err()
+        ));
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refused_connection_keeps_its_kind() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let e = ipcez::ConnectOptions::default()
+        .connect_to(&ws(&format!("ws://127.0.0.1:{port}/")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, SocketError::Io(io) if io.kind() == io::ErrorKind::ConnectionRefused),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn wss_listening_without_a_certificate_is_a_clear_error() {
+    let e = ipcez::ListenOptions::default()
+        .listen_on(&ws("wss://127.0.0.1:0/"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("certificate"), "{e}");
+}
