@@ -6,9 +6,14 @@
 
 #[tokio::main]
 async fn main() -> Result<(), ipcez::SocketError> {
-    let endpoint = std::env::args().nth(1).unwrap_or_else(|| "/tmp/ipcez.sock".into());
+    let endpoint = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/tmp/ipcez.sock".into());
     let socket = ipcez::socket_init(&endpoint).await?;
-    println!("connected to {endpoint} over {}", socket.transport().as_str());
+    println!(
+        "connected to {endpoint} over {}",
+        socket.transport().as_str()
+    );
     socket.send_message(b"hello from Rust").await?; // local: waits for the ack
     println!("sent and acknowledged");
     socket.disconnect().await;

@@ -7,7 +7,9 @@ use tokio::sync::mpsc;
 
 #[tokio::main]
 async fn main() -> Result<(), ipcez::SocketError> {
-    let endpoint = std::env::args().nth(1).unwrap_or_else(|| "/tmp/ipcez.sock".into());
+    let endpoint = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/tmp/ipcez.sock".into());
     let socket = ipcez::socket_init(&endpoint).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     socket.message_handler(move |msg| {

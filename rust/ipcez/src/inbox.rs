@@ -66,24 +66,48 @@ impl Inbox {
     /// Queues a message, waiting while the queue is full. Returns false when the inbox
     /// has ended (the message is dropped: nobody can take it any more).
     pub(crate) async fn push(&self, msg: Vec<u8>) -> bool {
+        self.wait_room().await && self.push_now(msg)
+    }
+
+    /// Waits until the queue has room; false once the inbox has ended.
+    pub(crate) async fn wait_room(&self) -> bool {
         loop {
             let room = self.room.notified();
             {
-                let mut s = self.lock();
+                let s = self.lock();
                 if s.end.is_some() {
                     return false;
                 }
                 if !self.is_full(&s) {
-                    s.bytes += msg.len();
-                    s.messages.push_back(msg);
-                    drop(s);
-                    self.ready_sync.notify_one();
-                    self.ready_async.notify_one();
                     return true;
                 }
             }
             room.await;
         }
+    }
+
+    /// Queues a message now, even over the bound (callers check [`wait_room`] before they
+    /// read, so the overshoot is at most one read's worth). False once ended.
+    pub(crate) fn push_now(&self, msg: Vec<u8>) -> bool {
+        let mut s = self.lock();
+        if s.end.is_some() {
+            return false;
+        }
+        s.bytes += msg.len();
+        s.messages.push_back(msg);
+        drop(s);
+        self.ready_sync.notify_one();
+        self.ready_async.notify_one();
+        true
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().messages.is_empty()
+    }
+
+    /// The next message, or the end's error, without waiting; `None` when there is neither.
+    pub(crate) fn try_take(&self) -> Option<Result<Vec<u8>, SocketError>> {
+        self.take(&mut self.lock())
     }
 
     /// Ends the stream (first reason wins); queued messages stay takeable.

@@ -27,6 +27,7 @@ mod frame;
 mod inbox;
 mod listener;
 mod local;
+mod local_reader;
 mod os;
 mod resolve;
 mod runtime;

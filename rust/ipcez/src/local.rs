@@ -42,6 +42,55 @@ impl LocalStream {
         dispatch!(self, s => s.try_read_buf(buf))
     }
 
+    /// Reads straight from the file descriptor, bypassing tokio's readiness cache: for a
+    /// thread outside the runtime that waited with [`poll_readable`](Self::poll_readable)
+    /// (the cache is only updated by the runtime's I/O driver, a thread hop away).
+    #[cfg(unix)]
+    pub(crate) fn read_direct<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let LocalStream::Unix(s) = self;
+        if !buf.has_remaining_mut() {
+            return Ok(0);
+        }
+        let chunk = buf.chunk_mut();
+        // SAFETY: `chunk` is writable memory of `chunk.len()` bytes; read(2) writes at most
+        // that many and we advance by exactly what it reports.
+        let n = unsafe { libc::read(s.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: read(2) initialized the first `n` bytes of the chunk.
+        unsafe { buf.advance_mut(n as usize) };
+        Ok(n as usize)
+    }
+
+    /// Waits up to `timeout` for the stream to be readable (or closed), with poll(2) on the
+    /// calling thread. True when it is.
+    #[cfg(unix)]
+    pub(crate) fn poll_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        use std::os::fd::AsRawFd;
+        let LocalStream::Unix(s) = self;
+        let mut pfd = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, ms) } {
+            n if n > 0 => Ok(true),
+            0 => Ok(false),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Writes what it can without blocking; `WouldBlock` when nothing could be written.
     pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {

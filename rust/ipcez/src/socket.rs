@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BufMut;
 use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Handle;
@@ -17,9 +16,10 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::ack::AckPair;
 use crate::error::{SocketError, WsError, connection_lost, is_disconnect};
-use crate::frame::{FrameDecoder, check_len, header};
+use crate::frame::{check_len, header};
 use crate::inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Inbox};
 use crate::local::LocalStream;
+use crate::local_reader::{self, ReadSide};
 use crate::resolve::{Resolution, Transport};
 use crate::runtime::{block_on, current_handle};
 
@@ -103,6 +103,7 @@ enum Link {
     Local {
         stream: Arc<LocalStream>,
         acks: Arc<AckPair>,
+        reader: Arc<ReadSide>,
         /// Held for a whole frame so frames from several senders never interleave.
         write_lock: tokio::sync::Mutex<()>,
     },
@@ -145,14 +146,20 @@ impl std::fmt::Debug for Socket {
 }
 
 impl Socket {
-    fn new(transport: Transport, endpoint: String, link: Link, opts: &ConnectOptions) -> Self {
+    fn new(
+        transport: Transport,
+        endpoint: String,
+        link: Link,
+        inbox: Arc<Inbox>,
+        ack_timeout: Duration,
+    ) -> Self {
         Socket {
             shared: Arc::new(Shared {
                 transport,
                 endpoint,
                 link,
-                inbox: Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes)),
-                ack_timeout: opts.ack_timeout,
+                inbox,
+                ack_timeout,
                 handle: current_handle(),
                 reader: Mutex::new(None),
                 closed: AtomicBool::new(false),
@@ -161,11 +168,8 @@ impl Socket {
         }
     }
 
-    fn start_reader<F>(&self, reader: impl FnOnce(Arc<Inbox>) -> F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let task = self.shared.handle.spawn(reader(self.shared.inbox.clone()));
+    fn start_reader(&self, reader: impl Future<Output = ()> + Send + 'static) {
+        let task = self.shared.handle.spawn(reader);
         *self.shared.reader.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
     }
 
@@ -178,13 +182,16 @@ impl Socket {
         opts: &ConnectOptions,
     ) -> Self {
         let stream = Arc::new(stream);
+        let inbox = Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes));
+        let reader = Arc::new(ReadSide::new(stream.clone(), acks.clone(), inbox.clone()));
         let link = Link::Local {
-            stream: stream.clone(),
-            acks: acks.clone(),
+            stream,
+            acks,
+            reader: reader.clone(),
             write_lock: tokio::sync::Mutex::new(()),
         };
-        let socket = Socket::new(transport, endpoint, link, opts);
-        socket.start_reader(|inbox| read_local(stream, acks, inbox));
+        let socket = Socket::new(transport, endpoint, link, inbox, opts.ack_timeout);
+        socket.start_reader(local_reader::run(reader));
         socket
     }
 
@@ -202,8 +209,15 @@ impl Socket {
         let link = Link::Ws {
             sink: Arc::new(tokio::sync::Mutex::new(sink)),
         };
-        let socket = Socket::new(Transport::WebSocket, endpoint, link, opts);
-        socket.start_reader(|inbox| read_ws(stream, inbox));
+        let inbox = Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes));
+        let socket = Socket::new(
+            Transport::WebSocket,
+            endpoint,
+            link,
+            inbox.clone(),
+            opts.ack_timeout,
+        );
+        socket.start_reader(read_ws(stream, inbox));
         socket
     }
 
@@ -421,6 +435,10 @@ impl Socket {
     /// passes first (`None` waits without limit).
     pub fn recv_blocking(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, SocketError> {
         self.check_pull()?;
+        #[cfg(unix)]
+        if let Link::Local { reader, .. } = &self.shared.link {
+            return recv_direct(reader, timeout);
+        }
         self.shared.inbox.pop_blocking(timeout)
     }
 
@@ -544,60 +562,62 @@ impl Drop for Shared {
     }
 }
 
-/// The reader of a local connection: frames in, acks out, messages into the inbox.
-async fn read_local(stream: Arc<LocalStream>, acks: Arc<AckPair>, inbox: Arc<Inbox>) {
-    let end = read_frames(&stream, &acks, &inbox).await;
-    inbox.end(&end);
-    stream.shutdown();
-}
-
-async fn read_frames(stream: &LocalStream, acks: &AckPair, inbox: &Inbox) -> io::Error {
-    let mut decoder = FrameDecoder::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+/// `recv_blocking` on Unix: take the reader's role and read the socket on this thread
+/// (see `local_reader`), or, while another thread has it, wait for the inbox.
+#[cfg(unix)]
+fn recv_direct(side: &ReadSide, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, SocketError> {
+    use crate::local_reader::Step;
+    /// How long to wait on the inbox before trying again to become the reader.
+    const RETRY: Duration = Duration::from_millis(5);
+    let deadline = timeout.map(|t| Instant::now() + t);
+    let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let mut frames = Vec::new();
     loop {
-        // Large bodies are read straight into their own buffer, small ones via `buf`.
-        let (read, direct) = match decoder.direct_target() {
-            Some((body, missing)) => (stream.try_read_buf(&mut body.limit(missing)), true),
-            None => {
-                buf.clear();
-                (stream.try_read_buf(&mut buf), false)
+        if let Some(next) = side.inbox.try_take() {
+            return next.map(Some);
+        }
+        let Some(mut st) = side.try_lock() else {
+            let wait = left().map_or(RETRY, |l| l.min(RETRY));
+            if let Some(m) = side.inbox.pop_blocking(Some(wait))? {
+                return Ok(Some(m));
             }
+            if left().is_some_and(|l| l.is_zero()) {
+                return Ok(None);
+            }
+            continue;
         };
-        match read {
-            // End of stream; a partial frame is dropped, never delivered.
-            Ok(0) => return connection_lost(),
-            Ok(_) if direct => frames.extend(decoder.finish_if_complete()),
-            Ok(_) => {
-                let mut input = &buf[..];
-                while !input.is_empty() {
-                    match decoder.feed(input) {
-                        Ok((used, msg)) => {
-                            input = &input[used..];
-                            frames.extend(msg);
-                        }
-                        Err(e) => return e,
+        // Frames are only queued under this lock: an empty inbox now means none is older.
+        if !side.inbox.is_empty() {
+            side.unlock(st);
+            continue;
+        }
+        let outcome = loop {
+            match side.step(&mut st, true, &mut frames) {
+                Err(e) => break Err(e),
+                Ok(Step::Progress) if !frames.is_empty() => break Ok(true),
+                Ok(Step::Progress) => {}
+                Ok(Step::WouldBlock) => {
+                    let wait = left().unwrap_or(Duration::from_secs(3600));
+                    if wait.is_zero() {
+                        break Ok(false);
+                    }
+                    if let Err(e) = side.stream.poll_readable(wait) {
+                        break Err(e);
                     }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(e) = stream.readable().await {
-                    return e;
-                }
-                continue;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if is_disconnect(&e) => return connection_lost(),
-            Err(e) => return e,
+        };
+        let first = (!frames.is_empty()).then(|| frames.remove(0));
+        side.queue(&mut frames);
+        if let Err(e) = &outcome {
+            side.finish(e);
         }
-        for frame in frames.drain(..) {
-            if let Err(e) = acks.acknowledge() {
-                return e;
-            }
-            if !inbox.push(frame).await {
-                return connection_lost();
-            }
-        }
+        side.unlock(st);
+        return match (first, outcome) {
+            (Some(m), _) => Ok(Some(m)),
+            (None, Ok(_)) => Ok(None),
+            (None, Err(e)) => Err(side.inbox.end_error().unwrap_or(SocketError::Io(e))),
+        };
     }
 }
 

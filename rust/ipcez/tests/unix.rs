@@ -506,3 +506,54 @@ fn blocking_api_works_from_plain_threads() {
             .is_none()
     );
 }
+
+/// A thread in `recv_blocking` reads the socket itself while the background reader takes
+/// turns with it; the order must survive every hand-over between the two.
+#[test]
+fn blocking_receivers_and_the_background_reader_keep_the_order() {
+    const N: u32 = 3000;
+    let path = socket_path("handover.sock");
+    let rt = ipcez::runtime();
+    let listener = rt
+        .block_on(ListenOptions::default().listen_on(&unix(&path)))
+        .unwrap();
+    let client = rt
+        .block_on(ConnectOptions::default().connect_to(&unix(&path)))
+        .unwrap();
+    let server = listener
+        .accept_blocking(Some(Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..N {
+            client.send_frame_blocking(&i.to_be_bytes()).unwrap();
+            assert!(
+                client.wait_ack_blocking(Duration::from_secs(5)).unwrap(),
+                "ack {i}"
+            );
+            if i.is_multiple_of(500) {
+                std::thread::sleep(Duration::from_millis(15)); // let the background reader queue some
+            }
+        }
+        client
+    });
+    let mut next = 0u32;
+    while next < N {
+        // Alternate short and zero timeouts so both readers get turns.
+        let timeout = if next.is_multiple_of(3) {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(2)
+        };
+        if let Some(m) = server.recv_blocking(Some(timeout)).unwrap() {
+            assert_eq!(u32::from_be_bytes(m.try_into().unwrap()), next);
+            next += 1;
+        }
+    }
+    let client = sender.join().unwrap();
+    client.close();
+    let e = server
+        .recv_blocking(Some(Duration::from_secs(5)))
+        .unwrap_err();
+    assert!(is_connection_lost(&e), "{e:?}");
+}

@@ -1,0 +1,176 @@
+//! Reading a local connection: frames off the wire, an ack for each, into the inbox.
+//!
+//! Two kinds of thread take turns as the reader, whoever holds [`ReadSide::state`]:
+//! - the connection's background task on the runtime, so that messages are read and acked
+//!   even while nobody calls `recv`;
+//! - on Unix, a thread blocked in `recv_blocking` (a Python thread, say), which waits with
+//!   poll(2) and reads the socket itself. That saves the hop from the runtime's I/O thread
+//!   to the waiting thread — on two cores a cross-core wake-up costs tens of microseconds,
+//!   the largest part of a local round trip.
+//!
+//! Frames are acked and queued while the lock is held, so the order on the wire is the
+//! order of the inbox; a direct reader hands a frame straight to its caller only when the
+//! inbox is empty.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+use bytes::BufMut;
+use tokio::sync::Notify;
+
+use crate::ack::AckPair;
+use crate::error::{connection_lost, is_disconnect};
+use crate::frame::FrameDecoder;
+use crate::inbox::Inbox;
+use crate::local::LocalStream;
+
+const READ_BUFFER: usize = 64 * 1024;
+
+#[derive(Debug)]
+pub(crate) struct ReadState {
+    decoder: FrameDecoder,
+    buf: Vec<u8>,
+}
+
+/// The reading half of a local connection, shared by the background task and direct readers.
+#[derive(Debug)]
+pub(crate) struct ReadSide {
+    pub(crate) stream: Arc<LocalStream>,
+    acks: Arc<AckPair>,
+    pub(crate) inbox: Arc<Inbox>,
+    state: Mutex<ReadState>,
+    /// Wakes the background task when a direct reader lets go of `state`.
+    resume: Notify,
+}
+
+/// What one read attempt gave.
+pub(crate) enum Step {
+    /// Bytes were read (zero or more frames completed into the output).
+    Progress,
+    /// Nothing to read right now.
+    WouldBlock,
+}
+
+impl ReadSide {
+    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<AckPair>, inbox: Arc<Inbox>) -> Self {
+        ReadSide {
+            stream,
+            acks,
+            inbox,
+            state: Mutex::new(ReadState {
+                decoder: FrameDecoder::new(),
+                buf: Vec::with_capacity(READ_BUFFER),
+            }),
+            resume: Notify::new(),
+        }
+    }
+
+    /// Takes the reader's role if nobody has it.
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, ReadState>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Gives the reader's role back and lets the background task go on.
+    pub(crate) fn unlock(&self, guard: MutexGuard<'_, ReadState>) {
+        drop(guard);
+        self.resume.notify_one();
+    }
+
+    /// One read: `direct` reads the fd itself (a thread that waited with poll), otherwise
+    /// through tokio's readiness. Completed frames are acked and appended to `out`.
+    /// The error is the one that ends the connection.
+    pub(crate) fn step(
+        &self,
+        st: &mut ReadState,
+        direct: bool,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<Step, io::Error> {
+        let ReadState { decoder, buf } = st;
+        let first = out.len();
+        // Large bodies are read straight into their own buffer, small ones via `buf`.
+        let (read, into_body) = match decoder.direct_target() {
+            Some((body, missing)) => (self.read(&mut body.limit(missing), direct), true),
+            None => {
+                buf.clear();
+                (self.read(buf, direct), false)
+            }
+        };
+        match read {
+            // End of stream; a partial frame is dropped, never delivered.
+            Ok(0) => return Err(connection_lost()),
+            Ok(_) if into_body => out.extend(decoder.finish_if_complete()),
+            Ok(_) => {
+                let mut input = &buf[..];
+                while !input.is_empty() {
+                    let (used, msg) = decoder.feed(input)?;
+                    input = &input[used..];
+                    out.extend(msg);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Step::WouldBlock),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Step::Progress),
+            Err(e) if is_disconnect(&e) => return Err(connection_lost()),
+            Err(e) => return Err(e),
+        }
+        for _ in first..out.len() {
+            self.acks.acknowledge()?;
+        }
+        Ok(Step::Progress)
+    }
+
+    fn read<B: BufMut>(&self, buf: &mut B, direct: bool) -> io::Result<usize> {
+        #[cfg(unix)]
+        if direct {
+            return self.stream.read_direct(buf);
+        }
+        let _ = direct;
+        self.stream.try_read_buf(buf)
+    }
+
+    /// Queues frames in order; false when the inbox has ended.
+    pub(crate) fn queue(&self, frames: &mut Vec<Vec<u8>>) -> bool {
+        frames.drain(..).all(|f| self.inbox.push_now(f))
+    }
+
+    /// Ends the inbox with `e` and the stream with it.
+    pub(crate) fn finish(&self, e: &io::Error) {
+        self.inbox.end(e);
+        self.stream.shutdown();
+    }
+}
+
+/// The background reader of a local connection.
+pub(crate) async fn run(side: Arc<ReadSide>) {
+    let mut frames = Vec::new();
+    let end = loop {
+        if !side.inbox.wait_room().await {
+            break connection_lost();
+        }
+        let attempt = side.try_lock().map(|mut st| {
+            let step = side.step(&mut st, false, &mut frames);
+            (step, side.queue(&mut frames))
+        });
+        let Some((step, open)) = attempt else {
+            // A direct reader has the stream; wait until it lets go.
+            side.resume.notified().await;
+            continue;
+        };
+        if !open {
+            break connection_lost();
+        }
+        match step {
+            Ok(Step::Progress) => {}
+            Ok(Step::WouldBlock) => {
+                if let Err(e) = side.stream.readable().await {
+                    break e;
+                }
+            }
+            Err(e) => break e,
+        }
+    };
+    side.finish(&end);
+}
