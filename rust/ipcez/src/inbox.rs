@@ -15,11 +15,13 @@ pub const DEFAULT_MAX_MESSAGES: usize = 1024;
 /// Default bound on the bytes those messages hold.
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
-/// Why the stream of messages ended; turned into a fresh error for every taker.
+/// Why the stream of messages ended. The first taker gets this reason; later ones get
+/// "connection lost", since by then the connection is simply closed.
 #[derive(Debug, Clone)]
 struct End {
     kind: io::ErrorKind,
     message: String,
+    reported: bool,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +119,7 @@ impl Inbox {
             s.end = Some(End {
                 kind: error.kind(),
                 message: error.to_string(),
+                reported: false,
             });
         }
         drop(s);
@@ -138,18 +141,13 @@ impl Inbox {
         self.lock().end.is_some()
     }
 
-    /// The error that ended the stream, if it has ended.
-    pub(crate) fn end_error(&self) -> Option<SocketError> {
-        self.lock().end.as_ref().map(to_error)
-    }
-
     fn take(&self, s: &mut State) -> Option<Result<Vec<u8>, SocketError>> {
         if let Some(msg) = s.messages.pop_front() {
             s.bytes -= msg.len();
             self.room.notify_one();
             return Some(Ok(msg));
         }
-        s.end.as_ref().map(|e| Err(to_error(e)))
+        s.end.as_mut().map(|e| Err(to_error(e)))
     }
 
     /// The next message; after the end, the end's error (every time).
@@ -192,7 +190,10 @@ impl Inbox {
     }
 }
 
-fn to_error(e: &End) -> SocketError {
+fn to_error(e: &mut End) -> SocketError {
+    if std::mem::replace(&mut e.reported, true) {
+        return crate::error::connection_lost().into();
+    }
     SocketError::Io(io::Error::new(e.kind, e.message.clone()))
 }
 

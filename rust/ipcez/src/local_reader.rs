@@ -81,8 +81,8 @@ impl ReadSide {
     }
 
     /// One read: `direct` reads the fd itself (a thread that waited with poll), otherwise
-    /// through tokio's readiness. Completed frames are acked and appended to `out`.
-    /// The error is the one that ends the connection.
+    /// through tokio's readiness. Completed frames are appended to `out` (not yet acked:
+    /// see [`acknowledge`](Self::acknowledge)). The error is the one that ends the connection.
     pub(crate) fn step(
         &self,
         st: &mut ReadState,
@@ -90,7 +90,6 @@ impl ReadSide {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<Step, io::Error> {
         let ReadState { decoder, buf } = st;
-        let first = out.len();
         // Large bodies are read straight into their own buffer, small ones via `buf`.
         let (read, into_body) = match decoder.direct_target() {
             Some((body, missing)) => (self.read(&mut body.limit(missing), direct), true),
@@ -116,10 +115,13 @@ impl ReadSide {
             Err(e) if is_disconnect(&e) => return Err(connection_lost()),
             Err(e) => return Err(e),
         }
-        for _ in first..out.len() {
-            self.acks.acknowledge()?;
-        }
         Ok(Step::Progress)
+    }
+
+    /// Acks `n` messages read whole. Called once they are queued (or about to be returned),
+    /// so a sender released by the ack finds its message already takeable.
+    pub(crate) fn acknowledge(&self, n: usize) -> io::Result<()> {
+        (0..n).try_for_each(|_| self.acks.acknowledge())
     }
 
     fn read<B: BufMut>(&self, buf: &mut B, direct: bool) -> io::Result<usize> {
@@ -152,7 +154,9 @@ pub(crate) async fn run(side: Arc<ReadSide>) {
         }
         let attempt = side.try_lock().map(|mut st| {
             let step = side.step(&mut st, false, &mut frames);
-            (step, side.queue(&mut frames))
+            let n = frames.len();
+            let open = side.queue(&mut frames);
+            (step.and_then(|s| side.acknowledge(n).map(|()| s)), open)
         });
         let Some((step, open)) = attempt else {
             // A direct reader has the stream; wait until it lets go.

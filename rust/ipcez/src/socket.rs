@@ -108,7 +108,8 @@ enum Link {
         write_lock: tokio::sync::Mutex<()>,
     },
     Ws {
-        sink: Arc<tokio::sync::Mutex<WsSink>>,
+        /// `None` once closed: dropping it (with the reader's half) closes the TCP stream.
+        sink: Arc<tokio::sync::Mutex<Option<WsSink>>>,
     },
 }
 
@@ -207,7 +208,7 @@ impl Socket {
         let (sink, stream) = ws.split();
         let sink: WsSink = Box::pin(sink);
         let link = Link::Ws {
-            sink: Arc::new(tokio::sync::Mutex::new(sink)),
+            sink: Arc::new(tokio::sync::Mutex::new(Some(sink))),
         };
         let inbox = Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes));
         let socket = Socket::new(
@@ -242,13 +243,10 @@ impl Socket {
     }
 
     fn check_open(&self) -> Result<(), SocketError> {
-        if self.shared.closed.load(Ordering::Acquire) {
+        if self.shared.closed.load(Ordering::Acquire) || self.shared.inbox.has_ended() {
             return Err(connection_lost().into());
         }
-        match self.shared.inbox.end_error() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Sends one message (0 to 4 MiB). On local transports it then waits up to the ack
@@ -411,7 +409,10 @@ impl Socket {
         check_len(msg.len())?;
         let frame = Message::Binary(Bytes::copy_from_slice(msg));
         let sent = tokio::time::timeout_at(deadline.into(), async {
-            sink.lock().await.send(frame).await
+            match sink.lock().await.as_mut() {
+                Some(sink) => sink.send(frame).await,
+                None => Err(WsError::AlreadyClosed),
+            }
         })
         .await;
         match sent {
@@ -543,13 +544,14 @@ impl Shared {
         match &self.link {
             Link::Local { stream, .. } => stream.shutdown(),
             Link::Ws { sink } => {
-                // Say goodbye with a Close frame, briefly, in the background.
+                // Say goodbye with a Close frame, briefly, in the background; then the
+                // sink is dropped and, with the reader's half gone, the TCP stream closes.
                 let sink = sink.clone();
                 self.handle.spawn(async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                        sink.lock().await.close().await
-                    })
-                    .await;
+                    let Some(mut sink) = sink.lock().await.take() else {
+                        return;
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
                 });
             }
         }
@@ -607,8 +609,10 @@ fn recv_direct(side: &ReadSide, timeout: Option<Duration>) -> Result<Option<Vec<
                 }
             }
         };
+        let n = frames.len();
         let first = (!frames.is_empty()).then(|| frames.remove(0));
         side.queue(&mut frames);
+        let outcome = outcome.and_then(|got| side.acknowledge(n).map(|()| got));
         if let Err(e) = &outcome {
             side.finish(e);
         }
@@ -616,7 +620,7 @@ fn recv_direct(side: &ReadSide, timeout: Option<Duration>) -> Result<Option<Vec<
         return match (first, outcome) {
             (Some(m), _) => Ok(Some(m)),
             (None, Ok(_)) => Ok(None),
-            (None, Err(e)) => Err(side.inbox.end_error().unwrap_or(SocketError::Io(e))),
+            (None, Err(_)) => side.inbox.try_take().map_or(Ok(None), |r| r.map(Some)),
         };
     }
 }
