@@ -207,9 +207,8 @@ impl Socket {
     {
         let (sink, stream) = ws.split();
         let sink: WsSink = Box::pin(sink);
-        let link = Link::Ws {
-            sink: Arc::new(tokio::sync::Mutex::new(Some(sink))),
-        };
+        let sink = Arc::new(tokio::sync::Mutex::new(Some(sink)));
+        let link = Link::Ws { sink: sink.clone() };
         let inbox = Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes));
         let socket = Socket::new(
             Transport::WebSocket,
@@ -218,7 +217,7 @@ impl Socket {
             inbox.clone(),
             opts.ack_timeout,
         );
-        socket.start_reader(read_ws(stream, inbox));
+        socket.start_reader(read_ws(stream, inbox, sink));
         socket
     }
 
@@ -625,10 +624,21 @@ fn recv_direct(side: &ReadSide, timeout: Option<Duration>) -> Result<Option<Vec<
     }
 }
 
-/// The reader of a WebSocket connection.
+/// Says goodbye with a Close frame, briefly; then the sink is dropped and, with the
+/// reader's half gone too, the TCP stream closes.
+async fn close_ws(sink: Arc<tokio::sync::Mutex<Option<WsSink>>>) {
+    let Some(mut sink) = sink.lock().await.take() else {
+        return;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// The reader of a WebSocket connection. When the connection ends for any reason it is
+/// closed, so a misbehaving peer is cut off rather than left hanging.
 async fn read_ws<S>(
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     inbox: Arc<Inbox>,
+    sink: Arc<tokio::sync::Mutex<Option<WsSink>>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -645,6 +655,8 @@ async fn read_ws<S>(
         }
     };
     inbox.end(&end);
+    drop(stream);
+    close_ws(sink).await;
 }
 
 fn ws_error_to_io(e: WsError) -> io::Error {
