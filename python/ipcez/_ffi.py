@@ -1,0 +1,282 @@
+"""Loading of the ``ipcez-ffi`` cdylib and the one table of C prototypes.
+
+Everything that touches the raw C ABI (``rust/ipcez-ffi/include/ipcez.h``) is
+declared here, once: every ``ipcez_*`` function gets ``argtypes`` and
+``restype`` from :data:`FUNCTIONS`, and ``tests/test_ffi_table.py`` checks that
+table against the header.
+
+The library is loaded with :class:`ctypes.CDLL`, which releases the GIL around
+every foreign call (never ``PyDLL``: blocking calls must not stop other
+threads).  It is looked up next to this file under a private name
+(``_ipcez_ffi.so`` / ``.dylib`` / ``.dll``) so that no same-named system
+library is ever picked up; the environment variable ``IPCEZ_LIBRARY`` names
+another file instead (for development against a ``cargo build`` output).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import sys
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    c_bool,
+    c_char_p,
+    c_int32,
+    c_size_t,
+    c_uint32,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ._version import __version__
+
+# --------------------------------------------------------------------------
+# Opaque handle types.  Distinct ctypes types so that passing a listener where
+# a socket is expected is an ``ArgumentError``, not memory corruption.
+
+
+class ipcez_socket(ctypes.Structure):
+    """Opaque ``ipcez_socket``: a connection owned by Rust."""
+
+
+class ipcez_listener(ctypes.Structure):
+    """Opaque ``ipcez_listener``."""
+
+
+class ipcez_error(ctypes.Structure):
+    """Opaque ``ipcez_error``: an owned error, freed with ``ipcez_error_free``."""
+
+
+class ipcez_message(ctypes.Structure):
+    """Opaque ``ipcez_message``: an owned byte buffer, freed with ``ipcez_message_free``."""
+
+
+socket_p = POINTER(ipcez_socket)
+listener_p = POINTER(ipcez_listener)
+error_p = POINTER(ipcez_error)
+message_p = POINTER(ipcez_message)
+
+#: ``const uint8_t *`` inputs.  ``c_void_p`` accepts ``bytes`` (pointing at the
+#: object's own buffer, no copy), ctypes arrays, integer addresses and None.
+bytes_in = c_void_p
+ipcez_result = c_uint32
+
+#: ``void (*ipcez_handler_fn)(void *userdata, const uint8_t *data, size_t len, const ipcez_error *err)``
+HANDLER_FN = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t, error_p)
+
+# Result codes (``ipcez_result``).
+RESULT_OK = 0
+RESULT_TIMEOUT = 1
+RESULT_ERROR = 2
+
+# Error codes (``ipcez_error_code``).
+ERROR_IO = 1
+ERROR_CONNECTION_LOST = 2
+ERROR_MESSAGE_TOO_LARGE = 3
+ERROR_WS = 4
+ERROR_UNSUPPORTED_COMBINATION = 5
+ERROR_DETECTION = 6
+ERROR_RECIPIENT_ACK_TIMEOUT = 7
+ERROR_PANIC = 8
+ERROR_NULL_PARAMETER = 9
+
+# ``ipcez_error_detail`` selectors.
+DETAIL_TARGET = 0
+DETAIL_OS = 1
+DETAIL_VARIABLE = 2
+
+# Transport numbers (``ipcez_resolve`` / ``ipcez_socket_transport``).
+TRANSPORTS: Dict[int, str] = {1: "unix", 2: "websocket", 3: "named_pipe"}
+
+#: The one table: name -> (argtypes, restype).  Keep in sync with ipcez.h
+#: (``tests/test_ffi_table.py`` fails when they drift).
+FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
+    "ipcez_version": ([], c_char_p),
+    # errors
+    "ipcez_error_code": ([error_p], c_uint32),
+    "ipcez_error_errno": ([error_p], c_int32),
+    "ipcez_error_message": ([error_p, POINTER(c_void_p)], c_size_t),
+    "ipcez_error_detail": ([error_p, c_uint32, POINTER(c_void_p)], c_size_t),
+    "ipcez_error_free": ([error_p], None),
+    # messages
+    "ipcez_message_data": ([message_p], c_void_p),
+    "ipcez_message_len": ([message_p], c_size_t),
+    "ipcez_message_free": ([message_p], None),
+    # resolution
+    "ipcez_resolve": (
+        [bytes_in, c_size_t, POINTER(c_uint32), POINTER(message_p), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_ack_names": (
+        [bytes_in, c_size_t, POINTER(message_p), POINTER(message_p), POINTER(error_p)],
+        ipcez_result,
+    ),
+    # sockets
+    "ipcez_connect": (
+        [bytes_in, c_size_t, c_uint32, POINTER(socket_p), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_transport": ([socket_p], c_uint32),
+    "ipcez_socket_endpoint": ([socket_p], message_p),
+    "ipcez_socket_send": ([socket_p, bytes_in, c_size_t, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_wait_ack": ([socket_p, c_uint32, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_ack_timeout_ms": ([socket_p], c_uint32),
+    "ipcez_socket_recv": (
+        [socket_p, c_uint32, POINTER(message_p), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_set_handler": (
+        [socket_p, HANDLER_FN, c_void_p, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_close": ([socket_p], None),
+    "ipcez_socket_is_closed": ([socket_p], c_bool),
+    "ipcez_socket_free": ([socket_p], None),
+    # listeners
+    "ipcez_listen": (
+        [
+            bytes_in,
+            c_size_t,
+            c_uint32,
+            bytes_in,
+            c_size_t,
+            bytes_in,
+            c_size_t,
+            c_uint32,
+            POINTER(listener_p),
+            POINTER(error_p),
+        ],
+        ipcez_result,
+    ),
+    "ipcez_listener_address": ([listener_p], message_p),
+    "ipcez_listener_accept": (
+        [listener_p, c_uint32, POINTER(socket_p), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_listener_close": ([listener_p], None),
+    "ipcez_listener_free": ([listener_p], None),
+}
+
+
+def library_filename(platform: Optional[str] = None) -> str:
+    """The private file name of the cdylib inside the package for ``platform``."""
+    platform = sys.platform if platform is None else platform
+    if platform == "win32":
+        return "_ipcez_ffi.dll"
+    if platform == "darwin":
+        return "_ipcez_ffi.dylib"
+    return "_ipcez_ffi.so"
+
+
+def library_candidates() -> List[Path]:
+    """The paths the loader tries, in order."""
+    override = os.environ.get("IPCEZ_LIBRARY")
+    if override:
+        return [Path(override)]
+    return [Path(__file__).resolve().parent / library_filename()]
+
+
+def _load() -> Tuple[ctypes.CDLL, Path]:
+    tried: List[str] = []
+    for path in library_candidates():
+        if not path.is_file():
+            tried.append(f"{path} (not found)")
+            continue
+        try:
+            return ctypes.CDLL(str(path)), path
+        except OSError as exc:
+            tried.append(f"{path} ({exc})")
+    hint = (
+        "set IPCEZ_LIBRARY to a built libipcez_ffi, or run `python build.py` in a checkout"
+        if "IPCEZ_LIBRARY" not in os.environ
+        else "IPCEZ_LIBRARY is set; unset it to use the library inside the package"
+    )
+    raise ImportError(
+        "ipcez: cannot load its native library; tried: " + "; ".join(tried) + f". Hint: {hint}."
+    )
+
+
+def _declare(cdll: ctypes.CDLL, path: Path) -> None:
+    for name, (argtypes, restype) in FUNCTIONS.items():
+        try:
+            fn = getattr(cdll, name)
+        except AttributeError:
+            raise ImportError(
+                f"ipcez: {path} lacks the symbol {name}; it is stale or not ipcez-ffi "
+                f"(ipcez {__version__})"
+            ) from None
+        fn.argtypes = argtypes
+        fn.restype = restype
+
+
+def _check_version(cdll: ctypes.CDLL, path: Path) -> None:
+    raw = cdll.ipcez_version()
+    native = raw.decode("utf-8", "replace") if raw else "<none>"
+    if native != __version__:
+        raise ImportError(
+            f"ipcez: {path} is ipcez-ffi version {native}, but the Python package is "
+            f"version {__version__}; rebuild it (python build.py) or reinstall ipcez"
+        )
+
+
+lib, library_path = _load()
+_declare(lib, library_path)
+_check_version(lib, library_path)
+
+
+def native_version() -> str:
+    """The version string the loaded library reports."""
+    raw = lib.ipcez_version()
+    return raw.decode("utf-8") if raw else ""
+
+
+def take_message(msg: Any) -> bytes:
+    """Copy an owned ``ipcez_message`` into ``bytes`` and free it."""
+    try:
+        n = lib.ipcez_message_len(msg)
+        if n == 0:
+            return b""
+        data = lib.ipcez_message_data(msg)
+        return ctypes.string_at(data, n)
+    finally:
+        lib.ipcez_message_free(msg)
+
+
+def take_text(msg: Any) -> str:
+    """Like :func:`take_message`, decoded as UTF-8."""
+    return take_message(msg).decode("utf-8", "replace")
+
+
+def borrowed_bytes(ptr: Optional[int], n: int) -> bytes:
+    """Copy ``n`` bytes at ``ptr`` (memory borrowed for the current call only)."""
+    if not n or not ptr:
+        return b""
+    return ctypes.string_at(ptr, n)
+
+
+def encode_str(value: Any, what: str) -> bytes:
+    """Encode an endpoint-like argument (str, bytes or path-like) as UTF-8 bytes."""
+    value = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be str, bytes or os.PathLike, not {type(value).__name__}")
+    return value.encode("utf-8", "surrogateescape")
+
+
+def ms(seconds: float) -> int:
+    """Seconds as whole milliseconds for a ``uint32_t`` (rounded up, clamped)."""
+    if seconds != seconds or seconds <= 0:  # NaN or not positive
+        return 0
+    if seconds == float("inf"):
+        return 0xFFFFFFFF
+    return max(0, min(math.ceil(seconds * 1000), 0xFFFFFFFF))
+
+
+def call_argtypes(name: str) -> Sequence[Any]:
+    """The declared argtypes of ``name`` (used by tests)."""
+    return FUNCTIONS[name][0]

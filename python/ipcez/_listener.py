@@ -1,0 +1,166 @@
+"""``Listener`` and ``listen``: the server side, for every transport."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import time
+from typing import Any, Iterator, Optional, Union
+
+from . import _errors, _ffi
+from ._ffi import lib
+from ._managed import Managed
+from ._resolve import Endpoint
+from ._socket import SLICE_SECONDS, Socket, _check_timeout
+
+__all__ = ["Listener", "listen"]
+
+_PathArg = Union[str, bytes, "os.PathLike[str]", None]
+
+
+class Listener(Managed):
+    """Accepts connections on one endpoint; every connection is a :class:`Socket`.
+
+    Obtained from :func:`ipcez.listen`.  Closing it (or leaving a ``with``
+    block) stops accepting, removes the Unix socket file and unlinks the
+    endpoint's acknowledgement semaphores; sockets already accepted stay open.
+    """
+
+    _close_fn = lib.ipcez_listener_close
+    _free_fn = lib.ipcez_listener_free
+    _priority = 1  # at exit, close sockets first
+    _address: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Listener objects come from ipcez.listen()")
+
+    @classmethod
+    def _adopt(cls, ptr: Any) -> "Listener":
+        """Take ownership of a new native ``ipcez_listener *``."""
+        self = cls.__new__(cls)
+        Managed.__init__(self, ptr)
+        address = lib.ipcez_listener_address(ptr)
+        self._address = _ffi.take_text(address) if address else ""
+        return self
+
+    @property
+    def address(self) -> str:
+        """The socket path, or the ws URL with the real port when port 0 was asked."""
+        return self._address
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    def accept(self, timeout: Optional[float] = None) -> Socket:
+        """Wait up to ``timeout`` seconds (None: no limit) for the next connection.
+
+        Raises :class:`TimeoutError` when the time runs out and
+        :class:`ConnectionLost` once the listener is closed.  Ctrl-C
+        interrupts the wait within 100 ms.
+        """
+        timeout = _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        out = _ffi.socket_p()
+        err = _ffi.error_p()
+        while True:
+            handle = self._handle()
+            if deadline is None:
+                wait = SLICE_SECONDS
+            else:
+                wait = min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0))
+            rc = lib.ipcez_listener_accept(
+                handle, _ffi.ms(wait), ctypes.byref(out), ctypes.byref(err)
+            )
+            if rc == _ffi.RESULT_OK:
+                return Socket._adopt(out)
+            if rc != _ffi.RESULT_TIMEOUT:
+                raise _errors.fail(rc, err)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(errno.ETIMEDOUT, f"no connection within {timeout:g} s")
+
+    def _accept_slice(self, seconds: float) -> Optional[Socket]:
+        """One wait of at most ``seconds``: a new socket, or None."""
+        handle = self._handle()
+        out = _ffi.socket_p()
+        err = _ffi.error_p()
+        rc = lib.ipcez_listener_accept(handle, _ffi.ms(seconds), ctypes.byref(out), ctypes.byref(err))
+        if rc == _ffi.RESULT_OK:
+            return Socket._adopt(out)
+        if rc == _ffi.RESULT_TIMEOUT:
+            return None
+        raise _errors.fail(rc, err)
+
+    def __iter__(self) -> Iterator[Socket]:
+        """Yield accepted sockets until the listener is closed."""
+        while True:
+            try:
+                sock = self.accept()
+            except _errors.ConnectionLost:
+                return
+            yield sock
+
+    def close(self) -> None:
+        """Stop listening and remove the socket file.  Idempotent."""
+        super().close()
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ipcez.Listener {self._address!r} {state}>"
+
+
+def _opt_bytes(value: _PathArg, what: str) -> Optional[bytes]:
+    if value is None:
+        return None
+    return _ffi.encode_str(value, what)
+
+
+def listen(
+    endpoint: Endpoint,
+    *,
+    mode: int = 0o600,
+    certfile: _PathArg = None,
+    keyfile: _PathArg = None,
+    ack_timeout: float = 5.0,
+) -> Listener:
+    """Listen on ``endpoint`` (resolved like :func:`ipcez.connect`) and return a :class:`Listener`.
+
+    * Unix socket path: bound with permission bits ``mode``; a stale socket
+      file is replaced, a live one raises :class:`IoError` (EADDRINUSE).
+    * ``ws://host:port/path``: port 0 picks a free port (see
+      :attr:`Listener.address`); only ``path`` is upgraded.
+    * ``wss://``: needs ``certfile`` and ``keyfile`` (PEM).
+
+    ``ack_timeout`` (an addition to SPEC §6, keyword-only) is the ack timeout
+    of the accepted sockets.
+    """
+    if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
+        raise ValueError(f"mode must be an int between 0 and 0o7777, not {mode!r}")
+    ack = _check_timeout(ack_timeout, "ack_timeout")
+    if not ack:
+        raise ValueError("ack_timeout must be a number > 0")
+    ep = _ffi.encode_str(endpoint, "endpoint")
+    cert = _opt_bytes(certfile, "certfile")
+    key = _opt_bytes(keyfile, "keyfile")
+    out = _ffi.listener_p()
+    err = _ffi.error_p()
+    rc = lib.ipcez_listen(
+        ep,
+        len(ep),
+        mode,
+        cert or None,
+        len(cert or b""),
+        key or None,
+        len(key or b""),
+        _ffi.ms(ack),
+        ctypes.byref(out),
+        ctypes.byref(err),
+    )
+    if rc != _ffi.RESULT_OK:
+        raise _errors.fail(rc, err)
+    return Listener._adopt(out)

@@ -1,0 +1,312 @@
+"""``Socket`` and ``connect``: one connection, any transport."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import threading
+import time
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
+
+from . import _errors, _ffi, _handler
+from ._buffer import borrow
+from ._ffi import lib
+from ._managed import Managed
+from ._resolve import Endpoint
+
+__all__ = ["Socket", "connect", "MAX_MESSAGE_SIZE"]
+
+#: The largest message, in bytes, in either direction (4 MiB).
+MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+
+#: Longest single wait inside the library: Ctrl-C is noticed at least this often.
+SLICE_SECONDS = 0.1
+
+#: What a message handler receives: one ``bytes`` per message, then one :class:`SocketError`.
+HandlerArg = Union[bytes, _errors.SocketError]
+_F = TypeVar("_F", bound=Callable[[Any], Any])
+
+
+def _check_timeout(timeout: Optional[float], what: str = "timeout") -> Optional[float]:
+    if timeout is None:
+        return None
+    timeout = float(timeout)
+    if not timeout >= 0:  # also rejects NaN
+        raise ValueError(f"{what} must be None or a number >= 0, not {timeout!r}")
+    return timeout
+
+
+class Socket(Managed):
+    """A connection to a peer over a Unix socket, a named pipe or a WebSocket.
+
+    Obtained from :func:`ipcez.connect` or :meth:`Listener.accept`; not
+    constructed directly.  Messages are read in the background from the moment
+    the connection exists: take them with :meth:`recv`, by iterating, or hand
+    them to a callback with :meth:`message_handler`.  Use it as a context
+    manager, or call :meth:`close`; a socket that is simply dropped is closed
+    by the garbage collector.  All methods are thread-safe.
+    """
+
+    _close_fn = lib.ipcez_socket_close
+    _free_fn = lib.ipcez_socket_free
+    _handler: Optional[Callable[[Any], Any]]
+    _transport: str
+    _endpoint: str
+    _ack_timeout: float
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Socket objects come from ipcez.connect() or Listener.accept()")
+
+    @classmethod
+    def _adopt(cls, ptr: Any) -> "Socket":
+        """Take ownership of a new native ``ipcez_socket *``."""
+        self = cls.__new__(cls)
+        Managed.__init__(self, ptr)
+        self._handler = None
+        self._transport = _ffi.TRANSPORTS.get(lib.ipcez_socket_transport(ptr), "unknown")
+        endpoint = lib.ipcez_socket_endpoint(ptr)
+        self._endpoint = _ffi.take_text(endpoint) if endpoint else ""
+        self._ack_timeout = lib.ipcez_socket_ack_timeout_ms(ptr) / 1000.0
+        return self
+
+    # -- properties -------------------------------------------------------
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint as given to ``connect`` (for accepted sockets: the peer's description)."""
+        return self._endpoint
+
+    @property
+    def transport(self) -> str:
+        """``"unix"``, ``"websocket"`` or ``"named_pipe"``."""
+        return self._transport
+
+    @property
+    def ack_timeout(self) -> float:
+        """Seconds a local :meth:`send` waits for the recipient's acknowledgement."""
+        return self._ack_timeout
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the library closed the connection."""
+        if self._closed:
+            return True
+        return bool(lib.ipcez_socket_is_closed(self._ptr))
+
+    # -- sending ----------------------------------------------------------
+
+    def send(self, data: Any) -> None:
+        """Send ``data`` (any C-contiguous bytes-like object, 0 B to 4 MiB) as one message.
+
+        The buffer is not copied.  On local transports this blocks until the
+        recipient acknowledges the message (``data_acked``) and raises
+        :class:`RecipientAckTimeout` when that takes longer than the ack timeout.
+        Raises :class:`MessageTooLarge` (nothing sent, socket still usable) above
+        4 MiB and :class:`ConnectionLost` once the connection is gone or closed.
+        Safe to call from several threads: frames never interleave.
+        """
+        handle = self._handle()
+        err = _ffi.error_p()
+        with borrow(data) as (ptr, n):
+            rc = lib.ipcez_socket_send(handle, ptr, n, ctypes.byref(err))
+        if rc == _ffi.RESULT_TIMEOUT:
+            raise _errors.RecipientAckTimeout(
+                f"the message could not be written within the ack timeout ({self._ack_timeout:g} s)"
+            )
+        if rc != _ffi.RESULT_OK:
+            raise _errors.fail(rc, err)
+        if self._transport != "websocket":
+            self._wait_ack(handle)
+
+    #: Alias of :meth:`send` (the name the Rust API uses).
+    send_message = send
+
+    def _wait_ack(self, handle: Any) -> None:
+        err = _ffi.error_p()
+        deadline = time.monotonic() + self._ack_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            rc = lib.ipcez_socket_wait_ack(
+                handle, _ffi.ms(min(SLICE_SECONDS, max(remaining, 0.0))), ctypes.byref(err)
+            )
+            if rc == _ffi.RESULT_OK:
+                return
+            if rc != _ffi.RESULT_TIMEOUT:
+                raise _errors.fail(rc, err)
+            if time.monotonic() >= deadline:
+                raise _errors.RecipientAckTimeout(
+                    f"the recipient did not acknowledge the message within {self._ack_timeout:g} s"
+                )
+            if self._closed:
+                raise _errors.connection_lost()
+
+    # -- receiving --------------------------------------------------------
+
+    def recv(self, timeout: Optional[float] = None) -> bytes:
+        """Return the next message, waiting up to ``timeout`` seconds (None: no limit).
+
+        Raises :class:`TimeoutError` (the builtin) when the time runs out,
+        :class:`ConnectionLost` when the connection has ended or was closed.
+        Ctrl-C interrupts the wait within 100 ms.  Not available while a
+        :meth:`message_handler` is set.
+        """
+        timeout = _check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        msg = _ffi.message_p()
+        err = _ffi.error_p()
+        while True:
+            handle = self._handle()
+            if deadline is None:
+                wait = SLICE_SECONDS
+            else:
+                wait = min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0))
+            rc = lib.ipcez_socket_recv(handle, _ffi.ms(wait), ctypes.byref(msg), ctypes.byref(err))
+            if rc == _ffi.RESULT_OK:
+                return _ffi.take_message(msg)
+            if rc != _ffi.RESULT_TIMEOUT:
+                raise _errors.fail(rc, err)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(errno.ETIMEDOUT, f"no message within {timeout:g} s")
+
+    def _recv_slice(self, seconds: float) -> Optional[bytes]:
+        """One wait of at most ``seconds`` (<= 0.1): a message, or None when none came."""
+        handle = self._handle()
+        msg = _ffi.message_p()
+        err = _ffi.error_p()
+        rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), ctypes.byref(msg), ctypes.byref(err))
+        if rc == _ffi.RESULT_OK:
+            return _ffi.take_message(msg)
+        if rc == _ffi.RESULT_TIMEOUT:
+            return None
+        raise _errors.fail(rc, err)
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Yield messages until the connection ends (or the socket is closed), then stop."""
+        while True:
+            try:
+                message = self.recv()
+            except _errors.ConnectionLost:
+                return
+            yield message
+
+    def message_handler(self, callback: _F) -> _F:
+        """Call ``callback`` on a background thread for every incoming message.
+
+        ``callback`` gets ``bytes`` per message and finally, once, the
+        :class:`SocketError` that ended the connection (normally
+        :class:`ConnectionLost`); it is not called after that.  Messages that
+        arrived before registration are delivered first, in order.  An
+        exception raised by ``callback`` is reported through
+        :func:`sys.unraisablehook` and does not stop the reader.  At most one
+        handler per socket; while it is set :meth:`recv` is unavailable.
+        Returns ``callback``, so it also works as a decorator.
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        handle = self._handle()
+        slot = _handler.register(callback)
+        err = _ffi.error_p()
+        rc = lib.ipcez_socket_set_handler(handle, _handler.TRAMPOLINE, slot, ctypes.byref(err))
+        if rc != _ffi.RESULT_OK:
+            _handler.unregister(slot)
+            raise _errors.fail(rc, err)
+        self._handler = callback
+        return callback
+
+    # -- closing ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection.  Idempotent.
+
+        Afterwards :meth:`send`, :meth:`recv` and :meth:`message_handler` raise
+        :class:`ConnectionLost` and iteration ends.  A handler gets its final
+        ConnectionLost before this returns (unless called from the handler).
+        """
+        super().close()
+
+    def disconnect(self) -> None:
+        """Same as :meth:`close` (the name the Rust API uses)."""
+        self.close()
+
+    def __enter__(self) -> "Socket":
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ipcez.Socket {self._transport} {self._endpoint!r} {state}>"
+
+
+def _connect_native(ep: bytes, ack_ms: int) -> Socket:
+    out = _ffi.socket_p()
+    err = _ffi.error_p()
+    rc = lib.ipcez_connect(ep, len(ep), ack_ms, ctypes.byref(out), ctypes.byref(err))
+    if rc != _ffi.RESULT_OK:
+        raise _errors.fail(rc, err)
+    return Socket._adopt(out)
+
+
+def _connect_interruptibly(ep: bytes, ack_ms: int) -> Socket:
+    """Run a possibly long connect (a WebSocket handshake) on a helper thread.
+
+    The caller waits in slices, so Ctrl-C gets through; a connection that
+    completes after the caller gave up is closed instead of leaking.
+    """
+    lock = threading.Lock()
+    done = threading.Event()
+    outcome: Dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            sock: Optional[Socket] = _connect_native(ep, ack_ms)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            with lock:
+                outcome["error"] = exc
+            done.set()
+            return
+        with lock:
+            if outcome.get("abandoned") and sock is not None:
+                sock.close()
+            else:
+                outcome["socket"] = sock
+        done.set()
+
+    threading.Thread(target=run, name="ipcez-connect", daemon=True).start()
+    try:
+        while not done.wait(SLICE_SECONDS):
+            pass
+    except BaseException:
+        with lock:
+            outcome["abandoned"] = True
+            late = outcome.pop("socket", None)
+        if late is not None:
+            late.close()
+        raise
+    if "error" in outcome:
+        error: BaseException = outcome.pop("error")
+        raise error
+    sock_ok: Socket = outcome["socket"]
+    return sock_ok
+
+
+def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> Socket:
+    """Connect to ``endpoint`` and return a :class:`Socket`.
+
+    ``ws://``/``wss://`` URLs (any case) connect over WebSocket.  Anything else
+    is local: the environment variables ``target`` and ``os`` (or
+    ``IPCEZ_TARGET``/``IPCEZ_OS``, which win) pick a Unix domain socket
+    (``local`` + ``linux``) or a named pipe (``local`` + ``windows``).
+    ``ack_timeout`` is how long a local :meth:`Socket.send` waits for the
+    recipient's acknowledgement.  A WebSocket handshake (bounded at 30 s by the
+    library) runs on a helper thread, so Ctrl-C interrupts it too.
+
+    Raises :class:`DetectionError`, :class:`UnsupportedCombination`,
+    :class:`IoError` (e.g. errno ENOENT -- also a :class:`FileNotFoundError` --
+    or ECONNREFUSED) or :class:`WsError`.
+    """
+    ack = _check_timeout(ack_timeout, "ack_timeout")
+    if not ack:
+        raise ValueError("ack_timeout must be a number > 0")
+    ep = _ffi.encode_str(endpoint, "endpoint")
+    if ep[:5].lower() == b"ws://" or ep[:6].lower() == b"wss://":
+        return _connect_interruptibly(ep, _ffi.ms(ack))
+    return _connect_native(ep, _ffi.ms(ack))

@@ -1,0 +1,128 @@
+"""Shared fixtures: library location, a clean environment per test, short socket paths,
+subprocess helpers and a watchdog so that a hang fails fast instead of stalling CI."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from typing import Dict, Iterator, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON_DIR = ROOT / "python"
+HEADER = ROOT / "rust" / "ipcez-ffi" / "include" / "ipcez.h"
+
+_in_package = [PYTHON_DIR / "ipcez" / n for n in ("_ipcez_ffi.so", "_ipcez_ffi.dylib", "_ipcez_ffi.dll")]
+if "IPCEZ_LIBRARY" not in os.environ and not any(p.exists() for p in _in_package):
+    for profile in ("debug", "release"):
+        candidate = ROOT / "rust" / "target" / profile / "libipcez_ffi.so"
+        if candidate.exists():
+            os.environ["IPCEZ_LIBRARY"] = str(candidate)
+            break
+
+if str(PYTHON_DIR) not in sys.path:
+    sys.path.insert(0, str(PYTHON_DIR))
+
+#: Seconds before a single test is declared hung (the whole run then stops with a traceback dump).
+WATCHDOG_SECONDS = float(os.environ.get("IPCEZ_TEST_WATCHDOG", "60"))
+
+
+@pytest.fixture(autouse=True)
+def _watchdog() -> Iterator[None]:
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(autouse=True)
+def local_linux_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with target=local, os=linux and no IPCEZ_* overrides."""
+    monkeypatch.delenv("IPCEZ_TARGET", raising=False)
+    monkeypatch.delenv("IPCEZ_OS", raising=False)
+    monkeypatch.setenv("target", "local")
+    monkeypatch.setenv("os", "linux")
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A fresh directory with a short path (AF_UNIX paths are limited to 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="ipz-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def sock_path(short_dir: Path) -> str:
+    """A socket path of this test's own."""
+    return str(short_dir / "s.sock")
+
+
+def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment for a Python child process that imports ipcez from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PYTHON_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def python_child(code: str, *args: str, **popen_kwargs: object) -> "subprocess.Popen[str]":
+    """Start ``python -c code args...`` with :func:`child_env`, text pipes."""
+    return subprocess.Popen(  # type: ignore[call-overload]
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen_kwargs,
+    )
+
+
+def run_python(code: str, *args: str, timeout: float = 20) -> "subprocess.CompletedProcess[str]":
+    """Run ``python -c code`` to completion (killed after ``timeout`` s)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for_line(proc: "subprocess.Popen[str]", expected: str, timeout: float = 10) -> str:
+    """Read the child's stdout until a line equal to ``expected`` (fails on EOF or timeout)."""
+    import selectors
+
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    import time
+
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            break
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.strip() == expected:
+            return line
+    stderr = ""
+    if proc.poll() is not None and proc.stderr is not None:
+        stderr = proc.stderr.read()
+    raise AssertionError(f"child never printed {expected!r}; stdout={seen!r} stderr={stderr!r}")
