@@ -37,6 +37,13 @@ impl AckPair {
         Signal::unlink(&names.1)
     }
 
+    /// Widens (or narrows) both names to `mode`, for a listener whose socket file has it.
+    #[cfg(unix)]
+    pub(crate) fn set_mode(names: &(String, String), mode: u32) -> io::Result<()> {
+        Signal::set_mode(&names.0, mode)?;
+        Signal::set_mode(&names.1, mode)
+    }
+
     /// Sender, after the frame is written.
     pub(crate) fn signal_ready(&self) -> io::Result<()> {
         self.ready.post()

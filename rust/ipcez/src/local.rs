@@ -64,15 +64,50 @@ impl LocalStream {
         Ok(n as usize)
     }
 
+    /// Writes what it can straight to the file descriptor (the counterpart of
+    /// [`read_direct`](Self::read_direct)); `WouldBlock` when nothing could be written.
+    ///
+    /// sendmsg with MSG_NOSIGNAL instead of write: a dead peer must give EPIPE, not a
+    /// SIGPIPE that kills the host process (a C or Python host may not ignore it the way
+    /// Rust binaries do).
+    #[cfg(unix)]
+    pub(crate) fn write_direct(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let LocalStream::Unix(s) = self;
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len() as _;
+        // SAFETY: IoSlice is ABI-compatible with iovec on Unix, the slices outlive the
+        // call, and the fd is open while `s` lives.
+        let n = unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
     /// Waits up to `timeout` for the stream to be readable (or closed), with poll(2) on the
     /// calling thread. True when it is.
     #[cfg(unix)]
     pub(crate) fn poll_readable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        self.poll(libc::POLLIN, timeout)
+    }
+
+    /// Like [`poll_readable`](Self::poll_readable), for room to write.
+    #[cfg(unix)]
+    pub(crate) fn poll_writable(&self, timeout: std::time::Duration) -> io::Result<bool> {
+        self.poll(libc::POLLOUT, timeout)
+    }
+
+    #[cfg(unix)]
+    fn poll(&self, events: libc::c_short, timeout: std::time::Duration) -> io::Result<bool> {
         use std::os::fd::AsRawFd;
         let LocalStream::Unix(s) = self;
         let mut pfd = libc::pollfd {
             fd: s.as_raw_fd(),
-            events: libc::POLLIN,
+            events,
             revents: 0,
         };
         let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
@@ -96,24 +131,7 @@ impl LocalStream {
         match self {
             #[cfg(unix)]
             LocalStream::Unix(s) => {
-                use std::os::fd::AsRawFd;
-                // sendmsg with MSG_NOSIGNAL instead of write: a dead peer must give EPIPE,
-                // not a SIGPIPE that kills the host process (a C or Python host may not
-                // ignore it the way Rust binaries do).
-                s.try_io(tokio::io::Interest::WRITABLE, || {
-                    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-                    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-                    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-                    msg.msg_iovlen = bufs.len() as _;
-                    // SAFETY: IoSlice is ABI-compatible with iovec on Unix, the slices
-                    // outlive the call, and the fd is open while `s` lives.
-                    let n = unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
-                    if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(n as usize)
-                    }
-                })
+                s.try_io(tokio::io::Interest::WRITABLE, || self.write_direct(bufs))
             }
             #[cfg(windows)]
             LocalStream::PipeClient(s) => s.try_write_vectored(bufs),

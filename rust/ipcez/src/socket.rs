@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::ack::AckPair;
@@ -272,35 +274,23 @@ impl Socket {
     pub fn send_frame_blocking(&self, msg: &[u8]) -> Result<(), SocketError> {
         let deadline = Instant::now() + self.shared.ack_timeout;
         match &self.shared.link {
+            #[cfg(unix)]
             Link::Local {
                 stream, write_lock, ..
             } => {
                 self.check_open()?;
                 check_len(msg.len())?;
-                // Fast path: the whole frame fits into the socket buffer right away, with no
-                // hop through the runtime.
-                if let Ok(guard) = write_lock.try_lock() {
-                    let hdr = header(msg.len());
-                    match stream.try_write_vectored(&[IoSlice::new(&hdr), IoSlice::new(msg)]) {
-                        Ok(n) if n == hdr.len() + msg.len() => {
-                            drop(guard);
-                            return self.after_local_write();
-                        }
-                        Ok(n) => {
-                            let r = block_on(
-                                &self.shared.handle,
-                                self.finish_frame(&hdr, msg, n, deadline),
-                            )?;
-                            drop(guard);
-                            r?;
-                            return self.after_local_write();
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => drop(guard),
-                        Err(e) => return Err(self.write_failed(e)),
-                    }
-                }
-                block_on(&self.shared.handle, self.write_local(msg, deadline))?
+                let guard = match write_lock.try_lock() {
+                    Ok(g) => g,
+                    Err(_) => block_on(&self.shared.handle, write_lock.lock())?,
+                };
+                let written = self.write_frame_direct(stream, msg, deadline);
+                drop(guard);
+                written?;
+                self.after_local_write()
             }
+            #[cfg(not(unix))]
+            Link::Local { .. } => block_on(&self.shared.handle, self.write_local(msg, deadline))?,
             Link::Ws { .. } => block_on(&self.shared.handle, self.send_ws(msg, deadline))?,
         }
     }
@@ -332,6 +322,48 @@ impl Socket {
         }
     }
 
+    /// Writes a whole frame on this thread, waiting for room with poll(2): a large message
+    /// needs several rounds of "the peer drained the buffer", and each would otherwise cost
+    /// two thread hops through the runtime's I/O thread.
+    #[cfg(unix)]
+    fn write_frame_direct(
+        &self,
+        stream: &LocalStream,
+        msg: &[u8],
+        deadline: Instant,
+    ) -> Result<(), SocketError> {
+        let hdr = header(msg.len());
+        let total = hdr.len() + msg.len();
+        let mut done = 0;
+        while done < total {
+            match stream.write_direct(&unwritten(&hdr, msg, done)) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(self.write_timed_out(done));
+                    }
+                    stream
+                        .poll_writable(left)
+                        .map_err(|e| self.write_failed(e))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.write_failed(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The frame could not be handed to the kernel in time.
+    fn write_timed_out(&self, written: usize) -> SocketError {
+        if written > 0 {
+            // Half a frame is on the wire: the stream cannot carry another message, so
+            // the connection ends here.
+            self.close();
+        }
+        SocketError::RecipientAckTimeout
+    }
+
     async fn write_local(&self, msg: &[u8], deadline: Instant) -> Result<(), SocketError> {
         let Link::Local { write_lock, .. } = &self.shared.link else {
             unreachable!("write_local on a WebSocket")
@@ -340,44 +372,33 @@ impl Socket {
         check_len(msg.len())?;
         let hdr = header(msg.len());
         let _guard = write_lock.lock().await;
-        self.finish_frame(&hdr, msg, 0, deadline).await?;
+        self.write_frame(&hdr, msg, deadline).await?;
         self.after_local_write()
     }
 
-    /// Writes the rest of a frame of which `done` bytes are already written.
-    async fn finish_frame(
+    /// Writes a whole frame through the runtime's readiness (the async path).
+    async fn write_frame(
         &self,
         hdr: &[u8; 4],
         msg: &[u8],
-        mut done: usize,
         deadline: Instant,
     ) -> Result<(), SocketError> {
         let Link::Local { stream, .. } = &self.shared.link else {
-            unreachable!("finish_frame on a WebSocket")
+            unreachable!("write_frame on a WebSocket")
         };
+        let mut done = 0;
         let total = hdr.len() + msg.len();
         while done < total {
-            let bufs = if done < hdr.len() {
-                [IoSlice::new(&hdr[done..]), IoSlice::new(msg)]
-            } else {
-                [IoSlice::new(&msg[done - hdr.len()..]), IoSlice::new(&[])]
-            };
-            match stream.try_write_vectored(&bufs) {
+            match stream.try_write_vectored(&unwritten(hdr, msg, done)) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let ready = tokio::time::timeout_at(deadline.into(), stream.writable()).await;
                     match ready {
                         Ok(r) => r.map_err(|e| self.write_failed(e))?,
-                        Err(_) => {
-                            if done > 0 {
-                                // Half a frame is on the wire: the stream cannot carry
-                                // another message, so the connection ends here.
-                                self.close();
-                            }
-                            return Err(SocketError::RecipientAckTimeout);
-                        }
+                        Err(_) => return Err(self.write_timed_out(done)),
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.write_failed(e)),
             }
         }
@@ -531,6 +552,15 @@ impl Socket {
     }
 }
 
+/// What is left of a frame (`hdr` then `msg`) after `done` bytes were written.
+fn unwritten<'a>(hdr: &'a [u8; 4], msg: &'a [u8], done: usize) -> [IoSlice<'a>; 2] {
+    if done < hdr.len() {
+        [IoSlice::new(&hdr[done..]), IoSlice::new(msg)]
+    } else {
+        [IoSlice::new(&msg[done - hdr.len()..]), IoSlice::new(&[])]
+    }
+}
+
 impl Shared {
     fn close(&self) {
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -626,11 +656,17 @@ fn recv_direct(side: &ReadSide, timeout: Option<Duration>) -> Result<Option<Vec<
 
 /// Says goodbye with a Close frame, briefly; then the sink is dropped and, with the
 /// reader's half gone too, the TCP stream closes.
-async fn close_ws(sink: Arc<tokio::sync::Mutex<Option<WsSink>>>) {
+async fn close_ws(sink: Arc<tokio::sync::Mutex<Option<WsSink>>>, frame: Option<CloseFrame>) {
     let Some(mut sink) = sink.lock().await.take() else {
         return;
     };
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        if let Some(frame) = frame {
+            sink.send(Message::Close(Some(frame))).await?;
+        }
+        sink.close().await
+    })
+    .await;
 }
 
 /// The reader of a WebSocket connection. When the connection ends for any reason it is
@@ -642,13 +678,22 @@ async fn read_ws<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let mut goodbye = None;
     let end = loop {
         let msg = match stream.next().await {
             None | Some(Ok(Message::Close(_))) => break connection_lost(),
             Some(Ok(Message::Binary(b))) => Vec::from(b),
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
             Some(Ok(_)) => continue, // ping/pong (answered by tungstenite), raw frames
-            Some(Err(e)) => break ws_error_to_io(e),
+            Some(Err(e)) => {
+                if matches!(e, WsError::Capacity(_)) {
+                    goodbye = Some(CloseFrame {
+                        code: CloseCode::Size,
+                        reason: "message larger than the 4 MiB limit".into(),
+                    });
+                }
+                break ws_error_to_io(e);
+            }
         };
         if !inbox.push(msg).await {
             break connection_lost();
@@ -656,7 +701,7 @@ async fn read_ws<S>(
     };
     inbox.end(&end);
     drop(stream);
-    close_ws(sink).await;
+    close_ws(sink, goodbye).await;
 }
 
 fn ws_error_to_io(e: WsError) -> io::Error {

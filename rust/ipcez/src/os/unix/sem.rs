@@ -62,6 +62,18 @@ impl NamedSemaphore {
         }
     }
 
+    /// Gives `name` the permission bits `mode` (read/write bits only), where the system
+    /// shows named semaphores as files (Linux: `/dev/shm/sem.<name>`); sem_open's own mode
+    /// is cut by the umask, so widening needs this. Elsewhere it does nothing.
+    pub(crate) fn set_mode(name: &str, mode: u32) -> io::Result<()> {
+        if cfg!(target_os = "linux") {
+            use std::os::unix::fs::PermissionsExt;
+            let file = format!("/dev/shm/sem.{}", name.trim_start_matches('/'));
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode & 0o666))?;
+        }
+        Ok(())
+    }
+
     /// Adds one token.
     pub(crate) fn post(&self) -> io::Result<()> {
         // SAFETY: `self.sem` came from a successful sem_open and is not closed yet.

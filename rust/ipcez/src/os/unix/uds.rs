@@ -14,7 +14,8 @@ use crate::local::LocalStream;
 use crate::resolve::{Transport, unix_ack_names};
 use crate::socket::{ConnectOptions, Socket};
 
-/// Mode of the ack semaphores: owner only, like the socket file by default.
+/// Mode of ack semaphores a client creates (first use): owner only. A listener gives its
+/// semaphores the read/write bits of its socket file instead.
 const SEM_MODE: u32 = 0o600;
 
 /// Adds the path and a hint to an I/O error, keeping its kind (and so its errno mapping).
@@ -73,6 +74,10 @@ pub(crate) async fn listen(
     // A previous owner that crashed may have left tokens behind: start from fresh names.
     AckPair::unlink(&names)?;
     let acks = Arc::new(AckPair::open(&names, SEM_MODE)?);
+    if mode & 0o666 != SEM_MODE {
+        // Whoever may open the socket must be able to open its acks too.
+        AckPair::set_mode(&names, mode)?;
+    }
     let cleanup = Cleanup {
         path: absolute,
         names,
