@@ -834,14 +834,8 @@ def test_message_stream_rss_growth(sock_path: str, transport: str) -> None:
     assert after - before <= 1024, f"RSS grew by {after - before} KiB over {n} messages"
 
 
-_UNIX_FD_HELD = pytest.mark.xfail(
-    strict=True,
-    reason="Unix: Socket.close() shuts the connection down but its fd stays open until the "
-    "object is freed (ipcez_socket_free); remove this marker once close() releases it",
-)
-
-
-@pytest.mark.parametrize("transport", [pytest.param("unix", marks=_UNIX_FD_HELD), "ws"])
+# Regression: a closed Unix socket used to keep its fd until garbage collection.
+@pytest.mark.parametrize("transport", ["unix", "ws"])
 def test_close_releases_the_file_descriptor(sock_path: str, transport: str) -> None:
     """Like socket.socket.close(): once close() returns, the connection's fd is gone, even
     while the (closed) Socket object is still referenced."""

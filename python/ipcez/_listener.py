@@ -66,14 +66,14 @@ class Listener(Managed):
         out = _ffi.socket_p()
         err = _ffi.error_p()
         while True:
-            handle = self._handle()
             if deadline is None:
                 wait = SLICE_SECONDS
             else:
                 wait = min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0))
-            rc = lib.ipcez_listener_accept(
-                handle, _ffi.ms(wait), ctypes.byref(out), ctypes.byref(err)
-            )
+            with self._use() as handle:
+                rc = lib.ipcez_listener_accept(
+                    handle, _ffi.ms(wait), ctypes.byref(out), ctypes.byref(err)
+                )
             if rc == _ffi.RESULT_OK:
                 return Socket._adopt(out)
             if rc != _ffi.RESULT_TIMEOUT:
@@ -83,10 +83,10 @@ class Listener(Managed):
 
     def _accept_slice(self, seconds: float) -> Optional[Socket]:
         """One wait of at most ``seconds``: a new socket, or None."""
-        handle = self._handle()
         out = _ffi.socket_p()
         err = _ffi.error_p()
-        rc = lib.ipcez_listener_accept(handle, _ffi.ms(seconds), ctypes.byref(out), ctypes.byref(err))
+        with self._use() as handle:
+            rc = lib.ipcez_listener_accept(handle, _ffi.ms(seconds), ctypes.byref(out), ctypes.byref(err))
         if rc == _ffi.RESULT_OK:
             return Socket._adopt(out)
         if rc == _ffi.RESULT_TIMEOUT:

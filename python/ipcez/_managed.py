@@ -7,10 +7,13 @@ Lifetime rules, in one place:
   which is safe while another thread is inside a call on the same handle (that
   call then fails with ConnectionLost).  Every method checks ``_closed`` first
   and raises :class:`ConnectionLost`, so a closed handle is never used.
-* The native ``*_free`` runs only from the finalizer, i.e. once no Python
-  reference (and so no thread inside a method) is left.  If the last reference
-  dies on a thread that is running a ``message_handler`` callback, the free is
-  handed to a short-lived thread, because ``*_free`` waits for that handler.
+* Native calls on the handle run inside ``with self._use() as ptr:``, which
+  counts them.  The native ``*_free`` runs once the handle is closed and no
+  call is in flight: right in ``close()`` when the handle is idle (so a closed
+  socket gives its file descriptor back at once), else when the last call
+  returns, else from the finalizer.  If that happens on a thread that is
+  running a ``message_handler`` callback, the free is handed to a short-lived
+  thread, because ``*_free`` waits for that handler.
 * At interpreter exit an ``atexit`` hook closes every handle still open, so
   handler threads stop calling into Python before it is torn down.  Finalizers
   do not run at exit (the process is going away; freeing under a daemon thread
@@ -52,6 +55,7 @@ class Managed:
             raise _errors.SocketError("internal error: the native call returned a NULL handle")
         self._ptr = ptr
         self._closed = False
+        self._calls = 0  # native calls in flight, under _close_lock
         self._close_lock = threading.Lock()
         finalizer = weakref.finalize(self, _free, type(self)._free_fn, ptr)
         finalizer.atexit = False
@@ -65,23 +69,63 @@ class Managed:
             raise _errors.connection_lost("connection lost: the handle is closed")
         return self._ptr
 
+    def _use(self) -> "_InUse":
+        """``with self._use() as ptr:`` around a native call: :class:`ConnectionLost`
+        once closed, and the handle is not freed while the call runs."""
+        return _InUse(self)
+
     def close(self) -> None:
         """Close the handle.  Idempotent; later calls on it raise :class:`ConnectionLost`."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+            self._calls += 1  # the close call below counts as a call in flight
         try:
             type(self)._close_fn(self._ptr)
         finally:
             with _live_lock:
                 _live.discard(self)
+            with self._close_lock:
+                self._calls -= 1
+            self._free_if_idle()
+
+    def _free_if_idle(self) -> None:
+        with self._close_lock:
+            idle = self._closed and self._calls == 0
+        if idle:
+            self._finalizer()  # frees once; the finalizer is then dead
 
     def __enter__(self) -> Any:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+class _InUse:
+    """The context manager behind :meth:`Managed._use` (a class: cheaper than contextlib)."""
+
+    __slots__ = ("_owner",)
+
+    def __init__(self, owner: Managed) -> None:
+        self._owner = owner
+
+    def __enter__(self) -> Any:
+        owner = self._owner
+        with owner._close_lock:
+            if owner._closed:
+                raise _errors.connection_lost("connection lost: the handle is closed")
+            owner._calls += 1
+        return owner._ptr
+
+    def __exit__(self, *exc_info: Any) -> None:
+        owner = self._owner
+        with owner._close_lock:
+            owner._calls -= 1
+            last = owner._closed and owner._calls == 0
+        if last:
+            owner._free_if_idle()
 
 
 def _close_all_at_exit() -> None:

@@ -89,9 +89,11 @@ class Socket(Managed):
     @property
     def closed(self) -> bool:
         """True once :meth:`close` was called or the library closed the connection."""
-        if self._closed:
+        try:
+            with self._use() as handle:
+                return bool(lib.ipcez_socket_is_closed(handle))
+        except _errors.ConnectionLost:
             return True
-        return bool(lib.ipcez_socket_is_closed(self._ptr))
 
     # -- sending ----------------------------------------------------------
 
@@ -105,18 +107,18 @@ class Socket(Managed):
         4 MiB and :class:`ConnectionLost` once the connection is gone or closed.
         Safe to call from several threads: frames never interleave.
         """
-        handle = self._handle()
         err = _ffi.error_p()
-        with borrow(data) as (ptr, n):
-            rc = lib.ipcez_socket_send(handle, ptr, n, ctypes.byref(err))
-        if rc == _ffi.RESULT_TIMEOUT:
-            raise _errors.RecipientAckTimeout(
-                f"the message could not be written within the ack timeout ({self._ack_timeout:g} s)"
-            )
-        if rc != _ffi.RESULT_OK:
-            raise _errors.fail(rc, err)
-        if self._transport != "websocket":
-            self._wait_ack(handle)
+        with self._use() as handle:
+            with borrow(data) as (ptr, n):
+                rc = lib.ipcez_socket_send(handle, ptr, n, ctypes.byref(err))
+            if rc == _ffi.RESULT_TIMEOUT:
+                raise _errors.RecipientAckTimeout(
+                    f"the message could not be written within the ack timeout ({self._ack_timeout:g} s)"
+                )
+            if rc != _ffi.RESULT_OK:
+                raise _errors.fail(rc, err)
+            if self._transport != "websocket":
+                self._wait_ack(handle)
 
     #: Alias of :meth:`send` (the name the Rust API uses).
     send_message = send
@@ -155,12 +157,12 @@ class Socket(Managed):
         msg = _ffi.message_p()
         err = _ffi.error_p()
         while True:
-            handle = self._handle()
             if deadline is None:
                 wait = SLICE_SECONDS
             else:
                 wait = min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0))
-            rc = lib.ipcez_socket_recv(handle, _ffi.ms(wait), ctypes.byref(msg), ctypes.byref(err))
+            with self._use() as handle:
+                rc = lib.ipcez_socket_recv(handle, _ffi.ms(wait), ctypes.byref(msg), ctypes.byref(err))
             if rc == _ffi.RESULT_OK:
                 return _ffi.take_message(msg)
             if rc != _ffi.RESULT_TIMEOUT:
@@ -170,10 +172,10 @@ class Socket(Managed):
 
     def _recv_slice(self, seconds: float) -> Optional[bytes]:
         """One wait of at most ``seconds`` (<= 0.1): a message, or None when none came."""
-        handle = self._handle()
         msg = _ffi.message_p()
         err = _ffi.error_p()
-        rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), ctypes.byref(msg), ctypes.byref(err))
+        with self._use() as handle:
+            rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), ctypes.byref(msg), ctypes.byref(err))
         if rc == _ffi.RESULT_OK:
             return _ffi.take_message(msg)
         if rc == _ffi.RESULT_TIMEOUT:
@@ -203,10 +205,14 @@ class Socket(Managed):
         """
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        handle = self._handle()
         slot = _handler.register(callback)
         err = _ffi.error_p()
-        rc = lib.ipcez_socket_set_handler(handle, _handler.TRAMPOLINE, slot, ctypes.byref(err))
+        try:
+            with self._use() as handle:
+                rc = lib.ipcez_socket_set_handler(handle, _handler.TRAMPOLINE, slot, ctypes.byref(err))
+        except BaseException:
+            _handler.unregister(slot)
+            raise
         if rc != _ffi.RESULT_OK:
             _handler.unregister(slot)
             raise _errors.fail(rc, err)
