@@ -122,11 +122,14 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
     ),
     "ipcez_socket_transport": ([socket_p], c_uint32),
     "ipcez_socket_endpoint": ([socket_p], message_p),
-    "ipcez_socket_send": ([socket_p, bytes_in, c_size_t, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_send": (
+        [socket_p, bytes_in, c_size_t, c_uint32, POINTER(error_p)],
+        ipcez_result,
+    ),
     "ipcez_socket_wait_ack": ([socket_p, c_uint32, POINTER(error_p)], ipcez_result),
     "ipcez_socket_ack_timeout_ms": ([socket_p], c_uint32),
     "ipcez_socket_recv": (
-        [socket_p, c_uint32, POINTER(message_p), POINTER(error_p)],
+        [socket_p, c_uint32, POINTER(message_p), POINTER(c_void_p), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
     "ipcez_socket_set_handler": (
@@ -244,6 +247,32 @@ def take_message(msg: Any) -> bytes:
         return ctypes.string_at(data, n)
     finally:
         lib.ipcez_message_free(msg)
+
+
+class Received:
+    """Out-parameters of ``ipcez_socket_recv``, allocated once per call site."""
+
+    __slots__ = ("msg", "data", "len", "err", "args")
+
+    def __init__(self) -> None:
+        self.msg = message_p()
+        self.data = c_void_p()
+        self.len = c_size_t()
+        self.err = error_p()
+        self.args = (
+            ctypes.byref(self.msg),
+            ctypes.byref(self.data),
+            ctypes.byref(self.len),
+            ctypes.byref(self.err),
+        )
+
+    def take(self) -> bytes:
+        """Copy the received message into ``bytes`` and free it."""
+        try:
+            n = self.len.value
+            return ctypes.string_at(self.data.value, n) if n else b""
+        finally:
+            lib.ipcez_message_free(self.msg)
 
 
 def take_text(msg: Any) -> str:

@@ -21,6 +21,7 @@ MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
 #: Longest single wait inside the library: Ctrl-C is noticed at least this often.
 SLICE_SECONDS = 0.1
+_SLICE_MS = 100
 
 #: What a message handler receives: one ``bytes`` per message, then one :class:`SocketError`.
 HandlerArg = Union[bytes, _errors.SocketError]
@@ -108,24 +109,25 @@ class Socket(Managed):
         Safe to call from several threads: frames never interleave.
         """
         err = _ffi.error_p()
+        start = time.monotonic()
         with self._use() as handle:
-            with borrow(data) as (ptr, n):
-                rc = lib.ipcez_socket_send(handle, ptr, n, ctypes.byref(err))
-            if rc == _ffi.RESULT_TIMEOUT:
-                raise _errors.RecipientAckTimeout(
-                    f"the message could not be written within the ack timeout ({self._ack_timeout:g} s)"
-                )
-            if rc != _ffi.RESULT_OK:
+            # One call writes and waits for the ack's first slice: the common case.
+            if type(data) is bytes:  # fast path: no buffer dance for bytes
+                rc = lib.ipcez_socket_send(handle, data or None, len(data), _SLICE_MS, ctypes.byref(err))
+            else:
+                with borrow(data) as (ptr, n):
+                    rc = lib.ipcez_socket_send(handle, ptr, n, _SLICE_MS, ctypes.byref(err))
+            if rc == _ffi.RESULT_OK:
+                return
+            if rc != _ffi.RESULT_TIMEOUT:
                 raise _errors.fail(rc, err)
-            if self._transport != "websocket":
-                self._wait_ack(handle)
+            self._wait_ack(handle, start + self._ack_timeout)
 
     #: Alias of :meth:`send` (the name the Rust API uses).
     send_message = send
 
-    def _wait_ack(self, handle: Any) -> None:
+    def _wait_ack(self, handle: Any, deadline: float) -> None:
         err = _ffi.error_p()
-        deadline = time.monotonic() + self._ack_timeout
         while True:
             remaining = deadline - time.monotonic()
             rc = lib.ipcez_socket_wait_ack(
@@ -154,33 +156,31 @@ class Socket(Managed):
         """
         timeout = _check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        msg = _ffi.message_p()
-        err = _ffi.error_p()
+        out = _ffi.Received()
         while True:
             if deadline is None:
-                wait = SLICE_SECONDS
+                wait = _SLICE_MS
             else:
-                wait = min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0))
+                wait = _ffi.ms(min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0)))
             with self._use() as handle:
-                rc = lib.ipcez_socket_recv(handle, _ffi.ms(wait), ctypes.byref(msg), ctypes.byref(err))
+                rc = lib.ipcez_socket_recv(handle, wait, *out.args)
             if rc == _ffi.RESULT_OK:
-                return _ffi.take_message(msg)
+                return out.take()
             if rc != _ffi.RESULT_TIMEOUT:
-                raise _errors.fail(rc, err)
+                raise _errors.fail(rc, out.err)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(errno.ETIMEDOUT, f"no message within {timeout:g} s")
 
     def _recv_slice(self, seconds: float) -> Optional[bytes]:
         """One wait of at most ``seconds`` (<= 0.1): a message, or None when none came."""
-        msg = _ffi.message_p()
-        err = _ffi.error_p()
+        out = _ffi.Received()
         with self._use() as handle:
-            rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), ctypes.byref(msg), ctypes.byref(err))
+            rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), *out.args)
         if rc == _ffi.RESULT_OK:
-            return _ffi.take_message(msg)
+            return out.take()
         if rc == _ffi.RESULT_TIMEOUT:
             return None
-        raise _errors.fail(rc, err)
+        raise _errors.fail(rc, out.err)
 
     def __iter__(self) -> Iterator[bytes]:
         """Yield messages until the connection ends (or the socket is closed), then stop."""

@@ -238,14 +238,17 @@ ipcez_message *ipcez_socket_endpoint(const ipcez_socket *s);
 uint32_t ipcez_socket_ack_timeout_ms(const ipcez_socket *s);
 
 // Writes one message as one whole frame (frames from several threads never interleave)
-// and, on local transports, signals "data ready". It does not wait for the ack: call
-// `ipcez_socket_wait_ack` next. `data` is not kept after the call.
+// and, on local transports, signals "data ready", then waits up to `wait_ms` for the
+// recipient's ack: `IPCEZ_RESULT_OK` when it came (WebSocket: once the message is sent),
+// `IPCEZ_RESULT_TIMEOUT` when the message is written but not acked yet — go on with
+// `ipcez_socket_wait_ack`. Pass 0 to only write. `data` is not kept after the call.
 //
 // # Safety
 // `s` is NULL or a live socket; `data` is valid for `len` bytes.
 ipcez_result ipcez_socket_send(const ipcez_socket *s,
                                const uint8_t *data,
                                size_t len,
+                               uint32_t wait_ms,
                                ipcez_error **out_err);
 
 // Waits up to `timeout_ms` for one "data acked" token after `ipcez_socket_send`:
@@ -259,14 +262,18 @@ ipcez_result ipcez_socket_wait_ack(const ipcez_socket *s,
                                    uint32_t timeout_ms,
                                    ipcez_error **out_err);
 
-// Takes the next message, waiting up to `timeout_ms`. After the connection ended, every
-// call returns the error that ended it.
+// Takes the next message, waiting up to `timeout_ms`, as a new message whose bytes are
+// also given as `*out_data` / `*out_len` (valid until `ipcez_message_free`), saving two
+// calls per message. After the connection ended: the error that ended it, once, then a
+// connection-lost error on every call.
 //
 // # Safety
-// `s` is NULL or a live socket; `out_msg` is valid for a write.
+// `s` is NULL or a live socket; the out-pointers are valid for writes.
 ipcez_result ipcez_socket_recv(const ipcez_socket *s,
                                uint32_t timeout_ms,
                                ipcez_message **out_msg,
+                               const uint8_t **out_data,
+                               size_t *out_len,
                                ipcez_error **out_err);
 
 // Registers `cb` as the socket's message handler, called on a native thread of its own:

@@ -354,8 +354,10 @@ pub unsafe extern "C" fn ipcez_socket_ack_timeout_ms(s: *const ipcez_socket) -> 
 }
 
 /// Writes one message as one whole frame (frames from several threads never interleave)
-/// and, on local transports, signals "data ready". It does not wait for the ack: call
-/// `ipcez_socket_wait_ack` next. `data` is not kept after the call.
+/// and, on local transports, signals "data ready", then waits up to `wait_ms` for the
+/// recipient's ack: `IPCEZ_RESULT_OK` when it came (WebSocket: once the message is sent),
+/// `IPCEZ_RESULT_TIMEOUT` when the message is written but not acked yet — go on with
+/// `ipcez_socket_wait_ack`. Pass 0 to only write. `data` is not kept after the call.
 ///
 /// # Safety
 /// `s` is NULL or a live socket; `data` is valid for `len` bytes.
@@ -364,13 +366,19 @@ pub unsafe extern "C" fn ipcez_socket_send(
     s: *const ipcez_socket,
     data: *const u8,
     len: usize,
+    wait_ms: u32,
     out_err: *mut *mut ipcez_error,
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
         let data = unsafe { bytes(data, len) }?;
         s.socket.send_frame_blocking(data)?;
-        Ok(ipcez_result::Ok)
+        // One call for the common case, where the ack comes within the first slice.
+        let wait = timeout_of(wait_ms).unwrap_or(Duration::MAX);
+        Ok(match s.socket.wait_ack_blocking(wait)? {
+            true => ipcez_result::Ok,
+            false => ipcez_result::Timeout,
+        })
     })
 }
 
@@ -397,23 +405,31 @@ pub unsafe extern "C" fn ipcez_socket_wait_ack(
     })
 }
 
-/// Takes the next message, waiting up to `timeout_ms`. After the connection ended, every
-/// call returns the error that ended it.
+/// Takes the next message, waiting up to `timeout_ms`, as a new message whose bytes are
+/// also given as `*out_data` / `*out_len` (valid until `ipcez_message_free`), saving two
+/// calls per message. After the connection ended: the error that ended it, once, then a
+/// connection-lost error on every call.
 ///
 /// # Safety
-/// `s` is NULL or a live socket; `out_msg` is valid for a write.
+/// `s` is NULL or a live socket; the out-pointers are valid for writes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ipcez_socket_recv(
     s: *const ipcez_socket,
     timeout_ms: u32,
     out_msg: *mut *mut ipcez_message,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
     out_err: *mut *mut ipcez_error,
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
         Ok(match s.socket.recv_blocking(timeout_of(timeout_ms))? {
             Some(m) => {
-                unsafe { write_out(out_msg, message(m)) };
+                unsafe {
+                    write_out(out_data, m.as_ptr());
+                    write_out(out_len, m.len());
+                    write_out(out_msg, message(m));
+                }
                 ipcez_result::Ok
             }
             None => ipcez_result::Timeout,
