@@ -755,11 +755,8 @@ def test_websocket_garbage_handshake_costs_only_its_connection(
         round_trip(c2, listener.accept(timeout=5), b"new")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ipcez closes a non-upgrade HTTP request without any response (tungstenite writes "
-    "none when the handshake request is invalid); remove this marker once it answers 4xx",
-)
+# Regression: a plain HTTP GET used to be closed without any answer (tungstenite writes
+# none for an invalid handshake request); ipcez now answers 426 itself.
 @pytest.mark.parametrize("path", ["/rel", "/elsewhere"])
 def test_websocket_plain_http_get_gets_a_clear_http_error(
     ws_pair: Tuple[ipcez.Listener, ipcez.Socket, ipcez.Socket], path: str

@@ -238,9 +238,13 @@ async fn malformed_handshakes_are_dropped_and_the_listener_goes_on() {
         let hostport = listener.address()["ws://".len()..]
             .trim_end_matches("/hs")
             .to_string();
-        for junk in [
-            &b"\x16\x03\x01 not http at all\r\n\r\n"[..],
-            b"GET /hs HTTP/1.1\r\nHost: x\r\n\r\n", // no Upgrade
+        for (junk, status) in [
+            (&b"\x16\x03\x01 not http at all\r\n\r\n"[..], "400"),
+            (b"GET /hs HTTP/1.1\r\nHost: x\r\n\r\n", "426"), // no Upgrade
+            (
+                b"POST /hs HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                "426",
+            ),
         ] {
             let mut raw = tokio::net::TcpStream::connect(&hostport).await.unwrap();
             raw.write_all(junk).await.unwrap();
@@ -249,7 +253,7 @@ async fn malformed_handshakes_are_dropped_and_the_listener_goes_on() {
                 tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut response)).await;
             let text = String::from_utf8_lossy(&response);
             assert!(
-                response.is_empty() || text.starts_with("HTTP/1.1 4"),
+                text.starts_with(&format!("HTTP/1.1 {status}")) && text.contains("ipcez: "),
                 "unexpected answer to junk: {text}"
             );
         }
