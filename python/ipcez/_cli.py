@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 import traceback
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NoReturn, Optional, Sequence, Tuple
 
 import ipcez
 
@@ -337,6 +337,11 @@ class _SignalsToInterrupt:
     def _raise(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    def shield(self) -> None:
+        """From now on ignore these signals (a second Ctrl-C must not interrupt the cleanup)."""
+        for signum, _ in self._saved:
+            signal.signal(signum, signal.SIG_IGN)
+
     def __exit__(self, *exc_info: Any) -> None:
         for signum, handler in self._saved:
             signal.signal(signum, handler)
@@ -381,6 +386,8 @@ class _Server:
         except ipcez.SocketError as exc:
             if not self.done.is_set():
                 _out(f"{_timestamp()} {tag} closed after an error: {_error_text(exc)}")
+        except BrokenPipeError:  # stdout went away (`ipcez listen ... | head`): stop
+            self.done.set()
         finally:
             sock.close()
             with self.lock:
@@ -397,7 +404,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if args.mode is not None:
         kwargs["mode"] = args.mode
     server = _Server(args.echo, args.count)
-    with _SignalsToInterrupt():
+    with _SignalsToInterrupt() as signals:
         listener = ipcez.listen(args.endpoint, **kwargs)
         try:
             what = "echoing" if args.echo else "printing"
@@ -420,19 +427,23 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 thread = threading.Thread(
                     target=server.serve, args=(sock, conn_id), name=f"ipcez-listen-{conn_id}", daemon=True
                 )
-                server.threads.append(thread)
                 thread.start()
+                server.threads.append(thread)
             _out(f"{_timestamp()} received {server.received} message(s); stopping")
         except KeyboardInterrupt:
             _out(f"{_timestamp()} interrupted; stopping")
         finally:
+            signals.shield()
+            # The connection threads notice `done` within 0.2 s and close their own
+            # sockets; only one stuck in an echo (waiting for an ack) is closed from here.
             server.done.set()
+            deadline = time.monotonic() + 1.0
+            for thread in server.threads:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
             with server.lock:
                 open_sockets = list(server.sockets.values())
             for sock in open_sockets:
                 sock.close()
-            for thread in server.threads:
-                thread.join(timeout=1.0)
             listener.close()
     if resolution.transport == "unix":
         _out(f"removed {resolution.address}" if not os.path.exists(resolution.address)
@@ -482,7 +493,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise CliError("--ack-timeout must be > 0", EXIT_USAGE)
     resolution = _resolve(args.endpoint)
     if args.messages:
-        messages: Iterable[bytes] = _arg_messages(args.messages, args.hex)
+        messages: Iterable[bytes] = list(_arg_messages(args.messages, args.hex))  # validate first
     else:
         if args.hex:
             messages = (_parse_hex_line(line) for line in _stdin_messages())
@@ -496,13 +507,22 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise CliError(_error_text(exc)) from exc
     replies = [0]
     reader_error: List[BaseException] = []
+    stop_reading = threading.Event()
 
     def read_replies() -> None:
+        # Short waits and a stop flag, so that the socket is never closed while this
+        # thread is inside recv (the main thread joins it first).
         try:
-            for reply in sock:
+            while not stop_reading.is_set():
+                try:
+                    reply = sock.recv(timeout=0.05)
+                except TimeoutError:
+                    continue
                 replies[0] += 1
                 _print_reply(reply)
-        except ipcez.SocketError as exc:  # not ConnectionLost: iteration ends on that
+        except ipcez.ConnectionLost:
+            pass
+        except ipcez.SocketError as exc:
             reader_error.append(exc)
 
     reader = threading.Thread(target=read_replies, name="ipcez-send-replies", daemon=True)
@@ -526,8 +546,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     except ipcez.ConnectionLost as exc:
         raise CliError(f"message {sent + 1}: the connection was lost ({_error_text(exc)})") from exc
     finally:
+        stop_reading.set()
+        reader.join(timeout=2.0)
         sock.close()
-        reader.join(timeout=1.0)
     if reader_error:
         raise CliError(f"while reading replies: {_error_text(reader_error[0])}")
     if not args.quiet:
@@ -597,7 +618,7 @@ def _demo_transport(title: str, endpoint: str, rounds: int) -> _DemoResult:
                 if got != text:
                     raise CliError(f"demo: {arrow} delivered {got!r} instead of {text!r}")
                 how = f"acked after {_ms(acked)}, " if local else ""
-                tail = "" if local else " (WebSocket sends wait for no ack)"
+                tail = "" if local or sender is server else " (WebSocket sends wait for no ack)"
                 _out(f"  {arrow}: {text.decode()!r}: {how}received after {_ms(arrived)}{tail}")
             # a 1 MiB message
             big = bytes(range(256)) * 4096
@@ -693,14 +714,22 @@ def _octal(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with every usage error as ``ipcez: error: ...`` (also for subcommands)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``ipcez`` command."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS,
         help="show the traceback when something fails",
     )
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Inter-process messaging: Unix sockets, named pipes or WebSockets, "
         "picked from the endpoint.",
