@@ -270,7 +270,8 @@ class Received:
         """Copy the received message into ``bytes`` and free it."""
         try:
             n = self.len.value
-            return ctypes.string_at(self.data.value, n) if n else b""
+            address = self.data.value
+            return ctypes.string_at(address, n) if n and address else b""
         finally:
             lib.ipcez_message_free(self.msg)
 
