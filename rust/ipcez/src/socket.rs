@@ -520,12 +520,26 @@ impl Socket {
         F: FnMut(Result<Vec<u8>, SocketError>) + Send + 'static,
     {
         self.claim_handler()?;
-        let inbox = self.shared.inbox.clone();
+        // The thread holds the reading side only, never the socket itself, so dropping the
+        // last `Socket` still closes the connection (and so ends this thread).
+        let mut take: Box<dyn FnMut() -> Result<Option<Vec<u8>>, SocketError> + Send> =
+            match &self.shared.link {
+                // On Unix the handler thread reads the socket itself, like `recv_blocking`.
+                #[cfg(unix)]
+                Link::Local { reader, .. } => {
+                    let reader = reader.clone();
+                    Box::new(move || recv_direct(&reader, None))
+                }
+                _ => {
+                    let inbox = self.shared.inbox.clone();
+                    Box::new(move || inbox.pop_blocking(None))
+                }
+            };
         std::thread::Builder::new()
             .name("ipcez-handler".into())
             .spawn(move || {
                 loop {
-                    let next = inbox.pop_blocking(None).and_then(|m| {
+                    let next = take().and_then(|m| {
                         m.ok_or_else(|| {
                             SocketError::Io(io::Error::other("unreachable: no timeout"))
                         })
