@@ -7,43 +7,57 @@ As a script::
                                # python/ipcez/_ipcez_ffi.so (.dylib / .dll)
     python build.py --release  # the same, optimized
     python build.py test       # cargo test --workspace, the in-place build, then pytest
-    python build.py wheel      # pip wheel --no-deps -w dist .  (a py3-none-<platform> wheel)
+    python build.py wheel      # the release artifacts in dist/: one py3-none-<platform> wheel
+                               # (manylinux_2_17 with zig + cargo-zigbuild) and the sdist
+    python build.py docs       # API docs: docs/rust/ (cargo doc) and docs/python/ (pdoc)
 
 As a build backend (``pyproject.toml``: ``build-backend = "build"``,
 ``backend-path = ["."]``) it re-exports ``setuptools.build_meta``; its
-``build_wheel`` first runs ``cargo build --release -p ipcez-ffi``, copies the
-cdylib into the package, and asks setuptools for a wheel tagged with the
-platform.  Note: this file shadows pypa/build, so ``python -m build`` run from
-the repository root does nothing useful; use ``python build.py wheel``.
+``build_wheel`` first runs ``cargo build --release --locked -p ipcez-ffi``, puts
+the cdylib into the package, and asks setuptools for a wheel tagged with the
+platform (the in-place library of a checkout is restored afterwards).  An sdist
+therefore builds with nothing but Rust and pip.  Note: this file shadows
+pypa/build, so ``python -m build`` run from the repository root does nothing
+useful; use ``python build.py wheel``.
 
-Environment:
+Environment (read by the backend, so also honoured by ``pip wheel``):
 
-``IPCEZ_CARGO``           the cargo command (default ``cargo``; e.g. ``cargo zigbuild``)
-``CARGO_BUILD_TARGET``    a target triple; the library is then taken from target/<triple>/
+``IPCEZ_CARGO``           the cargo command (default ``cargo``); ``cargo zigbuild`` (or a
+                          path to ``cargo-zigbuild``) builds with zig as the linker
+``IPCEZ_CARGO_TARGET``    a target triple, with a glibc suffix for zigbuild
+                          (``x86_64-unknown-linux-gnu.2.17``); the library is then taken from
+                          target/<triple>/ (``CARGO_BUILD_TARGET`` is read when this is unset)
 ``CARGO_TARGET_DIR``      where cargo puts its output (default rust/target)
 ``IPCEZ_PREBUILT``        path of an already built cdylib to package instead of running cargo
-``IPCEZ_PLAT_NAME``       the wheel's platform tag (default from sysconfig.get_platform(),
-                          or derived from CARGO_BUILD_TARGET)
+``IPCEZ_PLAT_NAME``       the wheel's platform tag (default from sysconfig.get_platform(), or
+                          derived from the target: ``manylinux_2_17_x86_64.manylinux2014_x86_64``
+                          for ``x86_64-unknown-linux-gnu.2.17``)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 ROOT = Path(__file__).resolve().parent
 RUST = ROOT / "rust"
 PACKAGE = ROOT / "python" / "ipcez"
+DOCS = ROOT / "docs"
 # Coordinate with python/ipcez/_ffi.py (library_filename) and pyproject package-data.
 LIB_NAMES = {"linux": "_ipcez_ffi.so", "darwin": "_ipcez_ffi.dylib", "windows": "_ipcez_ffi.dll"}
 CARGO_NAMES = {"linux": "libipcez_ffi.so", "darwin": "libipcez_ffi.dylib", "windows": "ipcez_ffi.dll"}
+#: The glibc baseline of the release wheels (manylinux2014).
+GLIBC = "2.17"
 
 try:  # the backend hooks need setuptools; the script commands do not
     from setuptools import build_meta as _setuptools_backend
@@ -56,8 +70,19 @@ def _log(message: str) -> None:
     print(f"[build.py] {message}", file=sys.stderr, flush=True)
 
 
-def _target() -> Optional[str]:
-    return os.environ.get("CARGO_BUILD_TARGET") or None
+def _target(environ: Optional[Dict[str, str]] = None) -> Optional[str]:
+    env = os.environ if environ is None else environ
+    return env.get("IPCEZ_CARGO_TARGET") or env.get("CARGO_BUILD_TARGET") or None
+
+
+def _triple(target: str) -> str:
+    """``x86_64-unknown-linux-gnu.2.17`` -> ``x86_64-unknown-linux-gnu`` (zigbuild's glibc suffix)."""
+    return re.sub(r"\.\d+(\.\d+)*$", "", target)
+
+
+def _glibc_suffix(target: str) -> Optional[str]:
+    m = re.search(r"-gnu\w*\.(\d+\.\d+)$", target)
+    return m.group(1) if m else None
 
 
 def _os_family(target: Optional[str]) -> str:
@@ -74,7 +99,29 @@ def _target_dir() -> Path:
     return Path(env) if env else RUST / "target"
 
 
-def cargo_build(release: bool) -> Path:
+def _cargo() -> List[str]:
+    """The plain cargo command (IPCEZ_CARGO without a zigbuild subcommand)."""
+    words = shlex.split(os.environ.get("IPCEZ_CARGO", "cargo")) or ["cargo"]
+    if _is_zigbuild(words):
+        return ["cargo"]
+    return words
+
+
+def _is_zigbuild(words: List[str]) -> bool:
+    return words[-1] == "zigbuild" or Path(words[0]).name.startswith("cargo-zigbuild")
+
+
+def _cargo_build_command() -> List[str]:
+    """IPCEZ_CARGO followed by its build subcommand (``build``, or ``zigbuild`` itself)."""
+    words = shlex.split(os.environ.get("IPCEZ_CARGO", "cargo")) or ["cargo"]
+    if words[-1] == "zigbuild":
+        return words
+    if Path(words[0]).name.startswith("cargo-zigbuild"):
+        return words + ["zigbuild"]
+    return words + ["build"]
+
+
+def cargo_build(release: bool, locked: bool = False) -> Path:
     """Build the ipcez-ffi cdylib (or take IPCEZ_PREBUILT) and return its path."""
     prebuilt = os.environ.get("IPCEZ_PREBUILT")
     if prebuilt:
@@ -83,38 +130,69 @@ def cargo_build(release: bool) -> Path:
             raise SystemExit(f"IPCEZ_PREBUILT={prebuilt} does not exist")
         return path
     target = _target()
-    cargo = shlex.split(os.environ.get("IPCEZ_CARGO", "cargo"))
-    cmd = cargo + ["build", "-p", "ipcez-ffi", "--manifest-path", str(RUST / "Cargo.toml")]
+    build = _cargo_build_command()
+    cmd = build + ["-p", "ipcez-ffi", "--manifest-path", str(RUST / "Cargo.toml")]
     if release:
         cmd.append("--release")
+    if locked and (RUST / "Cargo.lock").is_file():
+        cmd.append("--locked")  # release artifacts are built from the lock file CI tested
     if target:
-        cmd += ["--target", target.split(".")[0] if "zigbuild" not in " ".join(cargo) else target]
+        # only zigbuild understands a glibc suffix
+        cmd += ["--target", target if _is_zigbuild(build) else _triple(target)]
     _log(" ".join(cmd))
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    env = dict(os.environ)
+    env.pop("CARGO_BUILD_TARGET", None)  # --target says it; cargo would choke on a glibc suffix
+    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     profile = "release" if release else "debug"
     out = _target_dir()
     if target:
-        out = out / target.split(".")[0]  # zigbuild's glibc suffix (x86_64-…-gnu.2.17) is not a dir
+        out = out / _triple(target)  # the glibc suffix is not part of the directory name
     path = out / profile / CARGO_NAMES[_os_family(target)]
     if not path.is_file():
         raise SystemExit(f"cargo finished but {path} does not exist")
     return path
 
 
+def _remove_libraries() -> None:
+    for name in LIB_NAMES.values():  # never let another platform's library ride along
+        stale = PACKAGE / name
+        if stale.exists() or stale.is_symlink():
+            stale.unlink()  # unlink, never truncate: a running process may have it mapped
+
+
 def install_library(source: Path, symlink: bool = False) -> Path:
     """Put ``source`` into the package under its private name, removing any other copy."""
     family = _os_family(_target())
     dest = PACKAGE / LIB_NAMES[family]
-    for name in LIB_NAMES.values():  # never let another platform's library ride along
-        stale = PACKAGE / name
-        if stale.exists() or stale.is_symlink():
-            stale.unlink()
+    _remove_libraries()
     if symlink:
         dest.symlink_to(source.resolve())
     else:
         shutil.copy2(source, dest)
     _log(f"{source} -> {dest}")
     return dest
+
+
+@contextlib.contextmanager
+def _library_for_wheel(source: Path) -> Iterator[None]:
+    """Install ``source`` in the package for the time of a wheel build, then put back
+    whatever library a checkout had in place (a wheel for another target must not
+    replace the developer's build)."""
+    saved = tempfile.mkdtemp(prefix="ipcez-inplace-")
+    kept = []
+    for name in LIB_NAMES.values():
+        path = PACKAGE / name
+        if path.exists() or path.is_symlink():
+            os.rename(path, os.path.join(saved, name))
+            kept.append(name)
+    try:
+        install_library(source)
+        yield
+    finally:
+        _remove_libraries()
+        for name in kept:
+            os.rename(os.path.join(saved, name), PACKAGE / name)
+        shutil.rmtree(saved, ignore_errors=True)
 
 
 _PLATS = {
@@ -128,16 +206,24 @@ _PLATS = {
     "aarch64-pc-windows-msvc": "win_arm64",
     "i686-pc-windows-msvc": "win32",
 }
+# PEP 600 tags that also have a legacy alias understood by older pip
+_LEGACY_MANYLINUX = {"2.17": "manylinux2014", "2.12": "manylinux2010", "2.5": "manylinux1"}
 
 
-def plat_name() -> str:
-    """The wheel's platform tag."""
-    env = os.environ.get("IPCEZ_PLAT_NAME")
-    if env:
-        return env
-    target = _target()
+def plat_name(environ: Optional[Dict[str, str]] = None) -> str:
+    """The wheel's platform tag (from ``environ``, default os.environ)."""
+    explicit = (os.environ if environ is None else environ).get("IPCEZ_PLAT_NAME")
+    if explicit:
+        return explicit
+    target = _target(environ)
     if target:
-        triple = target.split(".")[0]
+        triple = _triple(target)
+        glibc = _glibc_suffix(target)
+        if glibc and triple.endswith("-linux-gnu"):
+            arch = triple.split("-")[0]
+            tag = f"manylinux_{glibc.replace('.', '_')}_{arch}"
+            legacy = _LEGACY_MANYLINUX.get(glibc)
+            return f"{tag}.{legacy}_{arch}" if legacy else tag
         if triple not in _PLATS:
             raise SystemExit(f"no platform tag known for {target}; set IPCEZ_PLAT_NAME")
         return _PLATS[triple]
@@ -166,7 +252,7 @@ def build_wheel(
     """Build the cdylib (release), put it into the package, build a py3-none-<platform> wheel."""
     if _setuptools_backend is None:
         raise RuntimeError("setuptools is required to build a wheel")
-    install_library(cargo_build(release=True))
+    library = cargo_build(release=True, locked=True)
     _clean_setuptools_build_dir()
     settings: Dict[str, Any] = dict(config_settings or {})
     extra = settings.get("--build-option", [])
@@ -174,7 +260,52 @@ def build_wheel(
     if "--plat-name" not in extra:
         extra += ["--plat-name", plat_name()]
     settings["--build-option"] = extra
-    return _setuptools_backend.build_wheel(wheel_directory, settings, metadata_directory)
+    with _library_for_wheel(library):
+        filename = _setuptools_backend.build_wheel(wheel_directory, settings, metadata_directory)
+    return _finish_wheel(wheel_directory, filename, extra[extra.index("--plat-name") + 1])
+
+
+def _finish_wheel(directory: str, filename: str, plat: str) -> str:
+    """Fix what setuptools gets wrong for a wheel whose only binary is package data:
+    it mangles a compressed tag set (``manylinux_2_17_x86_64.manylinux2014_x86_64``) into
+    one bogus tag, and marks the wheel ``Root-Is-Purelib: true``.  Rewrites WHEEL (one
+    ``Tag:`` per platform, purelib false), its line in RECORD and the file name (PEP 427)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    src = Path(directory) / filename
+    name, version = filename.split("-")[:2]
+    new_name = f"{name}-{version}-py3-none-{plat}.whl"
+    wheel_path = f"{name}-{version}.dist-info/WHEEL"
+    record_path = f"{name}-{version}.dist-info/RECORD"
+    with zipfile.ZipFile(src) as zin:
+        entries = [(info, zin.read(info)) for info in zin.infolist()]
+    contents = {info.filename: data for info, data in entries}
+    lines = [
+        line for line in contents[wheel_path].decode("utf-8").splitlines()
+        if line.strip() and not line.startswith(("Tag:", "Root-Is-Purelib:"))
+    ]
+    lines.append("Root-Is-Purelib: false")
+    lines += [f"Tag: py3-none-{tag}" for tag in plat.split(".")]
+    wheel_data = ("\n".join(lines) + "\n\n").encode("utf-8")
+    digest = base64.urlsafe_b64encode(hashlib.sha256(wheel_data).digest()).rstrip(b"=").decode("ascii")
+    record = [
+        f"{wheel_path},sha256={digest},{len(wheel_data)}" if line.startswith(wheel_path + ",") else line
+        for line in contents[record_path].decode("utf-8").splitlines()
+    ]
+    record_data = ("\n".join(record) + "\n").encode("utf-8")
+    tmp = Path(directory) / (new_name + ".part")
+    with zipfile.ZipFile(tmp, "w") as zout:
+        for info, data in entries:
+            if info.filename == wheel_path:
+                data = wheel_data
+            elif info.filename == record_path:
+                data = record_data
+            zout.writestr(info, data)
+    src.unlink()
+    os.replace(tmp, Path(directory) / new_name)
+    return new_name
 
 
 def build_editable(
@@ -200,10 +331,11 @@ def _cmd_develop(args: argparse.Namespace) -> int:
 
 def _cmd_test(args: argparse.Namespace) -> int:
     if not args.no_cargo:
-        cargo = shlex.split(os.environ.get("IPCEZ_CARGO", "cargo"))
-        cmd = cargo + ["test", "--workspace", "--manifest-path", str(RUST / "Cargo.toml")]
+        cmd = _cargo() + ["test", "--workspace", "--manifest-path", str(RUST / "Cargo.toml")]
         _log(" ".join(cmd))
-        rc = subprocess.run(cmd, cwd=ROOT).returncode
+        env = dict(os.environ)
+        env.pop("CARGO_BUILD_TARGET", None)  # tests run on this machine
+        rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
         if rc:
             return rc
         install_library(cargo_build(release=args.release))
@@ -214,12 +346,170 @@ def _cmd_test(args: argparse.Namespace) -> int:
     return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+def _version() -> str:
+    m = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    if not m:
+        raise SystemExit("no version in pyproject.toml")
+    return m.group(1)
+
+
+def _host_triple() -> Optional[str]:
+    try:
+        out = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"^host:\s*(\S+)", out, re.M)
+    return m.group(1) if m else None
+
+
+def _zigbuild_env() -> Optional[Dict[str, str]]:
+    """The environment that makes the backend build with cargo-zigbuild, or None when
+    cargo-zigbuild or zig (a ``zig`` on PATH or the ``ziglang`` package) is missing.
+    Paths are absolute so that they survive pip's isolated build environment."""
+    exe = shutil.which("cargo-zigbuild")
+    if not exe:
+        return None
+    env = {"IPCEZ_CARGO": shlex.join([exe, "zigbuild"])}
+    if os.environ.get("CARGO_ZIGBUILD_ZIG_PATH"):
+        return env
+    zig = shutil.which("zig")
+    if not zig:
+        try:
+            import ziglang  # type: ignore
+        except ImportError:
+            return None
+        candidate = Path(ziglang.__file__).parent / ("zig.exe" if os.name == "nt" else "zig")
+        if not candidate.is_file():
+            return None
+        zig = str(candidate)
+    env["CARGO_ZIGBUILD_ZIG_PATH"] = zig
+    return env
+
+
+def _has_rust_std(triple: str) -> bool:
+    """Whether this toolchain has the standard library for ``triple`` (rustup target add)."""
+    try:
+        out = subprocess.run(
+            ["rustc", "--print", "target-libdir", "--target", triple], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return bool(out) and Path(out).is_dir() and any(Path(out).glob("libstd-*"))
+
+
+def _build_sdist(dist: Path) -> Path:
+    """The sdist, through this very backend (setuptools >= 77 from this environment)."""
+    try:
+        import setuptools
+
+        ok = int(setuptools.__version__.split(".")[0]) >= 77
+    except ImportError:
+        ok = False
+    if not ok:
+        raise SystemExit("the sdist needs setuptools>=77 in this environment: pip install 'setuptools>=77'")
+    code = "import sys, build; print(build.build_sdist(sys.argv[1]))"
+    _log(f"sdist: build.build_sdist({dist})")
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(dist)], cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True
+    ).stdout
+    return dist / out.strip().splitlines()[-1]
+
+
 def _cmd_wheel(args: argparse.Namespace) -> int:
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", args.dist, str(ROOT)]
-    if args.no_isolation:
-        cmd.insert(4, "--no-build-isolation")  # use this environment's setuptools (offline builds)
+    dist = Path(args.dist).resolve()
+    dist.mkdir(parents=True, exist_ok=True)
+    host = _host_triple()
+    targets = args.target or ([host] if host else [None])
+    zig = None if args.native else _zigbuild_env()
+    built: List[Path] = []
+    warnings: List[str] = []
+    for triple in targets:
+        env = dict(os.environ)
+        env.pop("CARGO_BUILD_TARGET", None)
+        env.pop("IPCEZ_CARGO_TARGET", None)
+        env.pop("IPCEZ_PLAT_NAME", None)
+        linux_gnu = bool(triple) and triple.endswith("-linux-gnu")
+        if triple and triple != host and not _has_rust_std(triple):
+            raise SystemExit(
+                f"this Rust toolchain has no standard library for {triple}: rustup target add {triple}"
+            )
+        if linux_gnu and zig is not None:
+            env.update(zig)
+            env["IPCEZ_CARGO_TARGET"] = f"{triple}.{args.glibc}"
+        elif linux_gnu:
+            if triple != host:
+                raise SystemExit(f"building for {triple} needs zig: pip install ziglang cargo-zigbuild")
+            warnings.append(
+                "zig or cargo-zigbuild not found (pip install ziglang cargo-zigbuild): built a native "
+                "linux wheel that needs this machine's glibc or newer, and that PyPI refuses; "
+                "the release wheel is manylinux_2_17"
+            )
+        elif triple and triple != host:
+            env["IPCEZ_CARGO_TARGET"] = triple
+        plat = plat_name(env)
+        cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(dist), str(ROOT)]
+        if args.no_isolation:
+            cmd.insert(4, "--no-build-isolation")  # use this environment's setuptools (offline builds)
+        _log(f"wheel for {triple or 'this machine'} ({plat}): {' '.join(cmd)}")
+        if subprocess.run(cmd, cwd=ROOT, env=env).returncode:
+            return 1
+        wheel = dist / f"ipcez-{_version()}-py3-none-{plat}.whl"
+        if not wheel.is_file():
+            raise SystemExit(f"pip finished but {wheel} does not exist")
+        built.append(wheel)
+    if not args.no_sdist:
+        built.append(_build_sdist(dist))
+    for path in built:
+        _log(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    for text in warnings:
+        _log(f"WARNING: {text}")
+    return 0
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    """cargo doc (ipcez, ipcez-ffi) into docs/rust/, pdoc of the Python package into docs/python/."""
+    import importlib.util
+
+    if importlib.util.find_spec("pdoc") is None:
+        raise SystemExit("python build.py docs needs pdoc: pip install pdoc")
+    env = dict(os.environ)
+    env.pop("CARGO_BUILD_TARGET", None)
+    if args.strict:
+        env["RUSTDOCFLAGS"] = (env.get("RUSTDOCFLAGS", "") + " -D warnings").strip()
+    cmd = _cargo() + ["doc", "--no-deps", "-p", "ipcez", "-p", "ipcez-ffi", "--manifest-path", str(RUST / "Cargo.toml")]
     _log(" ".join(cmd))
-    return subprocess.run(cmd, cwd=ROOT).returncode
+    if subprocess.run(cmd, cwd=ROOT, env=env).returncode:
+        return 1
+    DOCS.mkdir(exist_ok=True)
+    rust_docs = DOCS / "rust"
+    shutil.rmtree(rust_docs, ignore_errors=True)
+    shutil.copytree(_target_dir() / "doc", rust_docs)
+    (rust_docs / "index.html").write_text(_redirect("ipcez/index.html"))
+
+    # pdoc imports the package, which loads the cdylib: use the in-place one, else a debug build
+    env = dict(os.environ)
+    if not env.get("IPCEZ_LIBRARY") and not any((PACKAGE / n).exists() for n in LIB_NAMES.values()):
+        env["IPCEZ_LIBRARY"] = str(cargo_build(release=False))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p)
+    python_docs = DOCS / "python"
+    shutil.rmtree(python_docs, ignore_errors=True)
+    cmd = [sys.executable, "-m", "pdoc", "-o", str(python_docs), "ipcez"]
+    _log(" ".join(cmd))
+    if subprocess.run(cmd, cwd=ROOT, env=env).returncode:
+        return 1
+    (DOCS / "index.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>ipcez API</title>\n"
+        "<h1>ipcez API documentation</h1>\n<ul>\n"
+        '<li><a href="python/ipcez.html">Python package <code>ipcez</code></a></li>\n'
+        '<li><a href="rust/ipcez/index.html">Rust crate <code>ipcez</code></a></li>\n'
+        '<li><a href="rust/ipcez_ffi/index.html">C ABI <code>ipcez-ffi</code></a></li>\n</ul>\n'
+    )
+    _log(f"docs: {DOCS / 'index.html'}")
+    return 0
+
+
+def _redirect(url: str) -> str:
+    return f'<!doctype html><meta charset=utf-8><meta http-equiv="refresh" content="0; url={url}">\n<a href="{url}">{url}</a>\n'
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -233,11 +523,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     test = sub.add_parser("test", help="cargo test --workspace, in-place build, then pytest")
     test.add_argument("--no-cargo", action="store_true", help="only run pytest")
     test.add_argument("pytest_args", nargs="*", help="passed on to pytest (options too)")
-    wheel = sub.add_parser("wheel", help="build a wheel into dist/")
+    wheel = sub.add_parser(
+        "wheel",
+        help="the release artifacts in dist/: a wheel (manylinux_2_17 when zig and cargo-zigbuild "
+        "are installed, else a native one) and the sdist",
+    )
     wheel.add_argument("--dist", default=str(ROOT / "dist"), help="output directory")
     wheel.add_argument(
         "--no-isolation", action="store_true", help="build with this environment's setuptools (>=77)"
     )
+    wheel.add_argument(
+        "--target", action="append", metavar="TRIPLE",
+        help="Rust target to build for, repeatable (default: this machine), e.g. aarch64-unknown-linux-gnu",
+    )
+    wheel.add_argument("--glibc", default=GLIBC, help=f"glibc baseline with zigbuild (default {GLIBC})")
+    wheel.add_argument("--native", action="store_true", help="plain cargo, native platform tag (no zig)")
+    wheel.add_argument("--no-sdist", action="store_true", help="only the wheel(s)")
+    docs = sub.add_parser("docs", help="API docs into docs/: cargo doc (docs/rust/) and pdoc (docs/python/)")
+    docs.add_argument("--strict", action="store_true", help="RUSTDOCFLAGS=-D warnings (missing docs fail)")
     args, unknown = parser.parse_known_args(argv)
     if args.command == "test":
         # everything the parser does not know goes to pytest (e.g. -q -k name, or after --)
@@ -247,6 +550,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "wheel":
         return _cmd_wheel(args)
+    if args.command == "docs":
+        return _cmd_docs(args)
     return _cmd_develop(args)
 
 

@@ -29,7 +29,7 @@ const INITIAL_BODY_CAPACITY: usize = 256 * 1024;
 
 /// Incremental frame decoder: feed it bytes as they arrive, get whole messages out.
 ///
-/// It never allocates more than [`INITIAL_BODY_CAPACITY`] ahead of the bytes received, and
+/// It never allocates more than `INITIAL_BODY_CAPACITY` (256 KiB) ahead of the bytes received, and
 /// an announced length over [`MAX_MESSAGE_LEN`] is an `InvalidData` error before any
 /// allocation.
 #[derive(Debug, Default)]
