@@ -19,6 +19,7 @@ import ctypes
 import math
 import os
 import sys
+import threading
 from ctypes import (
     CFUNCTYPE,
     POINTER,
@@ -250,7 +251,7 @@ def take_message(msg: Any) -> bytes:
 
 
 class Received:
-    """Out-parameters of ``ipcez_socket_recv``, allocated once per call site."""
+    """Out-parameters of ``ipcez_socket_recv``; one per thread (see :func:`received`)."""
 
     __slots__ = ("msg", "data", "len", "err", "args")
 
@@ -274,6 +275,18 @@ class Received:
             return ctypes.string_at(address, n) if n and address else b""
         finally:
             lib.ipcez_message_free(self.msg)
+
+
+_per_thread = threading.local()
+
+
+def received() -> Received:
+    """This thread's :class:`Received` (a recv is never re-entered on one thread, and
+    building the ctypes out-parameters costs more than the call itself)."""
+    out: Optional[Received] = getattr(_per_thread, "received", None)
+    if out is None:
+        out = _per_thread.received = Received()
+    return out
 
 
 def take_text(msg: Any) -> str:

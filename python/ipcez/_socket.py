@@ -156,7 +156,7 @@ class Socket(Managed):
         """
         timeout = _check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        out = _ffi.Received()
+        out = _ffi.received()
         while True:
             if deadline is None:
                 wait = _SLICE_MS
@@ -173,7 +173,7 @@ class Socket(Managed):
 
     def _recv_slice(self, seconds: float) -> Optional[bytes]:
         """One wait of at most ``seconds`` (<= 0.1): a message, or None when none came."""
-        out = _ffi.Received()
+        out = _ffi.received()
         with self._use() as handle:
             rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), *out.args)
         if rc == _ffi.RESULT_OK:
