@@ -26,9 +26,10 @@ struct Spin {
 impl Spin {
     const BUDGET: Duration = Duration::from_micros(30);
 
-    fn new() -> Self {
+    /// A spin of at most `limit` (and never more than the budget).
+    fn new(limit: Duration) -> Self {
         Spin {
-            until: std::time::Instant::now() + Self::BUDGET,
+            until: std::time::Instant::now() + Self::BUDGET.min(limit),
         }
     }
 
@@ -82,7 +83,7 @@ impl AckPair {
 
     /// Sender: takes one `data_acked` token, waiting up to `timeout`.
     pub(crate) fn wait_acked(&self, timeout: Duration) -> io::Result<bool> {
-        let mut spin = Spin::new();
+        let mut spin = Spin::new(timeout);
         while spin.keep_spinning() {
             if self.acked.try_wait()? {
                 return Ok(true);
