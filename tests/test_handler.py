@@ -219,3 +219,35 @@ def test_socket_dropped_with_handler_set(sock_path: str) -> None:
         with pytest.raises(ipcez.ConnectionLost):
             client.recv(timeout=2)
         client.close()
+
+
+def test_two_handlers_closing_each_others_sockets_do_not_deadlock(short_dir: Any) -> None:
+    """Regression: a handler that closed another socket whose handler was, at the same time,
+    closing this one used to deadlock both threads (each waited for the other to finish).
+    Run in a subprocess: a deadlock would otherwise hang the test process at exit."""
+    from conftest import run_python
+
+    code = '''
+import os, sys, threading, ipcez
+d = sys.argv[1]
+done = threading.Barrier(3, timeout=10)
+with ipcez.listen(os.path.join(d, "a.sock")) as la, ipcez.listen(os.path.join(d, "b.sock")) as lb:
+    a = ipcez.connect(os.path.join(d, "a.sock")); pa = la.accept(timeout=5)
+    b = ipcez.connect(os.path.join(d, "b.sock")); pb = lb.accept(timeout=5)
+    both_in = threading.Barrier(2, timeout=10)
+    def make(other):
+        def on(msg):
+            if isinstance(msg, bytes):
+                both_in.wait()        # both handlers are running now
+                other.close()         # ... and each closes the other's socket
+                done.wait()
+        return on
+    a.message_handler(make(b))
+    b.message_handler(make(a))
+    pa.send(b"go")
+    pb.send(b"go")
+    done.wait()
+print("no deadlock")
+'''
+    r = run_python(code, str(short_dir), timeout=30)
+    assert r.returncode == 0 and "no deadlock" in r.stdout, (r.returncode, r.stdout, r.stderr)

@@ -326,3 +326,24 @@ def test_many_sockets_created_and_dropped(sock_path: str) -> None:
             assert p.recv(timeout=5) == b"x"
             del s, p
         gc.collect()
+
+
+def test_native_waits_without_limit_do_not_overflow(pair: Tuple[ipcez.Socket, ipcez.Socket]) -> None:
+    """Regression: UINT32_MAX ("no limit") in ipcez_socket_send / ipcez_socket_wait_ack used to
+    overflow an Instant inside the library: a caught panic, reported after the frame had
+    already been delivered."""
+    import ctypes
+
+    from ipcez import _ffi
+
+    client, server = pair
+    err = _ffi.error_p()
+    with client._use() as handle:
+        rc = _ffi.lib.ipcez_socket_send(handle, b"one", 3, 0xFFFFFFFF, ctypes.byref(err))
+        assert rc == _ffi.RESULT_OK, _ffi.lib.ipcez_error_code(err)
+        rc = _ffi.lib.ipcez_socket_send(handle, b"two", 3, 0, ctypes.byref(err))
+        assert rc in (_ffi.RESULT_OK, _ffi.RESULT_TIMEOUT)
+        if rc == _ffi.RESULT_TIMEOUT:
+            rc = _ffi.lib.ipcez_socket_wait_ack(handle, 0xFFFFFFFF, ctypes.byref(err))
+            assert rc == _ffi.RESULT_OK, _ffi.lib.ipcez_error_code(err)
+    assert [server.recv(timeout=5), server.recv(timeout=5)] == [b"one", b"two"]

@@ -290,7 +290,8 @@ ipcez_result ipcez_socket_set_handler(const ipcez_socket *s,
                                       ipcez_error **out_err);
 
 // Closes the connection (idempotent). If a handler is set, waits until its final call has
-// returned, unless called from inside the handler itself.
+// returned, unless called from inside a handler (this socket's or another's: two handlers
+// closing each other's sockets must not wait for each other).
 //
 // # Safety
 // `s` is NULL or a live socket.

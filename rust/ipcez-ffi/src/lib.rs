@@ -437,6 +437,12 @@ pub unsafe extern "C" fn ipcez_socket_recv(
     })
 }
 
+thread_local! {
+    /// True on ipcez handler threads: a close from one of them never waits for a handler,
+    /// so two handlers closing each other's sockets cannot deadlock.
+    static ON_HANDLER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// `userdata` is only handed back to the callback on the handler thread.
 struct Userdata(*mut c_void);
 // SAFETY: ipcez never dereferences userdata; the caller chose to receive it on another
@@ -463,6 +469,7 @@ pub unsafe extern "C" fn ipcez_socket_set_handler(
         let cb = cb.ok_or_else(|| FfiError::null_parameter("handler callback"))?;
         let userdata = Userdata(userdata);
         let thread = s.socket.message_handler_thread(move |next| {
+            ON_HANDLER_THREAD.with(|on| on.set(true));
             let userdata = &userdata;
             match next {
                 // SAFETY: per the contract, cb and userdata are valid until the final call.
@@ -481,7 +488,8 @@ pub unsafe extern "C" fn ipcez_socket_set_handler(
 }
 
 /// Closes the connection (idempotent). If a handler is set, waits until its final call has
-/// returned, unless called from inside the handler itself.
+/// returned, unless called from inside a handler (this socket's or another's: two handlers
+/// closing each other's sockets must not wait for each other).
 ///
 /// # Safety
 /// `s` is NULL or a live socket.
@@ -491,8 +499,10 @@ pub unsafe extern "C" fn ipcez_socket_close(s: *const ipcez_socket) {
         let Ok(s) = socket_ref(s) else { return };
         s.socket.close();
         let handler = s.handler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let on_a_handler = ON_HANDLER_THREAD.with(|on| on.get());
         if let Some((thread, id)) = handler
             && id != std::thread::current().id()
+            && !on_a_handler
         {
             let _ = thread.join();
         }

@@ -167,7 +167,7 @@ impl Inbox {
         &self,
         timeout: Option<Duration>,
     ) -> Result<Option<Vec<u8>>, SocketError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(crate::runtime::deadline_after);
         let mut s = self.lock();
         loop {
             if let Some(r) = self.take(&mut s) {

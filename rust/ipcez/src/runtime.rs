@@ -41,3 +41,11 @@ pub(crate) fn block_on<F: Future>(handle: &Handle, f: F) -> Result<F::Output, So
     }
     Ok(handle.block_on(f))
 }
+
+/// `now + timeout`, saturating: `Duration::MAX` (or any wait too long to represent) means
+/// "practically forever" instead of an overflow panic.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(100 * 365 * 24 * 3600))
+}

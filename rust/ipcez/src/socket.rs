@@ -23,7 +23,7 @@ use crate::inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES, Inbox};
 use crate::local::LocalStream;
 use crate::local_reader::{self, ReadSide};
 use crate::resolve::{Resolution, Transport};
-use crate::runtime::{block_on, current_handle};
+use crate::runtime::{block_on, current_handle, deadline_after};
 
 /// The default time a local send waits for the recipient's ack.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -253,7 +253,7 @@ impl Socket {
     /// Sends one message (0 to 4 MiB). On local transports it then waits up to the ack
     /// timeout for the recipient's "data acked"; none → [`SocketError::RecipientAckTimeout`].
     pub async fn send_message(&self, msg: &[u8]) -> Result<(), SocketError> {
-        let deadline = Instant::now() + self.shared.ack_timeout;
+        let deadline = deadline_after(self.shared.ack_timeout);
         match &self.shared.link {
             Link::Local { .. } => {
                 self.write_local(msg, deadline).await?;
@@ -272,7 +272,7 @@ impl Socket {
     /// and signals "data ready") without waiting for the ack. Follow it with
     /// [`wait_ack_blocking`](Self::wait_ack_blocking).
     pub fn send_frame_blocking(&self, msg: &[u8]) -> Result<(), SocketError> {
-        let deadline = Instant::now() + self.shared.ack_timeout;
+        let deadline = deadline_after(self.shared.ack_timeout);
         match &self.shared.link {
             #[cfg(unix)]
             Link::Local {
@@ -299,7 +299,7 @@ impl Socket {
     /// at once, on WebSocket), `Ok(false)` when the time ran out, an error when the
     /// connection ended meanwhile.
     pub fn wait_ack_blocking(&self, timeout: Duration) -> Result<bool, SocketError> {
-        match self.wait_ack_until(Instant::now() + timeout) {
+        match self.wait_ack_until(deadline_after(timeout)) {
             Ok(()) => Ok(true),
             Err(SocketError::RecipientAckTimeout) => Ok(false),
             Err(e) => Err(e),
@@ -357,11 +357,18 @@ impl Socket {
     /// The frame could not be handed to the kernel in time.
     fn write_timed_out(&self, written: usize) -> SocketError {
         if written > 0 {
-            // Half a frame is on the wire: the stream cannot carry another message, so
-            // the connection ends here.
-            self.close();
+            self.abandon_stream();
         }
         SocketError::RecipientAckTimeout
+    }
+
+    /// Half a frame is on the wire: the stream cannot carry another message, so the
+    /// connection ends here — like a peer loss, messages already received stay takeable.
+    fn abandon_stream(&self) {
+        if let Link::Local { stream, .. } = &self.shared.link {
+            stream.shutdown();
+        }
+        self.shared.inbox.end(&connection_lost());
     }
 
     async fn write_local(&self, msg: &[u8], deadline: Instant) -> Result<(), SocketError> {
@@ -386,16 +393,25 @@ impl Socket {
         let Link::Local { stream, .. } = &self.shared.link else {
             unreachable!("write_frame on a WebSocket")
         };
-        let mut done = 0;
-        let total = hdr.len() + msg.len();
-        while done < total {
+        // If this future is dropped half-way (a timeout or select! around send_message), the
+        // guard ends the connection: the next frame must never start inside this one.
+        let mut progress = HalfFrameGuard {
+            socket: self,
+            done: 0,
+            total: hdr.len() + msg.len(),
+        };
+        while progress.done < progress.total {
+            let done = progress.done;
             match stream.try_write_vectored(&unwritten(hdr, msg, done)) {
-                Ok(n) => done += n,
+                Ok(n) => progress.done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let ready = tokio::time::timeout_at(deadline.into(), stream.writable()).await;
                     match ready {
                         Ok(r) => r.map_err(|e| self.write_failed(e))?,
-                        Err(_) => return Err(self.write_timed_out(done)),
+                        Err(_) => {
+                            progress.total = 0; // handled here, not by the guard
+                            return Err(self.write_timed_out(done));
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -566,6 +582,21 @@ impl Socket {
     }
 }
 
+/// Ends the connection when dropped with a frame half written (see `write_frame`).
+struct HalfFrameGuard<'a> {
+    socket: &'a Socket,
+    done: usize,
+    total: usize,
+}
+
+impl Drop for HalfFrameGuard<'_> {
+    fn drop(&mut self) {
+        if self.done > 0 && self.done < self.total {
+            self.socket.abandon_stream();
+        }
+    }
+}
+
 /// What is left of a frame (`hdr` then `msg`) after `done` bytes were written.
 fn unwritten<'a>(hdr: &'a [u8; 4], msg: &'a [u8], done: usize) -> [IoSlice<'a>; 2] {
     if done < hdr.len() {
@@ -614,7 +645,7 @@ fn recv_direct(side: &ReadSide, timeout: Option<Duration>) -> Result<Option<Vec<
     use crate::local_reader::Step;
     /// How long to wait on the inbox before trying again to become the reader.
     const RETRY: Duration = Duration::from_millis(5);
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(deadline_after);
     let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
     let mut frames = Vec::new();
     loop {

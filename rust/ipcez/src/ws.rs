@@ -127,8 +127,15 @@ pub(crate) async fn connect(url: &str, opts: &ConnectOptions) -> Result<Socket, 
     } else {
         Connector::Plain
     };
+    // The scheme is case-insensitive for ipcez; tungstenite only knows "ws" and "wss".
+    let scheme_len = url.find("://").unwrap_or(0);
+    let request_url = format!(
+        "{}{}",
+        url[..scheme_len].to_ascii_lowercase(),
+        &url[scheme_len..]
+    );
     let handshake = tokio_tungstenite::connect_async_tls_with_config(
-        url,
+        request_url,
         Some(ws_config()),
         true,
         Some(connector),

@@ -557,3 +557,57 @@ fn blocking_receivers_and_the_background_reader_keep_the_order() {
         .unwrap_err();
     assert!(is_connection_lost(&e), "{e:?}");
 }
+
+/// Regression: a send cancelled half-way through a frame (a timeout around the future)
+/// used to leave the stream mid-frame, so the next frame started inside the old one.
+#[tokio::test]
+async fn a_send_cancelled_mid_frame_ends_the_connection_instead_of_corrupting_it() {
+    within(30, async {
+        let path = socket_path("cancel.sock");
+        let raw = tokio::net::UnixListener::bind(&path).unwrap();
+        let client = connect(&unix(&path)).await;
+        let (mut peer, _) = raw.accept().await.unwrap(); // reads nothing for now
+        let big = vec![1u8; MAX_MESSAGE_LEN];
+        let cut = tokio::time::timeout(Duration::from_millis(100), client.send_message(&big)).await;
+        assert!(
+            cut.is_err(),
+            "the 4 MiB send should still be blocked on a peer that does not read"
+        );
+        let e = client.send_message(b"next").await.unwrap_err();
+        assert!(is_connection_lost(&e), "{e:?}");
+        // The peer sees the first frame's header, part of its body, then end-of-stream:
+        // never a frame that starts inside another.
+        let len = peer.read_u32().await.unwrap() as usize;
+        assert_eq!(len, MAX_MESSAGE_LEN);
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+        assert!(
+            rest.len() < len && rest.iter().all(|&b| b == 1),
+            "{} bytes",
+            rest.len()
+        );
+    })
+    .await
+}
+
+#[test]
+fn waits_of_any_length_do_not_overflow() {
+    let path = socket_path("forever.sock");
+    let rt = ipcez::runtime();
+    let listener = rt
+        .block_on(ListenOptions::default().listen_on(&unix(&path)))
+        .unwrap();
+    let client = rt
+        .block_on(ConnectOptions::default().connect_to(&unix(&path)))
+        .unwrap();
+    let server = listener
+        .accept_blocking(Some(Duration::MAX))
+        .unwrap()
+        .unwrap();
+    client.send_frame_blocking(b"x").unwrap();
+    assert!(client.wait_ack_blocking(Duration::MAX).unwrap());
+    assert_eq!(
+        server.recv_blocking(Some(Duration::MAX)).unwrap().unwrap(),
+        b"x"
+    );
+}

@@ -118,3 +118,16 @@ async fn wss_listening_without_a_certificate_is_a_clear_error() {
         .unwrap_err();
     assert!(e.to_string().contains("certificate"), "{e}");
 }
+
+#[tokio::test]
+async fn the_scheme_is_case_insensitive_for_connect_too() {
+    within(30, async {
+        let listener = listen(&ws("ws://127.0.0.1:0/case")).await;
+        let upper = listener.address().replacen("ws://", "WS://", 1);
+        let client = connect(&ws(&upper)).await;
+        let server = listener.accept().await.unwrap();
+        client.send_message(b"shout").await.unwrap();
+        assert_eq!(server.recv().await.unwrap(), b"shout");
+    })
+    .await
+}

@@ -67,17 +67,21 @@ pub(crate) async fn listen(
 ) -> Result<(tokio::task::JoinHandle<()>, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
     clear_stale(&absolute, path)?;
-    let listener =
-        UnixListener::bind(&absolute).map_err(|e| with_path(e, "cannot listen on", path))?;
-    std::fs::set_permissions(&absolute, std::fs::Permissions::from_mode(mode))?;
+    // The ack names are ready before the path is: a client that connects the moment the
+    // socket appears must find the same semaphores the listener uses. A previous owner
+    // that crashed may have left tokens behind, so they start fresh.
     let names = unix_ack_names(&absolute)?;
-    // A previous owner that crashed may have left tokens behind: start from fresh names.
     AckPair::unlink(&names)?;
     let acks = Arc::new(AckPair::open(&names, SEM_MODE)?);
     if mode & 0o666 != SEM_MODE {
         // Whoever may open the socket must be able to open its acks too.
         AckPair::set_mode(&names, mode)?;
     }
+    let listener = UnixListener::bind(&absolute).map_err(|e| {
+        let _ = AckPair::unlink(&names);
+        with_path(e, "cannot listen on", path)
+    })?;
+    std::fs::set_permissions(&absolute, std::fs::Permissions::from_mode(mode))?;
     let cleanup = Cleanup {
         path: absolute,
         names,
