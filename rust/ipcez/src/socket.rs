@@ -43,6 +43,10 @@ pub struct ConnectOptions {
     pub max_queued_bytes: usize,
     /// How long a WebSocket connect (TCP, TLS and upgrade) may take (default 30 s).
     pub handshake_timeout: Duration,
+    /// WebSocket liveness: after this long without anything from the peer, ipcez sends a
+    /// ping; if another such period passes in silence, the connection is lost (default
+    /// 20 s). This is how a silent network drop is noticed. Zero turns it off.
+    pub ws_keepalive: Duration,
 }
 
 impl Default for ConnectOptions {
@@ -52,6 +56,7 @@ impl Default for ConnectOptions {
             max_queued_messages: DEFAULT_MAX_MESSAGES,
             max_queued_bytes: DEFAULT_MAX_BYTES,
             handshake_timeout: Duration::from_secs(30),
+            ws_keepalive: Duration::from_secs(20),
         }
     }
 }
@@ -219,7 +224,7 @@ impl Socket {
             inbox.clone(),
             opts.ack_timeout,
         );
-        socket.start_reader(read_ws(stream, inbox, sink));
+        socket.start_reader(read_ws(stream, inbox, sink, opts.ws_keepalive));
         socket
     }
 
@@ -720,12 +725,37 @@ async fn read_ws<S>(
     mut stream: futures_util::stream::SplitStream<WebSocketStream<S>>,
     inbox: Arc<Inbox>,
     sink: Arc<tokio::sync::Mutex<Option<WsSink>>>,
+    keepalive: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut goodbye = None;
+    let mut pinged = false;
     let end = loop {
-        let msg = match stream.next().await {
+        let next = if keepalive.is_zero() {
+            stream.next().await
+        } else {
+            match tokio::time::timeout(keepalive, stream.next()).await {
+                Ok(next) => next,
+                // Silent for a whole period after our ping: the network is gone.
+                Err(_) if pinged => break connection_lost(),
+                Err(_) => {
+                    pinged = true;
+                    let ping = async {
+                        match sink.lock().await.as_mut() {
+                            Some(sink) => sink.send(Message::Ping(Bytes::new())).await,
+                            None => Err(WsError::AlreadyClosed),
+                        }
+                    };
+                    match tokio::time::timeout(keepalive, ping).await {
+                        Ok(Ok(())) => continue,
+                        _ => break connection_lost(),
+                    }
+                }
+            }
+        };
+        pinged = false; // anything from the peer, a pong included, proves it is there
+        let msg = match next {
             None | Some(Ok(Message::Close(_))) => break connection_lost(),
             Some(Ok(Message::Binary(b))) => Vec::from(b),
             Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),

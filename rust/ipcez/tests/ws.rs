@@ -131,3 +131,66 @@ async fn the_scheme_is_case_insensitive_for_connect_too() {
     })
     .await
 }
+
+fn keepalive(ms: u64) -> ipcez::ConnectOptions {
+    ipcez::ConnectOptions {
+        ws_keepalive: std::time::Duration::from_millis(ms),
+        ..Default::default()
+    }
+}
+
+/// A peer that is still connected but never answers (what a silent network drop looks
+/// like from this side) is declared lost after two keepalive periods.
+#[tokio::test]
+async fn a_silent_peer_is_lost_after_the_keepalive() {
+    within(30, async {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let silent = tokio::spawn(async move {
+            let (stream, _) = tcp.accept().await.unwrap();
+            // Upgrade, then never poll the stream again: no pong ever goes out.
+            let ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+            drop(ws);
+        });
+        let client = keepalive(100)
+            .connect_to(&ws(&format!("ws://127.0.0.1:{port}/")))
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let e = client.recv().await.unwrap_err();
+        assert!(is_connection_lost(&e), "{e:?}");
+        let took = started.elapsed();
+        assert!(
+            took >= std::time::Duration::from_millis(150)
+                && took < std::time::Duration::from_secs(5),
+            "{took:?}"
+        );
+        silent.abort();
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_idle_but_live_peer_survives_many_keepalive_periods() {
+    within(30, async {
+        let listener = ipcez::ListenOptions {
+            connection: keepalive(50),
+            ..Default::default()
+        }
+        .listen_on(&ws("ws://127.0.0.1:0/idle"))
+        .await
+        .unwrap();
+        let client = keepalive(50)
+            .connect_to(&ws(listener.address()))
+            .await
+            .unwrap();
+        let server = listener.accept().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        client.send_message(b"still here").await.unwrap();
+        assert_eq!(server.recv().await.unwrap(), b"still here");
+        server.send_message(b"me too").await.unwrap();
+        assert_eq!(client.recv().await.unwrap(), b"me too");
+    })
+    .await
+}
