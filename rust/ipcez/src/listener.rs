@@ -173,9 +173,22 @@ impl Listener {
             return Err(connection_lost().into());
         }
         let next = async { self.shared.incoming.lock().await.recv().await };
-        tokio::select! {
-            socket = next => socket.ok_or_else(|| connection_lost().into()),
-            () = closing => Err(connection_lost().into()),
+        let socket = tokio::select! {
+            biased;
+            () = closing => None,
+            socket = next => socket,
+        };
+        match socket {
+            Some(socket) if !self.shared.closed.load(Ordering::Acquire) => Ok(socket),
+            other => {
+                // Closed meanwhile: this connection, and any still queued, go with it
+                // (`close` cannot drain the queue while an accept holds it).
+                if let Some(socket) = other {
+                    socket.close();
+                }
+                self.shared.close_queued();
+                Err(connection_lost().into())
+            }
         }
     }
 
@@ -221,7 +234,12 @@ impl ListenerShared {
             #[cfg(not(unix))]
             let () = cleanup;
         }
-        // Connections accepted in the background that nobody took: close them now.
+        self.close_queued();
+    }
+
+    /// Closes connections accepted in the background that nobody took (if no `accept`
+    /// holds the queue right now; that `accept` does it when it wakes up).
+    fn close_queued(&self) {
         if let Ok(mut rx) = self.incoming.try_lock() {
             rx.close();
             while let Ok(socket) = rx.try_recv() {
