@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 import weakref
 from typing import Any, Callable, List
 
@@ -128,6 +129,10 @@ class _InUse:
             owner._free_if_idle()
 
 
+#: How long interpreter exit waits for message handlers to make their final call.
+EXIT_GRACE_SECONDS = 2.0
+
+
 def _close_all_at_exit() -> None:
     with _live_lock:
         handles: List[Managed] = sorted(_live, key=lambda h: h._priority)
@@ -136,6 +141,15 @@ def _close_all_at_exit() -> None:
             handle.close()
         except BaseException:  # noqa: BLE001 - exit must go on
             pass
+    # A handler whose socket was closed from another handler's thread may still be on its
+    # way to its final call. A native thread entering Python after finalization has begun
+    # is killed mid-call (glibc aborts the process: "exception not rethrown"), so wait,
+    # briefly and with the GIL free, until every handler has made its final call.
+    from . import _handler
+
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
+    while _handler.registered_count() and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 atexit.register(_close_all_at_exit)

@@ -468,6 +468,8 @@ pub unsafe extern "C" fn ipcez_socket_set_handler(
         let s = socket_ref(s)?;
         let cb = cb.ok_or_else(|| FfiError::null_parameter("handler callback"))?;
         let userdata = Userdata(userdata);
+        // Held from spawn to store, so a concurrent close finds the thread and waits for it.
+        let mut slot = s.handler.lock().unwrap_or_else(|p| p.into_inner());
         let thread = s.socket.message_handler_thread(move |next| {
             ON_HANDLER_THREAD.with(|on| on.set(true));
             let userdata = &userdata;
@@ -482,7 +484,7 @@ pub unsafe extern "C" fn ipcez_socket_set_handler(
             }
         })?;
         let id = thread.thread().id();
-        *s.handler.lock().unwrap_or_else(|p| p.into_inner()) = Some((thread, id));
+        *slot = Some((thread, id));
         Ok(ipcez_result::Ok)
     })
 }
