@@ -107,6 +107,33 @@ def test_ctrl_c_interrupts_send_waiting_for_ack(sock_path: str) -> None:
                 pass
 
 
+def test_ctrl_c_interrupts_a_send_still_writing_to_a_peer_that_does_not_read(sock_path: str) -> None:
+    """Regression: a 4 MiB send to a peer that reads nothing used to sit in one native call
+    until the ack timeout (here 60 s) while it waited for room to write."""
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    proc = python_child(
+        "import sys, ipcez\n"
+        "s = ipcez.connect(sys.argv[1], ack_timeout=60)\n"
+        "print('READY', flush=True)\n"
+        "try:\n"
+        "    s.send(bytes(4 * 1024 * 1024))\n" + _KBI_TAIL,
+        sock_path,
+    )
+    conn, _ = server.accept()  # never reads
+    try:
+        elapsed = _interrupt_and_time(proc)
+        out, err = proc.communicate()
+        assert proc.returncode == 42, (out, err)
+        assert elapsed < 1.0, f"KeyboardInterrupt took {elapsed:.2f} s"
+    finally:
+        conn.close()
+        server.close()
+
+
 def test_ctrl_c_interrupts_a_hanging_websocket_handshake() -> None:
     import socket
 

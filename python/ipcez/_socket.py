@@ -22,6 +22,9 @@ MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 #: Longest single wait inside the library: Ctrl-C is noticed at least this often.
 SLICE_SECONDS = 0.1
 _SLICE_MS = 100
+#: The first ack wait, inside the send call itself: the library may already have spent up
+#: to 50 ms writing, so both together stay within one 100 ms slice.
+_FIRST_ACK_MS = 50
 
 #: What a message handler receives: one ``bytes`` per message, then one :class:`SocketError`.
 HandlerArg = Union[bytes, _errors.SocketError]
@@ -113,10 +116,10 @@ class Socket(Managed):
         with self._use() as handle:
             # One call writes and waits for the ack's first slice: the common case.
             if type(data) is bytes:  # fast path: no buffer dance for bytes
-                rc = lib.ipcez_socket_send(handle, data or None, len(data), _SLICE_MS, ctypes.byref(err))
+                rc = lib.ipcez_socket_send(handle, data or None, len(data), _FIRST_ACK_MS, ctypes.byref(err))
             else:
                 with borrow(data) as (ptr, n):
-                    rc = lib.ipcez_socket_send(handle, ptr, n, _SLICE_MS, ctypes.byref(err))
+                    rc = lib.ipcez_socket_send(handle, ptr, n, _FIRST_ACK_MS, ctypes.byref(err))
             if rc == _ffi.RESULT_OK:
                 return
             if rc != _ffi.RESULT_TIMEOUT:

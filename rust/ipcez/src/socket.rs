@@ -28,6 +28,11 @@ use crate::runtime::{block_on, current_handle, deadline_after};
 /// The default time a local send waits for the recipient's ack.
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a blocking send writes on the caller's thread before it hands the rest of a
+/// frame to the runtime (so a caller such as Python can be interrupted).
+#[cfg(unix)]
+const WRITE_SLICE: Duration = Duration::from_millis(50);
+
 /// How long a local ack wait sleeps before looking whether the connection ended.
 const ACK_POLL: Duration = Duration::from_millis(20);
 
@@ -112,7 +117,7 @@ enum Link {
         acks: Arc<AckPair>,
         reader: Arc<ReadSide>,
         /// Held for a whole frame so frames from several senders never interleave.
-        write_lock: tokio::sync::Mutex<()>,
+        write_lock: Arc<tokio::sync::Mutex<()>>,
     },
     Ws {
         /// `None` once closed: dropping it (with the reader's half) closes the TCP stream.
@@ -196,7 +201,7 @@ impl Socket {
             stream,
             acks,
             reader: reader.clone(),
-            write_lock: tokio::sync::Mutex::new(()),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
         };
         let socket = Socket::new(transport, endpoint, link, inbox, opts.ack_timeout);
         socket.start_reader(local_reader::run(reader));
@@ -285,14 +290,30 @@ impl Socket {
             } => {
                 self.check_open()?;
                 check_len(msg.len())?;
-                let guard = match write_lock.try_lock() {
+                let guard = match write_lock.clone().try_lock_owned() {
                     Ok(g) => g,
-                    Err(_) => block_on(&self.shared.handle, write_lock.lock())?,
+                    Err(_) => block_on(&self.shared.handle, write_lock.clone().lock_owned())?,
                 };
-                let written = self.write_frame_direct(stream, msg, deadline);
-                drop(guard);
-                written?;
-                self.after_local_write()
+                let hdr = header(msg.len());
+                let slice_end = deadline.min(Instant::now() + WRITE_SLICE);
+                let done = self.write_frame_direct(stream, &hdr, msg, slice_end)?;
+                if done == hdr.len() + msg.len() {
+                    drop(guard);
+                    return self.after_local_write();
+                }
+                // The peer is slow to make room: hand the rest of the frame to the runtime
+                // (it keeps the write lock, so the frame stays whole) and return, so the
+                // caller can wait for the ack in short, interruptible slices.
+                let mut rest = Vec::with_capacity(hdr.len() + msg.len() - done);
+                for part in unwritten(&hdr, msg, done) {
+                    rest.extend_from_slice(&part);
+                }
+                let me = self.clone();
+                self.shared.handle.spawn(async move {
+                    let _guard = guard;
+                    me.finish_frame_in_background(rest, deadline).await;
+                });
+                Ok(())
             }
             #[cfg(not(unix))]
             Link::Local { .. } => block_on(&self.shared.handle, self.write_local(msg, deadline))?,
@@ -327,36 +348,70 @@ impl Socket {
         }
     }
 
-    /// Writes a whole frame on this thread, waiting for room with poll(2): a large message
-    /// needs several rounds of "the peer drained the buffer", and each would otherwise cost
-    /// two thread hops through the runtime's I/O thread.
+    /// Writes a frame on this thread until it is complete or `slice_end` passes, waiting
+    /// for room with poll(2): a large message needs several rounds of "the peer drained the
+    /// buffer", and each would otherwise cost two thread hops through the runtime's I/O
+    /// thread. Returns how many bytes of header + message were written.
     #[cfg(unix)]
     fn write_frame_direct(
         &self,
         stream: &LocalStream,
+        hdr: &[u8; 4],
         msg: &[u8],
-        deadline: Instant,
-    ) -> Result<(), SocketError> {
-        let hdr = header(msg.len());
+        slice_end: Instant,
+    ) -> Result<usize, SocketError> {
         let total = hdr.len() + msg.len();
         let mut done = 0;
         while done < total {
-            match stream.write_direct(&unwritten(&hdr, msg, done)) {
+            match stream.write_direct(&unwritten(hdr, msg, done)) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let left = slice_end.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return Err(self.write_timed_out(done));
+                        break;
                     }
                     stream
                         .poll_writable(left)
                         .map_err(|e| self.write_failed(e))?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.write_failed(e)),
+                Err(e) => {
+                    if done > 0 {
+                        self.abandon_stream();
+                    }
+                    return Err(self.write_failed(e));
+                }
             }
         }
-        Ok(())
+        Ok(done)
+    }
+
+    /// The rest of a frame that `send_frame_blocking` could not write within its slice:
+    /// written through the runtime until the ack deadline, then "data ready" is signalled.
+    /// A failure ends the connection (half a frame is on the wire); the caller's ack wait
+    /// then sees it.
+    #[cfg(unix)]
+    async fn finish_frame_in_background(&self, rest: Vec<u8>, deadline: Instant) {
+        let Link::Local { stream, .. } = &self.shared.link else {
+            return;
+        };
+        let mut done = 0;
+        while done < rest.len() {
+            match stream.try_write_vectored(&[IoSlice::new(&rest[done..])]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout_at(deadline.into(), stream.writable()).await {
+                        Ok(Ok(())) => {}
+                        _ => return self.abandon_stream(),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.abandon_stream(),
+            }
+        }
+        if self.after_local_write().is_err() {
+            self.abandon_stream();
+        }
     }
 
     /// The frame could not be handed to the kernel in time.

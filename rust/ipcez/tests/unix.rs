@@ -611,3 +611,36 @@ fn waits_of_any_length_do_not_overflow() {
         b"x"
     );
 }
+
+/// A blocking send to a peer that is slow to read returns after its write slice and
+/// finishes the frame in the background: the frame arrives whole once the peer reads, and
+/// the ack wait (in short slices) is what the caller blocks on.
+#[test]
+fn a_blocking_send_to_a_slow_reader_returns_early_and_the_frame_stays_whole() {
+    let path = socket_path("slowreader.sock");
+    let raw = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let client = ipcez::runtime()
+        .block_on(ConnectOptions::default().connect_to(&unix(&path)))
+        .unwrap();
+    let (mut peer, _) = raw.accept().unwrap();
+    let big: Vec<u8> = (0..MAX_MESSAGE_LEN).map(|i| (i % 253) as u8).collect();
+    let started = Instant::now();
+    client.send_frame_blocking(&big).unwrap();
+    let returned_after = started.elapsed();
+    assert!(
+        returned_after < Duration::from_millis(1000),
+        "{returned_after:?}"
+    );
+    assert!(
+        !client.wait_ack_blocking(Duration::from_millis(20)).unwrap(),
+        "nobody acked yet"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    peer.read_exact(&mut len).unwrap();
+    assert_eq!(u32::from_be_bytes(len) as usize, MAX_MESSAGE_LEN);
+    let mut body = vec![0u8; MAX_MESSAGE_LEN];
+    peer.read_exact(&mut body).unwrap();
+    assert!(body == big, "the frame arrived whole");
+}
