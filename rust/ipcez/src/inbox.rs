@@ -103,6 +103,12 @@ impl Inbox {
         true
     }
 
+    /// True when a push would not have to wait (or the inbox has ended).
+    pub(crate) fn has_room(&self) -> bool {
+        let s = self.lock();
+        s.end.is_some() || !self.is_full(&s)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.lock().messages.is_empty()
     }

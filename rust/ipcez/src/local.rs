@@ -95,6 +95,21 @@ impl LocalStream {
         self.poll(libc::POLLIN, timeout)
     }
 
+    /// True when the peer has closed or shut down its side (POLLRDHUP), without reading.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn peer_hung_up(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let LocalStream::Unix(s) = self;
+        let mut pfd = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout only looks.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+    }
+
     /// Like [`poll_readable`](Self::poll_readable), for room to write.
     #[cfg(unix)]
     pub(crate) fn poll_writable(&self, timeout: std::time::Duration) -> io::Result<bool> {

@@ -145,11 +145,35 @@ impl ReadSide {
     }
 }
 
+/// Resolves once the peer has hung up (checked every 50 ms; Linux only, elsewhere never):
+/// a reader paused on a full queue reads nothing, so it would not see the end otherwise.
+async fn hang_up(stream: &LocalStream) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        #[cfg(target_os = "linux")]
+        if stream.peer_hung_up() {
+            return;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = stream;
+    }
+}
+
 /// The background reader of a local connection.
 pub(crate) async fn run(side: Arc<ReadSide>) {
     let mut frames = Vec::new();
     let end = loop {
-        if !side.inbox.wait_room().await {
+        let open = if side.inbox.has_room() {
+            !side.inbox.has_ended()
+        } else {
+            // Paused on a full queue: still notice a peer that went away meanwhile.
+            tokio::select! {
+                biased;
+                open = side.inbox.wait_room() => open,
+                () = hang_up(&side.stream) => false,
+            }
+        };
+        if !open {
             break connection_lost();
         }
         let attempt = side.try_lock().map(|mut st| {

@@ -261,3 +261,35 @@ async fn malformed_handshakes_are_dropped_and_the_listener_goes_on() {
     })
     .await
 }
+
+/// Regression: a reader paused on a full queue reads nothing, so it used to miss a peer
+/// that went away until somebody took a message.
+#[tokio::test]
+async fn a_reader_paused_on_a_full_queue_still_notices_the_peer_leaving() {
+    within(30, async {
+        let path = socket_path("paused.sock");
+        let opts = ListenOptions {
+            connection: ConnectOptions::default().queue_limits(2, 1 << 20),
+            ..Default::default()
+        };
+        let listener = opts.listen_on(&unix(&path)).await.unwrap();
+        let client = connect(&unix(&path)).await;
+        let server = listener.accept().await.unwrap();
+        client.send_message(b"1").await.unwrap();
+        client.send_message(b"2").await.unwrap(); // the queue is full now
+        client.close();
+        let started = std::time::Instant::now();
+        while !server.is_closed() {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "the loss went unnoticed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // What was queued is still delivered, then the end.
+        assert_eq!(server.recv().await.unwrap(), b"1");
+        assert_eq!(server.recv().await.unwrap(), b"2");
+        assert!(is_connection_lost(&server.recv().await.unwrap_err()));
+    })
+    .await
+}
