@@ -14,19 +14,18 @@ impl ReadSide {
         &self,
         timeout: Option<Duration>,
     ) -> Result<Option<Vec<u8>>, SocketError> {
-        let side = self;
         /// How long to wait on the inbox before trying again to become the reader.
         const RETRY: Duration = Duration::from_millis(5);
         let deadline = timeout.map(deadline_after);
         let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let mut frames = Vec::new();
         loop {
-            if let Some(next) = side.inbox.try_take() {
+            if let Some(next) = self.inbox.try_take() {
                 return next.map(Some);
             }
-            let Some(mut st) = side.try_lock() else {
+            let Some(mut st) = self.try_lock() else {
                 let wait = left().map_or(RETRY, |l| l.min(RETRY));
-                if let Some(m) = side.inbox.pop_blocking(Some(wait))? {
+                if let Some(m) = self.inbox.pop_blocking(Some(wait))? {
                     return Ok(Some(m));
                 }
                 if left().is_some_and(|l| l.is_zero()) {
@@ -35,12 +34,12 @@ impl ReadSide {
                 continue;
             };
             // Frames are only queued under this lock: an empty inbox now means none is older.
-            if !side.inbox.is_empty() {
-                side.unlock(st);
+            if !self.inbox.is_empty() {
+                self.unlock(st);
                 continue;
             }
             let outcome = loop {
-                match side.step(&mut st, true, &mut frames) {
+                match self.step(&mut st, true, &mut frames) {
                     Err(e) => break Err(e),
                     Ok(Step::Progress) if !frames.is_empty() => break Ok(true),
                     Ok(Step::Progress) => {}
@@ -49,7 +48,7 @@ impl ReadSide {
                         if wait.is_zero() {
                             break Ok(false);
                         }
-                        if let Err(e) = side.stream.poll_readable(wait) {
+                        if let Err(e) = self.stream.poll_readable(wait) {
                             break Err(e);
                         }
                     }
@@ -57,16 +56,16 @@ impl ReadSide {
             };
             let n = frames.len();
             let first = (!frames.is_empty()).then(|| frames.remove(0));
-            side.queue(&mut frames);
-            let outcome = outcome.and_then(|got| side.acknowledge(n).map(|()| got));
+            self.queue(&mut frames);
+            let outcome = outcome.and_then(|got| self.acknowledge(n).map(|()| got));
             if let Err(e) = &outcome {
-                side.finish(e);
+                self.finish(e);
             }
-            side.unlock(st);
+            self.unlock(st);
             return match (first, outcome) {
                 (Some(m), _) => Ok(Some(m)),
                 (None, Ok(_)) => Ok(None),
-                (None, Err(_)) => side.inbox.try_take().map_or(Ok(None), |r| r.map(Some)),
+                (None, Err(_)) => self.inbox.try_take().map_or(Ok(None), |r| r.map(Some)),
             };
         }
     }
