@@ -1,4 +1,4 @@
-//! The seed's first example: connect with one endpoint string and send one message.
+//! The shortest use: connect with one endpoint string and send one message.
 //!
 //! Run a listener first (`ipcez listen /tmp/ipcez.sock --echo`, or the `end_to_end`
 //! example), then: `target=local os=linux cargo run --example connect_send -- /tmp/ipcez.sock`

@@ -1,4 +1,4 @@
-//! The seed's minimal end-to-end example, self-contained: a listener and a client in one
+//! A minimal end-to-end example, self-contained: a listener and a client in one
 //! process, over a Unix socket (local) and a WebSocket (remote).
 //!
 //! `target=local os=linux cargo run --example end_to_end`

@@ -1,4 +1,4 @@
-//! The seed's handler example: feed incoming messages into an mpsc channel.
+//! A message handler that feeds incoming messages into an mpsc channel.
 //!
 //! `target=local os=linux cargo run --example handler_channel -- /tmp/ipcez.sock`
 //! against a listener that sends something (e.g. `ipcez listen /tmp/ipcez.sock --echo`).

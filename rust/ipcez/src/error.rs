@@ -5,7 +5,7 @@ use std::io;
 
 pub use tokio_tungstenite::tungstenite::Error as WsError;
 
-/// Everything that can go wrong in ipcez, as the seed names it.
+/// Everything that can go wrong in ipcez.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
     /// An I/O failure: connection refused, socket path missing, connection lost

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,10 @@ struct State {
     end: Option<End>,
 }
 
+/// A blocking take for a thread of its own (no timeout, so never `Ok(None)`), holding
+/// the reading side of a connection only, never the connection itself.
+pub(crate) type BlockingTaker = Box<dyn FnMut() -> Result<Option<Vec<u8>>, SocketError> + Send>;
+
 #[derive(Debug)]
 pub(crate) struct Inbox {
     state: Mutex<State>,
@@ -42,6 +47,9 @@ pub(crate) struct Inbox {
     room: Notify,
     max_messages: usize,
     max_bytes: usize,
+    /// Closed by the user: nothing may be taken any more. Implies an end. The one record
+    /// of a connection being closed.
+    closed: AtomicBool,
 }
 
 impl Inbox {
@@ -53,6 +61,7 @@ impl Inbox {
             room: Notify::new(),
             max_messages: max_messages.max(1),
             max_bytes: max_bytes.max(1),
+            closed: AtomicBool::new(false),
         }
     }
 
@@ -135,16 +144,27 @@ impl Inbox {
         self.room.notify_waiters();
     }
 
-    /// Ends the stream and drops what was queued (the user closed the socket).
-    pub(crate) fn close(&self) {
+    /// Ends the stream and drops what was queued (the user closed the socket). True the
+    /// first time only.
+    pub(crate) fn close(&self) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
         self.end(&crate::error::connection_lost());
         let mut s = self.lock();
         s.messages.clear();
         s.bytes = 0;
+        true
     }
 
+    /// True once the connection ended: lost, or closed by the user.
     pub(crate) fn has_ended(&self) -> bool {
-        self.lock().end.is_some()
+        self.is_closed() || self.lock().end.is_some()
+    }
+
+    /// True once the user closed the connection.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     fn take(&self, s: &mut State) -> Option<Result<Vec<u8>, SocketError>> {

@@ -22,12 +22,14 @@
 //! * [`listen`] gives the server side with the same endpoint rules.
 
 mod ack;
+mod conn;
+mod connect;
 mod error;
 mod frame;
 mod inbox;
 mod listener;
 mod local;
-mod local_reader;
+mod options;
 mod os;
 mod resolve;
 mod runtime;
@@ -37,13 +39,14 @@ mod ws;
 pub use error::{DetectionError, MessageTooLarge, SocketError, WsError};
 pub use frame::{FrameDecoder, MAX_MESSAGE_LEN};
 pub use inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
-pub use listener::{ListenOptions, Listener};
+pub use listener::Listener;
+pub use options::{ConnectOptions, DEFAULT_ACK_TIMEOUT, ListenOptions};
 pub use resolve::{
     Os, Resolution, Transport, ack_names, decide, pipe_ack_names, pipe_path, resolve,
     unix_ack_names,
 };
 pub use runtime::runtime;
-pub use socket::{ConnectOptions, DEFAULT_ACK_TIMEOUT, Socket};
+pub use socket::Socket;
 
 /// Connects to `endpoint` with the default [`ConnectOptions`].
 ///

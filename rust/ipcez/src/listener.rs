@@ -1,6 +1,5 @@
 //! `Listener`: the server side, on the same endpoint rules as `connect`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,36 +9,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{SocketError, connection_lost};
+use crate::options::{ConnectOptions, ListenOptions};
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{block_on, current_handle};
-use crate::socket::{ConnectOptions, Socket};
+use crate::socket::Socket;
 
 /// Connections accepted in the background but not yet taken by `accept`.
 const ACCEPT_BACKLOG: usize = 128;
-
-/// Settings of a listener. `Default` gives the documented defaults.
-#[derive(Debug, Clone)]
-pub struct ListenOptions {
-    /// Permission bits of a Unix socket file (default `0o600`, owner only).
-    pub mode: u32,
-    /// PEM certificate chain, required for `wss://` listening.
-    pub certfile: Option<PathBuf>,
-    /// PEM private key, required for `wss://` listening.
-    pub keyfile: Option<PathBuf>,
-    /// Settings of each accepted connection.
-    pub connection: ConnectOptions,
-}
-
-impl Default for ListenOptions {
-    fn default() -> Self {
-        ListenOptions {
-            mode: 0o600,
-            certfile: None,
-            keyfile: None,
-            connection: ConnectOptions::default(),
-        }
-    }
-}
 
 impl ListenOptions {
     /// Resolves `endpoint` like [`crate::socket_init`] and starts listening on it.
@@ -49,37 +25,19 @@ impl ListenOptions {
 
     /// Listens on an already resolved endpoint (no environment is read).
     pub async fn listen_on(&self, resolution: &Resolution) -> Result<Listener, SocketError> {
-        let resolution = resolution.clone();
-        let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
-        let accepted = Accepted { tx };
-        let (task, address, cleanup) = match resolution.transport {
+        let transport = resolution.transport;
+        let (acceptor, address, cleanup) = match transport {
             Transport::WebSocket => {
-                let (task, address) =
-                    crate::ws::listen(&resolution.address, self, accepted).await?;
-                (task, address, None)
+                let (certfile, keyfile) = (self.certfile.as_deref(), self.keyfile.as_deref());
+                let (acceptor, address) =
+                    crate::ws::listen(&resolution.address, certfile, keyfile).await?;
+                (Acceptor::Ws(acceptor), address, None)
             }
-            #[cfg(unix)]
-            Transport::Unix => {
-                let (task, cleanup) = crate::os::unix::uds::listen(
-                    &resolution.address,
-                    self.mode,
-                    &self.connection,
-                    accepted,
-                )
-                .await?;
-                (task, resolution.address, Some(cleanup))
+            local if local == crate::os::TRANSPORT => {
+                let (acceptor, cleanup) = crate::os::listen(&resolution.address, self.mode).await?;
+                let address = resolution.address.clone();
+                (Acceptor::Local(acceptor), address, Some(cleanup))
             }
-            #[cfg(windows)]
-            Transport::NamedPipe => {
-                let task = crate::os::windows::pipe::listen(
-                    &resolution.address,
-                    &self.connection,
-                    accepted,
-                )
-                .await?;
-                (task, resolution.address, None)
-            }
-            #[allow(unreachable_patterns)]
             other => {
                 return Err(SocketError::UnsupportedCombination(
                     "local".into(),
@@ -87,10 +45,17 @@ impl ListenOptions {
                 ));
             }
         };
+        let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
+        let wrap = Wrap {
+            transport,
+            endpoint: address.clone(),
+            opts: self.connection.clone(),
+        };
+        let task = tokio::spawn(accept_loop(acceptor, wrap, tx));
         Ok(Listener {
             shared: Arc::new(ListenerShared {
                 address,
-                transport: resolution.transport,
+                transport,
                 incoming: tokio::sync::Mutex::new(rx),
                 task,
                 cleanup: Mutex::new(cleanup),
@@ -107,29 +72,55 @@ impl ListenOptions {
     }
 }
 
-/// The accept loop's end of the queue of accepted connections.
-pub(crate) struct Accepted {
-    tx: mpsc::Sender<Socket>,
+/// Where new connections come from: a transport's acceptor.
+enum Acceptor {
+    Local(crate::os::Acceptor),
+    Ws(crate::ws::Acceptor),
 }
 
-impl Accepted {
-    /// Hands a new connection to `accept`; false once the listener is closed.
-    pub(crate) async fn deliver(&self, socket: Socket) -> bool {
-        self.tx.send(socket).await.is_ok()
+/// What every accepted connection becomes a `Socket` with.
+struct Wrap {
+    transport: Transport,
+    endpoint: String,
+    opts: ConnectOptions,
+}
+
+/// Accepts connections, starts each one's reader at once (so messages are read and acked
+/// before `accept` is called) and queues it for `accept`; ends when the listener closes.
+async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, tx: mpsc::Sender<Socket>) {
+    let Wrap {
+        transport,
+        endpoint,
+        opts,
+    } = wrap;
+    loop {
+        let socket = match &mut acceptor {
+            Acceptor::Local(a) => a.accept().await.map(|(stream, acks)| {
+                Socket::from_local(transport, endpoint.clone(), stream, acks, &opts)
+            }),
+            Acceptor::Ws(a) => a
+                .accept()
+                .await
+                .map(|ws| Socket::from_ws(endpoint.clone(), ws, &opts)),
+        };
+        match socket {
+            Ok(socket) => {
+                if tx.send(socket).await.is_err() {
+                    break;
+                }
+            }
+            // Out of file descriptors and the like: back off instead of spinning.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
     }
 }
-
-#[cfg(unix)]
-type Cleanup = crate::os::unix::uds::Cleanup;
-#[cfg(not(unix))]
-type Cleanup = ();
 
 struct ListenerShared {
     address: String,
     transport: Transport,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Socket>>,
     task: JoinHandle<()>,
-    cleanup: Mutex<Option<Cleanup>>,
+    cleanup: Mutex<Option<crate::os::Cleanup>>,
     closed: AtomicBool,
     /// Wakes pending `accept` calls when the listener closes.
     closing: tokio::sync::Notify,
@@ -229,10 +220,7 @@ impl ListenerShared {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            #[cfg(unix)]
             cleanup.run();
-            #[cfg(not(unix))]
-            let () = cleanup;
         }
         self.close_queued();
     }

@@ -66,7 +66,7 @@ const OS_VALUES: &str = "linux, windows";
 ///
 /// On a detection failure the guidance is also printed to stderr, once per process.
 pub fn resolve(endpoint: &str) -> Result<Resolution, SocketError> {
-    let needs_env = check_endpoint(endpoint).is_ok() && !is_ws_url(endpoint);
+    let needs_env = check_endpoint(endpoint).is_ok() && url_scheme(endpoint).is_none();
     let (target, os) = if needs_env {
         (
             read_var("IPCEZ_TARGET", "target"),
@@ -108,13 +108,15 @@ fn print_guidance_once(d: &DetectionError) {
     });
 }
 
-fn is_ws_url(endpoint: &str) -> bool {
-    let head: String = endpoint
-        .chars()
-        .take(6)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    head.starts_with("ws://") || head.starts_with("wss://")
+/// The scheme of an endpoint written as a URL (`scheme://…`, the scheme being a letter
+/// then letters, digits, `+`, `.` or `-`), if it is one.
+fn url_scheme(endpoint: &str) -> Option<&str> {
+    let (scheme, _) = endpoint.split_once("://")?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+    valid.then_some(scheme)
 }
 
 fn check_endpoint(endpoint: &str) -> Result<(), SocketError> {
@@ -138,7 +140,14 @@ pub fn decide(
     build: Os,
 ) -> Result<Resolution, SocketError> {
     check_endpoint(endpoint)?;
-    if is_ws_url(endpoint) {
+    if let Some(scheme) = url_scheme(endpoint) {
+        // Only a WebSocket URL selects a transport; any other URL is a mistake, never a path.
+        if !(scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss")) {
+            return Err(invalid_input(format!(
+                "{endpoint:?} is not a ws:// or wss:// URL; ipcez takes a socket path, a pipe \
+                 name, or a ws:// / wss:// URL"
+            )));
+        }
         crate::ws::validate_url(endpoint)?;
         return Ok(Resolution {
             transport: Transport::WebSocket,
@@ -222,8 +231,10 @@ pub fn ack_names(endpoint: &str) -> Result<(String, String), SocketError> {
     }
 }
 
-/// Semaphore names for a Unix socket path (SPEC §3): `/ipcez.<tag>.<hash>.data_ready` and
-/// `/ipcez.<tag>.<hash>.data_acked`.
+/// Semaphore names for a Unix socket path: `/ipcez.<tag>.<hash>.data_ready` and
+/// `/ipcez.<tag>.<hash>.data_acked`, where `<tag>` is the file name (at most 32 bytes, each
+/// byte other than ASCII letters, digits, `_` and `-` replaced by `_`) and `<hash>` the
+/// first 8 bytes of the SHA-256 of the absolute path, in hex.
 pub fn unix_ack_names(path: &Path) -> Result<(String, String), SocketError> {
     let absolute = std::path::absolute(path)?;
     let absolute = absolute.to_str().ok_or_else(|| {
@@ -252,7 +263,8 @@ pub fn unix_ack_names(path: &Path) -> Result<(String, String), SocketError> {
     Ok((format!("{base}.data_ready"), format!("{base}.data_acked")))
 }
 
-/// Event names for a pipe path (the seed's rule): `Global\<pipename>.data_ready` / `.data_acked`.
+/// Event names for a pipe path: `Global\<pipename>.data_ready` / `.data_acked`, where
+/// `<pipename>` is the pipe path without its `\\.\pipe\` prefix.
 pub fn pipe_ack_names(pipe_path_: &str) -> (String, String) {
     let full = pipe_path(pipe_path_);
     let name = &full[PIPE_PREFIX.len()..];

@@ -1,4 +1,4 @@
-//! Every row of the transport table and every resolution error (SPEC §1).
+//! Every row of the transport table and every resolution error.
 
 use ipcez::{Os, SocketError, Transport, decide, pipe_ack_names, pipe_path, unix_ack_names};
 
@@ -30,6 +30,77 @@ fn bad_websocket_url_is_invalid_input() {
         matches!(&e, SocketError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput),
         "{e:?}"
     );
+}
+
+fn assert_not_a_ws_url(endpoint: &str, e: &SocketError) {
+    let SocketError::Io(io) = e else {
+        panic!("{endpoint}: {e:?}")
+    };
+    assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput, "{endpoint}");
+    let text = e.to_string();
+    assert!(
+        text.contains(endpoint) && text.contains("is not a ws:// or wss:// URL"),
+        "{text}"
+    );
+    assert!(text.contains("a socket path, a pipe name"), "{text}");
+}
+
+#[test]
+fn another_url_scheme_is_an_error_never_a_path() {
+    for endpoint in [
+        "http://h/p",
+        "https://h:443/p",
+        "tcp://127.0.0.1:5555",
+        "foo://bar",
+        "HTTP://H",
+        "svn+ssh://h/x",
+        "a.b-c://x",
+    ] {
+        // With a complete local environment, and with none at all.
+        for (target, os) in [
+            (Some(("target", "local")), Some(("os", "linux"))),
+            (None, None),
+        ] {
+            let e = decide(endpoint, target, os, Os::Linux).unwrap_err();
+            assert_not_a_ws_url(endpoint, &e);
+        }
+        // `ack_names` resolves the same way (and reads no environment for a URL).
+        let e = ipcez::ack_names(endpoint).unwrap_err();
+        assert_not_a_ws_url(endpoint, &e);
+    }
+}
+
+#[test]
+fn paths_that_merely_contain_a_colon_stay_paths() {
+    for path in [
+        "/tmp/a://b",
+        "./x://y",
+        "1abc://z",
+        "_x://y",
+        "C:\\sock",
+        "dir/a:b",
+    ] {
+        let r = local_linux(path).unwrap();
+        assert_eq!(r.transport, Transport::Unix, "{path}");
+        assert_eq!(r.address, path);
+    }
+}
+
+#[test]
+fn a_websocket_port_outside_0_to_65535_is_invalid_input() {
+    for url in [
+        "ws://h:99999/p",
+        "ws://h:abc/p",
+        "wss://h:-1/p",
+        "ws://h:65536",
+    ] {
+        let e = decide(url, None, None, Os::Linux).unwrap_err();
+        assert!(
+            matches!(&e, SocketError::Io(io) if io.kind() == std::io::ErrorKind::InvalidInput),
+            "{url}: {e:?}"
+        );
+    }
+    assert!(decide("ws://h:65535/p", None, None, Os::Linux).is_ok());
 }
 
 #[test]

@@ -1,4 +1,11 @@
 //! Unix: domain sockets for the stream, POSIX named semaphores for the acks.
 
 pub(crate) mod sem;
-pub(crate) mod uds;
+mod stream;
+mod uds;
+
+pub(crate) use stream::UdsStream as LocalStream;
+pub(crate) use uds::{Acceptor, Cleanup, connect, listen};
+
+/// The local transport of this OS family.
+pub(crate) const TRANSPORT: crate::resolve::Transport = crate::resolve::Transport::Unix;

@@ -1,4 +1,5 @@
-//! Unix domain socket client and listener.
+//! Unix domain socket client and listener: each gives connected streams with the
+//! endpoint's ack signals.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -7,12 +8,10 @@ use std::sync::Arc;
 
 use tokio::net::{UnixListener, UnixStream};
 
+use super::stream::UdsStream;
 use crate::ack::AckPair;
 use crate::error::SocketError;
-use crate::listener::Accepted;
-use crate::local::LocalStream;
-use crate::resolve::{Transport, unix_ack_names};
-use crate::socket::{ConnectOptions, Socket};
+use crate::resolve::unix_ack_names;
 
 /// Mode of ack semaphores a client creates (first use): owner only. A listener gives its
 /// semaphores the read/write bits of its socket file instead.
@@ -29,19 +28,14 @@ fn with_path(e: io::Error, what: &str, path: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what} {path}: {e}{hint}"))
 }
 
-pub(crate) async fn connect(path: &str, opts: &ConnectOptions) -> Result<Socket, SocketError> {
+/// Connects to the socket at `path` and opens its ack signals.
+pub(crate) async fn connect(path: &str) -> Result<(UdsStream, Arc<AckPair>), SocketError> {
     let names = unix_ack_names(Path::new(path))?;
     let stream = UnixStream::connect(path)
         .await
         .map_err(|e| with_path(e, "cannot connect to the Unix socket", path))?;
     let acks = Arc::new(AckPair::open(&names, SEM_MODE)?);
-    Ok(Socket::from_local(
-        Transport::Unix,
-        path.to_string(),
-        LocalStream::Unix(stream),
-        acks,
-        opts,
-    ))
+    Ok((stream.into(), acks))
 }
 
 /// What a Unix listener removes when it closes.
@@ -58,13 +52,23 @@ impl Cleanup {
     }
 }
 
-/// Binds `path` (see the README for the stale-file rule) and starts accepting.
-pub(crate) async fn listen(
-    path: &str,
-    mode: u32,
-    opts: &ConnectOptions,
-    accepted: Accepted,
-) -> Result<(tokio::task::JoinHandle<()>, Cleanup), SocketError> {
+/// Accepts connections on a bound socket; every one shares the endpoint's ack signals.
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    listener: UnixListener,
+    acks: Arc<AckPair>,
+}
+
+impl Acceptor {
+    /// The next connection (cancel-safe).
+    pub(crate) async fn accept(&mut self) -> io::Result<(UdsStream, Arc<AckPair>)> {
+        let (stream, _) = self.listener.accept().await?;
+        Ok((stream.into(), self.acks.clone()))
+    }
+}
+
+/// Binds `path` (see the README for the stale-file rule) with permission bits `mode`.
+pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
     clear_stale(&absolute, path)?;
     // The ack names are ready before the path is: a client that connects the moment the
@@ -86,29 +90,7 @@ pub(crate) async fn listen(
         path: absolute,
         names,
     };
-    let endpoint = path.to_string();
-    let opts = opts.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let socket = Socket::from_local(
-                        Transport::Unix,
-                        endpoint.clone(),
-                        LocalStream::Unix(stream),
-                        acks.clone(),
-                        &opts,
-                    );
-                    if !accepted.deliver(socket).await {
-                        break;
-                    }
-                }
-                // Out of file descriptors and the like: back off instead of spinning.
-                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
-            }
-        }
-    });
-    Ok((task, cleanup))
+    Ok((Acceptor { listener, acks }, cleanup))
 }
 
 /// Makes room for a new socket at `path`: a socket file nobody answers on is removed; a

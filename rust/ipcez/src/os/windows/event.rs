@@ -1,5 +1,5 @@
 //! Named auto-reset events (`Global\…`, falling back to `Local\…`), the Windows side of
-//! the ack protocol, as the seed describes it.
+//! the ack protocol.
 
 use std::io;
 use std::time::Duration;

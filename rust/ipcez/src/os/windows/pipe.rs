@@ -1,22 +1,22 @@
-//! Named pipe client and server (tokio), mirroring `os::unix::uds`.
+//! Named pipe client and server (tokio), mirroring the Unix socket backend: each gives
+//! connected streams with the endpoint's ack signals.
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::windows::named_pipe::{ClientOptions, ServerOptions};
+use tokio::net::windows::named_pipe::{ClientOptions, NamedPipeServer, ServerOptions};
 
+use super::stream::PipeStream;
 use crate::ack::AckPair;
 use crate::error::SocketError;
-use crate::listener::Accepted;
-use crate::local::LocalStream;
-use crate::resolve::{Transport, pipe_ack_names};
-use crate::socket::{ConnectOptions, Socket};
+use crate::resolve::pipe_ack_names;
 
 /// ERROR_PIPE_BUSY: every server instance is taken; retry shortly.
 const ERROR_PIPE_BUSY: i32 = 231;
 
-pub(crate) async fn connect(pipe: &str, opts: &ConnectOptions) -> Result<Socket, SocketError> {
+/// Connects to `pipe` (waiting while every instance is busy) and opens its ack signals.
+pub(crate) async fn connect(pipe: &str) -> Result<(PipeStream, Arc<AckPair>), SocketError> {
     let client = loop {
         match ClientOptions::new().open(pipe) {
             Ok(c) => break c,
@@ -33,48 +33,47 @@ pub(crate) async fn connect(pipe: &str, opts: &ConnectOptions) -> Result<Socket,
         }
     };
     let acks = Arc::new(AckPair::open(&pipe_ack_names(pipe), 0)?);
-    Ok(Socket::from_local(
-        Transport::NamedPipe,
-        pipe.to_string(),
-        LocalStream::PipeClient(client),
-        acks,
-        opts,
-    ))
+    Ok((PipeStream::Client(client), acks))
 }
 
 /// Keeps one server instance waiting for the next client at all times.
-pub(crate) async fn listen(
-    pipe: &str,
-    opts: &ConnectOptions,
-    accepted: Accepted,
-) -> Result<tokio::task::JoinHandle<()>, SocketError> {
-    let mut server = ServerOptions::new()
+#[derive(Debug)]
+pub(crate) struct Acceptor {
+    pipe: String,
+    server: NamedPipeServer,
+    acks: Arc<AckPair>,
+}
+
+impl Acceptor {
+    /// The next connection.
+    pub(crate) async fn accept(&mut self) -> io::Result<(PipeStream, Arc<AckPair>)> {
+        self.server.connect().await?;
+        let next = ServerOptions::new().create(&self.pipe)?;
+        let connected = std::mem::replace(&mut self.server, next);
+        Ok((PipeStream::Server(connected), self.acks.clone()))
+    }
+}
+
+/// Nothing to remove when a pipe listener closes: the pipe and the events vanish with
+/// their last handle.
+#[derive(Debug)]
+pub(crate) struct Cleanup;
+
+impl Cleanup {
+    pub(crate) fn run(&self) {}
+}
+
+/// Creates the first instance of `pipe` (`_mode` is a Unix notion and is ignored).
+pub(crate) async fn listen(pipe: &str, _mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
+    let server = ServerOptions::new()
         .first_pipe_instance(true)
         .create(pipe)
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {pipe}: {e}")))?;
     let acks = Arc::new(AckPair::open(&pipe_ack_names(pipe), 0)?);
-    let (pipe, opts) = (pipe.to_string(), opts.clone());
-    Ok(tokio::spawn(async move {
-        loop {
-            if server.connect().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-            let next = match ServerOptions::new().create(&pipe) {
-                Ok(n) => n,
-                Err(_) => break,
-            };
-            let connected = std::mem::replace(&mut server, next);
-            let socket = Socket::from_local(
-                Transport::NamedPipe,
-                pipe.clone(),
-                LocalStream::PipeServer(connected),
-                acks.clone(),
-                &opts,
-            );
-            if !accepted.deliver(socket).await {
-                break;
-            }
-        }
-    }))
+    let acceptor = Acceptor {
+        pipe: pipe.to_string(),
+        server,
+        acks,
+    };
+    Ok((acceptor, Cleanup))
 }

@@ -4,7 +4,7 @@
 //! - the connection's background task on the runtime, so that messages are read and acked
 //!   even while nobody calls `recv`;
 //! - on Unix, a thread blocked in `recv_blocking` (a Python thread, say), which waits with
-//!   poll(2) and reads the socket itself. That saves the hop from the runtime's I/O thread
+//!   poll(2) and reads the socket itself (`direct`). That saves the hop from the runtime's I/O thread
 //!   to the waiting thread — on two cores a cross-core wake-up costs tens of microseconds,
 //!   the largest part of a local round trip.
 //!
@@ -22,7 +22,10 @@ use crate::ack::AckPair;
 use crate::error::{connection_lost, is_disconnect};
 use crate::frame::FrameDecoder;
 use crate::inbox::Inbox;
-use crate::local::LocalStream;
+use crate::os::LocalStream;
+
+#[cfg(unix)]
+mod direct;
 
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -35,9 +38,9 @@ pub(crate) struct ReadState {
 /// The reading half of a local connection, shared by the background task and direct readers.
 #[derive(Debug)]
 pub(crate) struct ReadSide {
-    pub(crate) stream: Arc<LocalStream>,
+    stream: Arc<LocalStream>,
     acks: Arc<AckPair>,
-    pub(crate) inbox: Arc<Inbox>,
+    inbox: Arc<Inbox>,
     state: Mutex<ReadState>,
     /// Wakes the background task when a direct reader lets go of `state`.
     resume: Notify,
@@ -138,24 +141,37 @@ impl ReadSide {
         frames.drain(..).all(|f| self.inbox.push_now(f))
     }
 
+    /// Ends the stream in both directions (the user closed the connection).
+    pub(crate) fn shutdown(&self) {
+        self.stream.shutdown();
+    }
+
     /// Ends the inbox with `e` and the stream with it.
     pub(crate) fn finish(&self, e: &io::Error) {
         self.inbox.end(e);
         self.stream.shutdown();
     }
+
+    /// Where the stream cannot be read on the caller's thread, a blocking take waits for
+    /// the background reader to fill the inbox.
+    #[cfg(not(unix))]
+    pub(crate) fn recv_blocking(
+        &self,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<Vec<u8>>, crate::error::SocketError> {
+        self.inbox.pop_blocking(timeout)
+    }
 }
 
-/// Resolves once the peer has hung up (checked every 50 ms; Linux only, elsewhere never):
-/// a reader paused on a full queue reads nothing, so it would not see the end otherwise.
+/// Resolves once the peer has hung up (checked every 50 ms; where the OS cannot tell,
+/// never): a reader paused on a full queue reads nothing, so it would not see the end
+/// otherwise.
 async fn hang_up(stream: &LocalStream) {
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        #[cfg(target_os = "linux")]
         if stream.peer_hung_up() {
             return;
         }
-        #[cfg(not(target_os = "linux"))]
-        let _ = stream;
     }
 }
 

@@ -1,0 +1,79 @@
+//! The connection under a `Socket`: local or WebSocket. Each kind carries its own send,
+//! ack wait, blocking take and close; this enum only picks one, once per call.
+
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+
+use crate::error::SocketError;
+use crate::inbox::BlockingTaker;
+use crate::local::LocalConn;
+use crate::ws::WsConn;
+
+pub(crate) enum Conn {
+    Local(LocalConn),
+    Ws(WsConn),
+}
+
+impl Conn {
+    /// Sends one checked message; on local transports also waits for its ack.
+    pub(crate) async fn send(
+        &self,
+        msg: &[u8],
+        deadline: Instant,
+        handle: &Handle,
+    ) -> Result<(), SocketError> {
+        match self {
+            Conn::Local(c) => c.send(msg, deadline, handle).await,
+            Conn::Ws(c) => c.send(msg, deadline).await,
+        }
+    }
+
+    /// Writes one checked message from a thread outside the runtime, without the ack wait.
+    /// A local frame the peer is slow to take may be finished in the background while
+    /// `owner` is kept alive.
+    pub(crate) fn send_frame_blocking<K: Clone + Send + 'static>(
+        &self,
+        msg: &[u8],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+    ) -> Result<(), SocketError> {
+        match self {
+            Conn::Local(c) => c.send_frame_blocking(msg, deadline, handle, owner),
+            Conn::Ws(c) => c.send_frame_blocking(msg, deadline, handle),
+        }
+    }
+
+    pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
+        match self {
+            Conn::Local(c) => c.wait_ack_until(deadline),
+            Conn::Ws(c) => c.wait_ack_until(deadline),
+        }
+    }
+
+    pub(crate) fn recv_blocking(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, SocketError> {
+        match self {
+            Conn::Local(c) => c.recv_blocking(timeout),
+            Conn::Ws(c) => c.recv_blocking(timeout),
+        }
+    }
+
+    pub(crate) fn blocking_taker(&self) -> BlockingTaker {
+        match self {
+            Conn::Local(c) => c.blocking_taker(),
+            Conn::Ws(c) => c.blocking_taker(),
+        }
+    }
+
+    /// Ends the connection; never waits.
+    pub(crate) fn close(&self, handle: &Handle) {
+        match self {
+            Conn::Local(c) => c.close(),
+            Conn::Ws(c) => c.close(handle),
+        }
+    }
+}

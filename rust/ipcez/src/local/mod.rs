@@ -1,0 +1,95 @@
+//! A local connection (Unix domain socket or named pipe) above the OS backend: a
+//! [`Writer`] that sends whole frames and waits for their acks, and a [`ReadSide`] that
+//! reads frames, acks them and queues them, on the runtime or on a caller's thread.
+
+mod reader;
+mod writer;
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+
+use crate::ack::AckPair;
+use crate::error::SocketError;
+use crate::inbox::{BlockingTaker, Inbox};
+use crate::os::LocalStream;
+use reader::ReadSide;
+use writer::Writer;
+
+/// One local connection.
+#[derive(Debug)]
+pub(crate) struct LocalConn {
+    writer: Arc<Writer>,
+    reader: Arc<ReadSide>,
+}
+
+impl LocalConn {
+    /// Wraps a connected stream and its ack signals; the returned future is the
+    /// connection's background reader, to be spawned.
+    pub(crate) fn start(
+        stream: LocalStream,
+        acks: Arc<AckPair>,
+        inbox: Arc<Inbox>,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let stream = Arc::new(stream);
+        let reader = Arc::new(ReadSide::new(stream.clone(), acks.clone(), inbox.clone()));
+        let writer = Arc::new(Writer::new(stream, acks, inbox));
+        let task = reader::run(reader.clone());
+        (LocalConn { writer, reader }, task)
+    }
+
+    /// Writes one message (checked by the caller), then waits until `deadline` for its ack
+    /// on a blocking thread of `handle` (the wait may spin briefly, then sleeps).
+    pub(crate) async fn send(
+        &self,
+        msg: &[u8],
+        deadline: Instant,
+        handle: &Handle,
+    ) -> Result<(), SocketError> {
+        self.writer.write(msg, deadline).await?;
+        let writer = self.writer.clone();
+        handle
+            .spawn_blocking(move || writer.wait_ack_until(deadline))
+            .await
+            .map_err(|e| SocketError::Io(io::Error::other(e)))?
+    }
+
+    /// Writes one message (checked by the caller) from a thread outside the runtime,
+    /// without waiting for the ack; see [`Writer::write_blocking`] for `owner`.
+    pub(crate) fn send_frame_blocking<K: Clone + Send + 'static>(
+        &self,
+        msg: &[u8],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+    ) -> Result<(), SocketError> {
+        self.writer.write_blocking(msg, deadline, handle, owner)
+    }
+
+    /// Takes one "data acked" token, waiting until `deadline`.
+    pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
+        self.writer.wait_ack_until(deadline)
+    }
+
+    /// A blocking take (`None` waits without limit).
+    pub(crate) fn recv_blocking(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, SocketError> {
+        self.reader.recv_blocking(timeout)
+    }
+
+    /// A blocking taker that holds the reading side only, not the connection.
+    pub(crate) fn blocking_taker(&self) -> BlockingTaker {
+        let reader = self.reader.clone();
+        Box::new(move || reader.recv_blocking(None))
+    }
+
+    /// Ends the connection in both directions now; never waits.
+    pub(crate) fn close(&self) {
+        self.reader.shutdown();
+    }
+}

@@ -1,0 +1,72 @@
+//! The direct reader (Unix): a thread blocked in `recv_blocking` waits with poll(2) and
+//! reads the socket itself, taking turns with the background task (see the parent module).
+
+use std::time::{Duration, Instant};
+
+use super::{ReadSide, Step};
+use crate::error::SocketError;
+use crate::runtime::deadline_after;
+
+impl ReadSide {
+    /// A blocking take: take the reader's role and read the socket on this thread, or, while
+    /// another thread has it, wait for the inbox.
+    pub(crate) fn recv_blocking(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, SocketError> {
+        /// How long to wait on the inbox before trying again to become the reader.
+        const RETRY: Duration = Duration::from_millis(5);
+        let deadline = timeout.map(deadline_after);
+        let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let mut frames = Vec::new();
+        loop {
+            if let Some(next) = self.inbox.try_take() {
+                return next.map(Some);
+            }
+            let Some(mut st) = self.try_lock() else {
+                let wait = left().map_or(RETRY, |l| l.min(RETRY));
+                if let Some(m) = self.inbox.pop_blocking(Some(wait))? {
+                    return Ok(Some(m));
+                }
+                if left().is_some_and(|l| l.is_zero()) {
+                    return Ok(None);
+                }
+                continue;
+            };
+            // Frames are only queued under this lock: an empty inbox now means none is older.
+            if !self.inbox.is_empty() {
+                self.unlock(st);
+                continue;
+            }
+            let outcome = loop {
+                match self.step(&mut st, true, &mut frames) {
+                    Err(e) => break Err(e),
+                    Ok(Step::Progress) if !frames.is_empty() => break Ok(true),
+                    Ok(Step::Progress) => {}
+                    Ok(Step::WouldBlock) => {
+                        let wait = left().unwrap_or(Duration::from_secs(3600));
+                        if wait.is_zero() {
+                            break Ok(false);
+                        }
+                        if let Err(e) = self.stream.poll_readable(wait) {
+                            break Err(e);
+                        }
+                    }
+                }
+            };
+            let n = frames.len();
+            let first = (!frames.is_empty()).then(|| frames.remove(0));
+            self.queue(&mut frames);
+            let outcome = outcome.and_then(|got| self.acknowledge(n).map(|()| got));
+            if let Err(e) = &outcome {
+                self.finish(e);
+            }
+            self.unlock(st);
+            return match (first, outcome) {
+                (Some(m), _) => Ok(Some(m)),
+                (None, Ok(_)) => Ok(None),
+                (None, Err(_)) => self.inbox.try_take().map_or(Ok(None), |r| r.map(Some)),
+            };
+        }
+    }
+}
