@@ -32,7 +32,7 @@ pub(crate) fn into_handle<H: Castable>(value: H::Rust) -> *mut H {
 /// # Safety
 /// `ptr` is NULL or came from `into_handle::<H>` and has not been freed.
 pub(crate) unsafe fn borrow<'a, H: Castable>(ptr: *const H) -> Option<&'a H::Rust> {
-    // SAFETY: per the contract, a non-NULL `ptr` points at a live `H::Rust`.
+    // SAFETY: per the `# Safety` section, a non-NULL `ptr` points at a live `H::Rust`.
     unsafe { ptr.cast::<H::Rust>().as_ref() }
 }
 
@@ -44,7 +44,7 @@ pub(crate) unsafe fn try_borrow<'a, H: Castable>(
     ptr: *const H,
     what: &str,
 ) -> Result<&'a H::Rust, FfiError> {
-    // SAFETY: per the contract.
+    // SAFETY: per the `# Safety` section.
     unsafe { borrow(ptr) }.ok_or_else(|| FfiError::null_parameter(what))
 }
 
@@ -55,7 +55,7 @@ pub(crate) unsafe fn try_borrow<'a, H: Castable>(
 /// uses it concurrently or afterwards.
 pub(crate) unsafe fn free<H: Castable>(ptr: *mut H) {
     if !ptr.is_null() {
-        // SAFETY: per the contract, this is the unique owner of a `Box<H::Rust>`.
+        // SAFETY: per the `# Safety` section, this is the unique owner of a `Box<H::Rust>`.
         drop(unsafe { Box::from_raw(ptr.cast::<H::Rust>()) });
     }
 }
@@ -81,7 +81,7 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], F
     if ptr.is_null() {
         return Err(FfiError::null_parameter("data"));
     }
-    // SAFETY: per the contract.
+    // SAFETY: per the `# Safety` section.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
@@ -106,7 +106,7 @@ pub(crate) fn call(
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            // SAFETY: out_err is NULL or a valid out-pointer, per every export's contract.
+            // SAFETY: out_err is NULL or a valid out-pointer, per every export's `# Safety` section.
             unsafe { write_out(out_err, into_handle::<ipcez_error>(e)) };
             ipcez_result::Error
         }

@@ -10,7 +10,7 @@ use crate::error::{ipcez_error, ipcez_error_kind};
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ipcez_error_code(err: *const ipcez_error) -> u32 {
     call_or(ipcez_error_kind::Panic as u32, || {
-        // SAFETY: per the function's contract.
+        // SAFETY: per the function's `# Safety` section.
         unsafe { borrow(err) }.map_or(ipcez_error_kind::NullParameter, |e| e.code) as u32
     })
 }

@@ -58,7 +58,7 @@ impl HandlerThread {
             ON_HANDLER_THREAD.with(|on| on.set(true));
             let userdata = &userdata;
             match next {
-                // SAFETY: per the contract, cb and userdata are valid until the final call.
+                // SAFETY: per the `# Safety` section, cb and userdata are valid until the final call.
                 Ok(m) => unsafe { cb(userdata.0, m.as_ptr(), m.len(), std::ptr::null()) },
                 Err(e) => {
                     let e = FfiError::from(e);

@@ -53,7 +53,7 @@ pub unsafe extern "C" fn ipcez_listen(
 }
 
 fn listener_ref<'a>(l: *const ipcez_listener) -> Result<&'a Listener, FfiError> {
-    // SAFETY: every export's contract makes `l` NULL or a live listener.
+    // SAFETY: every export's `# Safety` section makes `l` NULL or a live listener.
     unsafe { try_borrow(l, "listener") }
 }
 

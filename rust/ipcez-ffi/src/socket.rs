@@ -106,7 +106,7 @@ pub unsafe extern "C" fn ipcez_connect(
 }
 
 fn socket_ref<'a>(s: *const ipcez_socket) -> Result<&'a FfiSocket, FfiError> {
-    // SAFETY: every export's contract makes `s` NULL or a live socket.
+    // SAFETY: every export's `# Safety` section makes `s` NULL or a live socket.
     unsafe { try_borrow(s, "socket") }
 }
 
@@ -263,7 +263,7 @@ pub unsafe extern "C" fn ipcez_socket_set_handler(
         let cb = cb.ok_or_else(|| FfiError::null_parameter("handler callback"))?;
         // Held from start to store, so a concurrent close finds the thread and waits for it.
         let mut slot = s.handler.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: per the contract.
+        // SAFETY: per the `# Safety` section.
         *slot = Some(unsafe { HandlerThread::start(&s.socket, cb, userdata) }?);
         Ok(ipcez_result::Ok)
     })
