@@ -38,11 +38,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
-import re
 import resource
 import selectors
 import shutil
@@ -1046,30 +1044,39 @@ class Orchestrator:
 
     # -- cleanup ----------------------------------------------------------------
 
+    def ack_names(self, paths: List[str]) -> List[str]:
+        """The semaphore names of these Unix endpoints, as the library derives them
+        (asked in a child process, which loads the library the benchmark measures)."""
+        if not paths:
+            return []
+        code = (
+            "import ipcez, json, sys; "
+            "print(json.dumps([n for p in sys.argv[1:] for n in ipcez.ack_names(p)]))"
+        )
+        try:
+            r = subprocess.run([sys.executable, "-c", code, *paths], env=self.env,
+                               capture_output=True, text=True, timeout=30)
+            names: List[str] = json.loads(r.stdout)
+        except (subprocess.SubprocessError, ValueError) as exc:
+            self.notes.append(f"could not ask ipcez for the ack names to clean up: {exc}")
+            return []
+        return names
+
     def cleanup(self) -> None:
         for proc in self.children:
             self.stop(proc)
         leaked_files = [p for p in self.socket_paths if os.path.exists(p)]
         leaked_sems = []
-        for p in self.socket_paths:
-            for name in ack_names_for(p):
-                f = "/dev/shm/sem." + name.lstrip("/")
-                if os.path.exists(f):
-                    leaked_sems.append(f)
-                    try:
-                        os.unlink(f)
-                    except OSError:
-                        pass
+        for name in self.ack_names(self.socket_paths):
+            f = "/dev/shm/sem." + name.lstrip("/")
+            if os.path.exists(f):
+                leaked_sems.append(f)
+                try:
+                    os.unlink(f)
+                except OSError:
+                    pass
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.leftovers = (leaked_files, leaked_sems)
-
-
-def ack_names_for(path: str) -> Tuple[str, str]:
-    """SPEC §3: the semaphore names of a Unix endpoint (our paths are already absolute)."""
-    name = os.path.basename(path).encode()
-    tag = re.sub(rb"[^A-Za-z0-9_-]", b"_", name)[:32].decode()
-    digest = hashlib.sha256(os.path.normpath(path).encode()).hexdigest()[:16]
-    return (f"/ipcez.{tag}.{digest}.data_ready", f"/ipcez.{tag}.{digest}.data_acked")
 
 
 # ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from conftest import child_env
 
 import ipcez
-from ipcez import _cli
+from ipcez import _cli, _cli_common
 
 CLI = [sys.executable, "-m", "ipcez"]
 ENV_NAMES = ("target", "os", "IPCEZ_TARGET", "IPCEZ_OS")
@@ -456,13 +456,13 @@ def test_demo_in_process_restores_the_environment(
 
 
 def test_describe() -> None:
-    assert _cli.describe(b"hello") == "text (5 B): hello"
-    assert _cli.describe("grüße\n".encode()) == "text (8 B): grüße\\n"
-    assert _cli.describe(b"") == "empty message (0 B)"
-    assert _cli.describe(b"\x00\xff") == "binary (2 B): 00 ff"
+    assert _cli_common.describe(b"hello") == "text (5 B): hello"
+    assert _cli_common.describe("grüße\n".encode()) == "text (8 B): grüße\\n"
+    assert _cli_common.describe(b"") == "empty message (0 B)"
+    assert _cli_common.describe(b"\x00\xff") == "binary (2 B): 00 ff"
     big = bytes(1024 * 1024)
-    assert _cli.describe(big).startswith("binary (1 MiB): 00 00")
-    assert _cli.describe(big).endswith(" ...")
-    long_text = _cli.describe(b"a" * 1000)
+    assert _cli_common.describe(big).startswith("binary (1 MiB): 00 00")
+    assert _cli_common.describe(big).endswith(" ...")
+    long_text = _cli_common.describe(b"a" * 1000)
     assert long_text.startswith("text (1000 B): aaa") and long_text.endswith(" ...")
     assert len(long_text) < 250

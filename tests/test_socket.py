@@ -334,16 +334,16 @@ def test_native_waits_without_limit_do_not_overflow(pair: Tuple[ipcez.Socket, ip
     already been delivered."""
     import ctypes
 
-    from ipcez import _ffi
+    from ipcez import _abi, _ffi
 
     client, server = pair
     err = _ffi.error_p()
     with client._use() as handle:
         rc = _ffi.lib.ipcez_socket_send(handle, b"one", 3, 0xFFFFFFFF, ctypes.byref(err))
-        assert rc == _ffi.RESULT_OK, _ffi.lib.ipcez_error_code(err)
+        assert rc == _abi.RESULT_OK, _ffi.lib.ipcez_error_code(err)
         rc = _ffi.lib.ipcez_socket_send(handle, b"two", 3, 0, ctypes.byref(err))
-        assert rc in (_ffi.RESULT_OK, _ffi.RESULT_TIMEOUT)
-        if rc == _ffi.RESULT_TIMEOUT:
+        assert rc in (_abi.RESULT_OK, _abi.RESULT_TIMEOUT)
+        if rc == _abi.RESULT_TIMEOUT:
             rc = _ffi.lib.ipcez_socket_wait_ack(handle, 0xFFFFFFFF, ctypes.byref(err))
-            assert rc == _ffi.RESULT_OK, _ffi.lib.ipcez_error_code(err)
+            assert rc == _abi.RESULT_OK, _ffi.lib.ipcez_error_code(err)
     assert [server.recv(timeout=5), server.recv(timeout=5)] == [b"one", b"two"]

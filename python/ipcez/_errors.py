@@ -1,4 +1,4 @@
-"""The exception hierarchy of SPEC §6 and the one table that maps C error codes to it.
+"""The exception hierarchy of ipcez and the one table that maps C error kinds to it.
 
 Every class is also an instance of the builtin exception its name suggests, so
 code that knows nothing about ipcez still catches it sensibly::
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import errno as _errno
 from typing import Any, Dict, Optional, Type
+
+from . import _abi
 
 __all__ = [
     "SocketError",
@@ -139,16 +141,29 @@ _ERRNO_VARIANTS = _errno_variants()
 
 #: ipcez_error_code -> class.  PANIC and NULL_PARAMETER are bugs, reported as SocketError.
 _CLASSES: Dict[int, Type[SocketError]] = {
-    1: IoError,
-    2: ConnectionLost,
-    3: MessageTooLarge,
-    4: WsError,
-    5: UnsupportedCombination,
-    6: DetectionError,
-    7: RecipientAckTimeout,
-    8: SocketError,
-    9: SocketError,
+    _abi.ERROR_KIND_IO: IoError,
+    _abi.ERROR_KIND_CONNECTION_LOST: ConnectionLost,
+    _abi.ERROR_KIND_MESSAGE_TOO_LARGE: MessageTooLarge,
+    _abi.ERROR_KIND_WS: WsError,
+    _abi.ERROR_KIND_UNSUPPORTED_COMBINATION: UnsupportedCombination,
+    _abi.ERROR_KIND_DETECTION: DetectionError,
+    _abi.ERROR_KIND_RECIPIENT_ACK_TIMEOUT: RecipientAckTimeout,
+    _abi.ERROR_KIND_PANIC: SocketError,
+    _abi.ERROR_KIND_NULL_PARAMETER: SocketError,
 }
+
+#: The errno an I/O error kind gets when the library reports none.
+_DEFAULT_ERRNO = {
+    _abi.ERROR_KIND_CONNECTION_LOST: _errno.ECONNRESET,
+    _abi.ERROR_KIND_MESSAGE_TOO_LARGE: _errno.EINVAL,
+}
+
+#: ipcez_error_detail selector -> the attribute it fills.
+_DETAIL_FIELDS = (
+    ("target", _abi.ERROR_FIELD_TARGET),
+    ("os", _abi.ERROR_FIELD_OS),
+    ("variable", _abi.ERROR_FIELD_VARIABLE),
+)
 
 
 def make_error(
@@ -160,24 +175,19 @@ def make_error(
     """Build the exception for a native error (``code`` from ``ipcez_error_code``)."""
     details = details or {}
     cls = _CLASSES.get(code, SocketError)
-    if code == 8:
+    if code == _abi.ERROR_KIND_PANIC:
         message = f"internal error in ipcez (a Rust panic, please report it): {message}"
-    elif code == 9:
+    elif code == _abi.ERROR_KIND_NULL_PARAMETER:
         message = f"internal error in the ipcez binding (NULL parameter): {message}"
     elif code not in _CLASSES:
         message = f"unknown ipcez error code {code}: {message}"
     if issubclass(cls, IoError):
-        if code == 2 and not errno:
-            errno = _errno.ECONNRESET
-        if code == 3 and not errno:
-            errno = _errno.EINVAL
+        errno = errno or _DEFAULT_ERRNO.get(code, 0)
         return cls(errno, message) if errno else cls(message)
     if cls is UnsupportedCombination:
         return UnsupportedCombination(message, details.get("target", ""), details.get("os", ""))
     if cls is DetectionError:
         return DetectionError(message, details.get("variable", ""))
-    if cls is RecipientAckTimeout:
-        return RecipientAckTimeout(message)
     return cls(message)
 
 
@@ -199,8 +209,8 @@ def from_native(err: Any) -> SocketError:
     n = lib.ipcez_error_message(err, ctypes.byref(out))
     message = _ffi.borrowed_bytes(out.value, n).decode("utf-8", "replace")
     details: Dict[str, str] = {}
-    if code in (5, 6):
-        for key, which in (("target", 0), ("os", 1), ("variable", 2)):
+    if code in (_abi.ERROR_KIND_UNSUPPORTED_COMBINATION, _abi.ERROR_KIND_DETECTION):
+        for key, which in _DETAIL_FIELDS:
             out = ctypes.c_void_p()
             n = lib.ipcez_error_detail(err, which, ctypes.byref(out))
             if n:

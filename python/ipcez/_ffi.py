@@ -16,7 +16,6 @@ another file instead (for development against a ``cargo build`` output).
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import sys
 import threading
@@ -68,30 +67,6 @@ ipcez_result = c_uint32
 
 #: ``void (*ipcez_handler_fn)(void *userdata, const uint8_t *data, size_t len, const ipcez_error *err)``
 HANDLER_FN = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t, error_p)
-
-# Result codes (``ipcez_result``).
-RESULT_OK = 0
-RESULT_TIMEOUT = 1
-RESULT_ERROR = 2
-
-# Error codes (``ipcez_error_code``).
-ERROR_IO = 1
-ERROR_CONNECTION_LOST = 2
-ERROR_MESSAGE_TOO_LARGE = 3
-ERROR_WS = 4
-ERROR_UNSUPPORTED_COMBINATION = 5
-ERROR_DETECTION = 6
-ERROR_RECIPIENT_ACK_TIMEOUT = 7
-ERROR_PANIC = 8
-ERROR_NULL_PARAMETER = 9
-
-# ``ipcez_error_detail`` selectors.
-DETAIL_TARGET = 0
-DETAIL_OS = 1
-DETAIL_VARIABLE = 2
-
-# Transport numbers (``ipcez_resolve`` / ``ipcez_socket_transport``).
-TRANSPORTS: Dict[int, str] = {1: "unix", 2: "websocket", 3: "named_pipe"}
 
 #: The one table: name -> (argtypes, restype).  Keep in sync with ipcez.h
 #: (``tests/test_ffi_table.py`` fails when they drift).
@@ -309,15 +284,6 @@ def encode_str(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be str, bytes or os.PathLike, not {type(value).__name__}")
     return value.encode("utf-8", "surrogateescape")
-
-
-def ms(seconds: float) -> int:
-    """Seconds as whole milliseconds for a ``uint32_t`` (rounded up, clamped)."""
-    if seconds != seconds or seconds <= 0:  # NaN or not positive
-        return 0
-    if seconds == float("inf"):
-        return 0xFFFFFFFF
-    return max(0, min(math.ceil(seconds * 1000), 0xFFFFFFFF))
 
 
 def call_argtypes(name: str) -> Sequence[Any]:

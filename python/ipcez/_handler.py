@@ -23,7 +23,6 @@ import types
 from typing import Any, Callable, Dict, Optional
 
 from . import _errors, _ffi
-from ._managed import in_callback
 
 _registry: Dict[int, Callable[[Any], Any]] = {}
 _registry_lock = threading.Lock()
@@ -129,7 +128,6 @@ def _dispatch(userdata: Optional[int], data: Optional[int], length: int, err: An
 
 @_ffi.HANDLER_FN  # type: ignore[untyped-decorator]
 def _trampoline(userdata: Optional[int], data: Optional[int], length: int, err: Any) -> None:
-    in_callback.active = True
     try:
         _dispatch(userdata, data, length, err)
     except BaseException as exc:  # noqa: BLE001 - never let anything reach C
@@ -137,8 +135,6 @@ def _trampoline(userdata: Optional[int], data: Optional[int], length: int, err: 
             report_unraisable(exc, None, "Exception ignored in the ipcez handler trampoline")
         except BaseException:  # noqa: BLE001
             pass
-    finally:
-        in_callback.active = False
 
 
 #: The C function pointer handed to ``ipcez_socket_set_handler``; alive for the whole process.

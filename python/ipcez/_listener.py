@@ -5,14 +5,14 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-import time
 from typing import Any, Iterator, Optional, Union
 
-from . import _errors, _ffi
+from . import _abi, _errors, _ffi
 from ._ffi import lib
 from ._managed import Managed
 from ._resolve import Endpoint
-from ._socket import SLICE_SECONDS, Socket, _check_timeout
+from ._socket import Socket, check_ack_timeout
+from ._timeout import SLICE_MS, check_timeout, deadline_after, expired, ms, slice_ms
 
 __all__ = ["Listener", "listen"]
 
@@ -25,6 +25,8 @@ class Listener(Managed):
     Obtained from :func:`ipcez.listen`.  Closing it (or leaving a ``with``
     block) stops accepting, removes the Unix socket file and unlinks the
     endpoint's acknowledgement semaphores; sockets already accepted stay open.
+
+    :func:`accept_slice` below is the internal interface :mod:`ipcez.aio` builds on.
     """
 
     _close_fn = lib.ipcez_listener_close
@@ -61,37 +63,14 @@ class Listener(Managed):
         :class:`ConnectionLost` once the listener is closed.  Ctrl-C
         interrupts the wait within 100 ms.
         """
-        timeout = _check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        out = _ffi.socket_p()
-        err = _ffi.error_p()
+        timeout = check_timeout(timeout)
+        deadline = deadline_after(timeout)
         while True:
-            if deadline is None:
-                wait = SLICE_SECONDS
-            else:
-                wait = min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0))
-            with self._use() as handle:
-                rc = lib.ipcez_listener_accept(
-                    handle, _ffi.ms(wait), ctypes.byref(out), ctypes.byref(err)
-                )
-            if rc == _ffi.RESULT_OK:
-                return Socket._adopt(out)
-            if rc != _ffi.RESULT_TIMEOUT:
-                raise _errors.fail(rc, err)
-            if deadline is not None and time.monotonic() >= deadline:
+            sock = _accept_within(self, SLICE_MS if deadline is None else slice_ms(deadline))
+            if sock is not None:
+                return sock
+            if expired(deadline):
                 raise TimeoutError(errno.ETIMEDOUT, f"no connection within {timeout:g} s")
-
-    def _accept_slice(self, seconds: float) -> Optional[Socket]:
-        """One wait of at most ``seconds``: a new socket, or None."""
-        out = _ffi.socket_p()
-        err = _ffi.error_p()
-        with self._use() as handle:
-            rc = lib.ipcez_listener_accept(handle, _ffi.ms(seconds), ctypes.byref(out), ctypes.byref(err))
-        if rc == _ffi.RESULT_OK:
-            return Socket._adopt(out)
-        if rc == _ffi.RESULT_TIMEOUT:
-            return None
-        raise _errors.fail(rc, err)
 
     def __iter__(self) -> Iterator[Socket]:
         """Yield accepted sockets until the listener is closed."""
@@ -112,6 +91,25 @@ class Listener(Managed):
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"<ipcez.Listener {self._address!r} {state}>"
+
+
+def accept_slice(listener: Listener, seconds: float) -> Optional[Socket]:
+    """Internal interface for :mod:`ipcez.aio`: one wait on ``listener`` of at most
+    ``seconds`` (<= 0.1): a new socket, or None when none came.  Raises like
+    :meth:`Listener.accept`."""
+    return _accept_within(listener, ms(seconds))
+
+
+def _accept_within(listener: Listener, wait_ms: int) -> Optional[Socket]:
+    out = _ffi.socket_p()
+    err = _ffi.error_p()
+    with listener._use() as handle:
+        rc = lib.ipcez_listener_accept(handle, wait_ms, ctypes.byref(out), ctypes.byref(err))
+    if rc == _abi.RESULT_OK:
+        return Socket._adopt(out)
+    if rc == _abi.RESULT_TIMEOUT:
+        return None
+    raise _errors.fail(rc, err)
 
 
 def _opt_bytes(value: _PathArg, what: str) -> Optional[bytes]:
@@ -136,14 +134,12 @@ def listen(
       :attr:`Listener.address`); only ``path`` is upgraded.
     * ``wss://``: needs ``certfile`` and ``keyfile`` (PEM).
 
-    ``ack_timeout`` (an addition to SPEC §6, keyword-only) is the ack timeout
-    of the accepted sockets.
+    ``ack_timeout`` (keyword-only, seconds) is the ack timeout of the accepted
+    sockets.
     """
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
         raise ValueError(f"mode must be an int between 0 and 0o7777, not {mode!r}")
-    ack = _check_timeout(ack_timeout, "ack_timeout")
-    if not ack:
-        raise ValueError("ack_timeout must be a number > 0")
+    ack_ms = check_ack_timeout(ack_timeout)
     ep = _ffi.encode_str(endpoint, "endpoint")
     cert = _opt_bytes(certfile, "certfile")
     key = _opt_bytes(keyfile, "keyfile")
@@ -157,10 +153,10 @@ def listen(
         len(cert or b""),
         key or None,
         len(key or b""),
-        _ffi.ms(ack),
+        ack_ms,
         ctypes.byref(out),
         ctypes.byref(err),
     )
-    if rc != _ffi.RESULT_OK:
+    if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return Listener._adopt(out)

@@ -11,9 +11,9 @@ Lifetime rules, in one place:
   counts them.  The native ``*_free`` runs once the handle is closed and no
   call is in flight: right in ``close()`` when the handle is idle (so a closed
   socket gives its file descriptor back at once), else when the last call
-  returns, else from the finalizer.  If that happens on a thread that is
-  running a ``message_handler`` callback, the free is handed to a short-lived
-  thread, because ``*_free`` waits for that handler.
+  returns, else from the finalizer.  ``*_free`` never waits for a message
+  handler when it runs on a handler thread (the library knows its own threads),
+  so this works from inside a ``message_handler`` callback too.
 * At interpreter exit an ``atexit`` hook closes every handle still open, so
   handler threads stop calling into Python before it is torn down.  Finalizers
   do not run at exit (the process is going away; freeing under a daemon thread
@@ -28,20 +28,10 @@ import time
 import weakref
 from typing import Any, Callable, List
 
-from . import _errors
-
-# True on a thread while it runs a message_handler callback (set by _handler).
-in_callback = threading.local()
+from . import _errors, _handler
 
 _live: "weakref.WeakSet[Managed]" = weakref.WeakSet()
 _live_lock = threading.Lock()
-
-
-def _free(free_fn: Callable[[Any], None], ptr: Any) -> None:
-    if getattr(in_callback, "active", False):
-        threading.Thread(target=free_fn, args=(ptr,), name="ipcez-free", daemon=True).start()
-    else:
-        free_fn(ptr)
 
 
 class Managed:
@@ -58,17 +48,11 @@ class Managed:
         self._closed = False
         self._calls = 0  # native calls in flight, under _close_lock
         self._close_lock = threading.Lock()
-        finalizer = weakref.finalize(self, _free, type(self)._free_fn, ptr)
+        finalizer = weakref.finalize(self, type(self)._free_fn, ptr)
         finalizer.atexit = False
         self._finalizer = finalizer
         with _live_lock:
             _live.add(self)
-
-    def _handle(self) -> Any:
-        """The native pointer, or :class:`ConnectionLost` once closed."""
-        if self._closed:
-            raise _errors.connection_lost("connection lost: the handle is closed")
-        return self._ptr
 
     def _use(self) -> "_InUse":
         """``with self._use() as ptr:`` around a native call: :class:`ConnectionLost`
@@ -102,6 +86,13 @@ class Managed:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+
+def check_open(handle: Managed) -> None:
+    """Internal interface for :mod:`ipcez.aio`: raise :class:`ConnectionLost` once
+    ``handle`` is closed."""
+    if handle._closed:
+        raise _errors.connection_lost("connection lost: the handle is closed")
 
 
 class _InUse:
@@ -145,8 +136,6 @@ def _close_all_at_exit() -> None:
     # way to its final call. A native thread entering Python after finalization has begun
     # is killed mid-call (glibc aborts the process: "exception not rethrown"), so wait,
     # briefly and with the GIL free, until every handler has made its final call.
-    from . import _handler
-
     deadline = time.monotonic() + EXIT_GRACE_SECONDS
     while _handler.registered_count() and time.monotonic() < deadline:
         time.sleep(0.005)

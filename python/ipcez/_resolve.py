@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from typing import Tuple, Union
 
-from . import _errors, _ffi
+from . import _abi, _errors, _ffi
 from ._ffi import lib
 
 #: What the endpoint functions accept: a str (a path, a pipe name or a ws:// URL),
@@ -46,10 +46,10 @@ def which(endpoint: Endpoint) -> Resolution:
     rc = lib.ipcez_resolve(
         ep, len(ep), ctypes.byref(transport), ctypes.byref(address), ctypes.byref(err)
     )
-    if rc != _ffi.RESULT_OK:
+    if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     text = _ffi.take_text(address)
-    return Resolution(_ffi.TRANSPORTS.get(transport.value, f"unknown({transport.value})"), text)
+    return Resolution(_abi.TRANSPORTS.get(transport.value, f"unknown({transport.value})"), text)
 
 
 def ack_names(endpoint: Endpoint) -> Tuple[str, str]:
@@ -66,6 +66,6 @@ def ack_names(endpoint: Endpoint) -> Tuple[str, str]:
     rc = lib.ipcez_ack_names(
         ep, len(ep), ctypes.byref(ready), ctypes.byref(acked), ctypes.byref(err)
     )
-    if rc != _ffi.RESULT_OK:
+    if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return _ffi.take_text(ready), _ffi.take_text(acked)

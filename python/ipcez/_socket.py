@@ -5,23 +5,20 @@ from __future__ import annotations
 import ctypes
 import errno
 import threading
-import time
 from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
 
-from . import _errors, _ffi, _handler
+from . import _abi, _errors, _ffi, _handler
 from ._buffer import borrow
 from ._ffi import lib
 from ._managed import Managed
 from ._resolve import Endpoint
+from ._timeout import SLICE_MS, SLICE_SECONDS, check_timeout, deadline_after, expired, ms, slice_ms
 
 __all__ = ["Socket", "connect", "MAX_MESSAGE_SIZE"]
 
 #: The largest message, in bytes, in either direction (4 MiB).
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 
-#: Longest single wait inside the library: Ctrl-C is noticed at least this often.
-SLICE_SECONDS = 0.1
-_SLICE_MS = 100
 #: The first ack wait, inside the send call itself: the library may already have spent up
 #: to 50 ms writing, so both together stay within one 100 ms slice.
 _FIRST_ACK_MS = 50
@@ -29,15 +26,6 @@ _FIRST_ACK_MS = 50
 #: What a message handler receives: one ``bytes`` per message, then one :class:`SocketError`.
 HandlerArg = Union[bytes, _errors.SocketError]
 _F = TypeVar("_F", bound=Callable[[Any], Any])
-
-
-def _check_timeout(timeout: Optional[float], what: str = "timeout") -> Optional[float]:
-    if timeout is None:
-        return None
-    timeout = float(timeout)
-    if not timeout >= 0:  # also rejects NaN
-        raise ValueError(f"{what} must be None or a number >= 0, not {timeout!r}")
-    return timeout
 
 
 class Socket(Managed):
@@ -49,11 +37,12 @@ class Socket(Managed):
     them to a callback with :meth:`message_handler`.  Use it as a context
     manager, or call :meth:`close`; a socket that is simply dropped is closed
     by the garbage collector.  All methods are thread-safe.
+
+    :func:`recv_slice` below is the internal interface :mod:`ipcez.aio` builds on.
     """
 
     _close_fn = lib.ipcez_socket_close
     _free_fn = lib.ipcez_socket_free
-    _handler: Optional[Callable[[Any], Any]]
     _transport: str
     _endpoint: str
     _ack_timeout: float
@@ -66,8 +55,7 @@ class Socket(Managed):
         """Take ownership of a new native ``ipcez_socket *``."""
         self = cls.__new__(cls)
         Managed.__init__(self, ptr)
-        self._handler = None
-        self._transport = _ffi.TRANSPORTS.get(lib.ipcez_socket_transport(ptr), "unknown")
+        self._transport = _abi.TRANSPORTS.get(lib.ipcez_socket_transport(ptr), "unknown")
         endpoint = lib.ipcez_socket_endpoint(ptr)
         self._endpoint = _ffi.take_text(endpoint) if endpoint else ""
         self._ack_timeout = lib.ipcez_socket_ack_timeout_ms(ptr) / 1000.0
@@ -112,7 +100,6 @@ class Socket(Managed):
         Safe to call from several threads: frames never interleave.
         """
         err = _ffi.error_p()
-        start = time.monotonic()
         with self._use() as handle:
             # One call writes and waits for the ack's first slice: the common case.
             if type(data) is bytes:  # fast path: no buffer dance for bytes
@@ -120,32 +107,15 @@ class Socket(Managed):
             else:
                 with borrow(data) as (ptr, n):
                     rc = lib.ipcez_socket_send(handle, ptr, n, _FIRST_ACK_MS, ctypes.byref(err))
-            if rc == _ffi.RESULT_OK:
-                return
-            if rc != _ffi.RESULT_TIMEOUT:
+            # The library keeps the ack deadline and reports RecipientAckTimeout itself;
+            # waiting here in slices only keeps Ctrl-C working.
+            while rc == _abi.RESULT_TIMEOUT:
+                rc = lib.ipcez_socket_wait_ack(handle, SLICE_MS, ctypes.byref(err))
+            if rc != _abi.RESULT_OK:
                 raise _errors.fail(rc, err)
-            self._wait_ack(handle, start + self._ack_timeout)
 
     #: Alias of :meth:`send` (the name the Rust API uses).
     send_message = send
-
-    def _wait_ack(self, handle: Any, deadline: float) -> None:
-        err = _ffi.error_p()
-        while True:
-            remaining = deadline - time.monotonic()
-            rc = lib.ipcez_socket_wait_ack(
-                handle, _ffi.ms(min(SLICE_SECONDS, max(remaining, 0.0))), ctypes.byref(err)
-            )
-            if rc == _ffi.RESULT_OK:
-                return
-            if rc != _ffi.RESULT_TIMEOUT:
-                raise _errors.fail(rc, err)
-            if time.monotonic() >= deadline:
-                raise _errors.RecipientAckTimeout(
-                    f"the recipient did not acknowledge the message within {self._ack_timeout:g} s"
-                )
-            if self._closed:
-                raise _errors.connection_lost()
 
     # -- receiving --------------------------------------------------------
 
@@ -157,33 +127,19 @@ class Socket(Managed):
         Ctrl-C interrupts the wait within 100 ms.  Not available while a
         :meth:`message_handler` is set.
         """
-        timeout = _check_timeout(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        timeout = check_timeout(timeout)
+        deadline = deadline_after(timeout)
         out = _ffi.received()
         while True:
-            if deadline is None:
-                wait = _SLICE_MS
-            else:
-                wait = _ffi.ms(min(SLICE_SECONDS, max(deadline - time.monotonic(), 0.0)))
+            wait = SLICE_MS if deadline is None else slice_ms(deadline)
             with self._use() as handle:
                 rc = lib.ipcez_socket_recv(handle, wait, *out.args)
-            if rc == _ffi.RESULT_OK:
+            if rc == _abi.RESULT_OK:
                 return out.take()
-            if rc != _ffi.RESULT_TIMEOUT:
+            if rc != _abi.RESULT_TIMEOUT:
                 raise _errors.fail(rc, out.err)
-            if deadline is not None and time.monotonic() >= deadline:
+            if expired(deadline):
                 raise TimeoutError(errno.ETIMEDOUT, f"no message within {timeout:g} s")
-
-    def _recv_slice(self, seconds: float) -> Optional[bytes]:
-        """One wait of at most ``seconds`` (<= 0.1): a message, or None when none came."""
-        out = _ffi.received()
-        with self._use() as handle:
-            rc = lib.ipcez_socket_recv(handle, _ffi.ms(seconds), *out.args)
-        if rc == _ffi.RESULT_OK:
-            return out.take()
-        if rc == _ffi.RESULT_TIMEOUT:
-            return None
-        raise _errors.fail(rc, out.err)
 
     def __iter__(self) -> Iterator[bytes]:
         """Yield messages until the connection ends (or the socket is closed), then stop."""
@@ -216,10 +172,9 @@ class Socket(Managed):
         except BaseException:
             _handler.unregister(slot)
             raise
-        if rc != _ffi.RESULT_OK:
+        if rc != _abi.RESULT_OK:
             _handler.unregister(slot)
             raise _errors.fail(rc, err)
-        self._handler = callback
         return callback
 
     # -- closing ----------------------------------------------------------
@@ -245,11 +200,24 @@ class Socket(Managed):
         return f"<ipcez.Socket {self._transport} {self._endpoint!r} {state}>"
 
 
+def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
+    """Internal interface for :mod:`ipcez.aio`: one wait of at most ``seconds`` (<= 0.1)
+    on ``sock``: a message, or None when none came.  Raises like :meth:`Socket.recv`."""
+    out = _ffi.received()
+    with sock._use() as handle:
+        rc = lib.ipcez_socket_recv(handle, ms(seconds), *out.args)
+    if rc == _abi.RESULT_OK:
+        return out.take()
+    if rc == _abi.RESULT_TIMEOUT:
+        return None
+    raise _errors.fail(rc, out.err)
+
+
 def _connect_native(ep: bytes, ack_ms: int) -> Socket:
     out = _ffi.socket_p()
     err = _ffi.error_p()
     rc = lib.ipcez_connect(ep, len(ep), ack_ms, ctypes.byref(out), ctypes.byref(err))
-    if rc != _ffi.RESULT_OK:
+    if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return Socket._adopt(out)
 
@@ -312,10 +280,16 @@ def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> Socket:
     :class:`IoError` (e.g. errno ENOENT -- also a :class:`FileNotFoundError` --
     or ECONNREFUSED) or :class:`WsError`.
     """
-    ack = _check_timeout(ack_timeout, "ack_timeout")
-    if not ack:
-        raise ValueError("ack_timeout must be a number > 0")
+    ack = check_ack_timeout(ack_timeout)
     ep = _ffi.encode_str(endpoint, "endpoint")
     if ep[:5].lower() == b"ws://" or ep[:6].lower() == b"wss://":
-        return _connect_interruptibly(ep, _ffi.ms(ack))
-    return _connect_native(ep, _ffi.ms(ack))
+        return _connect_interruptibly(ep, ack)
+    return _connect_native(ep, ack)
+
+
+def check_ack_timeout(ack_timeout: Any) -> int:
+    """``ack_timeout`` (seconds, > 0) as the milliseconds the library takes."""
+    ack = check_timeout(ack_timeout, "ack_timeout")
+    if not ack:
+        raise ValueError(f"ack_timeout must be a number > 0, not {ack_timeout!r}")
+    return ms(ack)

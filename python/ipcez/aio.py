@@ -46,11 +46,13 @@ from typing import (
 )
 
 from . import _errors
-from ._listener import Listener
+from ._listener import Listener, accept_slice
 from ._listener import listen as _listen
+from ._managed import check_open
 from ._resolve import Endpoint
-from ._socket import SLICE_SECONDS, Socket
+from ._socket import Socket, check_ack_timeout, recv_slice
 from ._socket import connect as _connect
+from ._timeout import SLICE_SECONDS, check_timeout
 
 __all__ = ["connect", "listen", "AsyncSocket", "AsyncListener", "READ_AHEAD"]
 
@@ -231,14 +233,6 @@ def _close_socket(sock: Socket) -> None:
     sock.close()
 
 
-def _recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
-    return sock._recv_slice(seconds)
-
-
-def _accept_slice(listener: Listener, seconds: float) -> Optional[Socket]:
-    return listener._accept_slice(seconds)
-
-
 class AsyncSocket:
     """An :class:`ipcez.Socket` for asyncio: ``await send()``, ``await recv()``, ``async for``.
 
@@ -279,7 +273,7 @@ class AsyncSocket:
         cancelled, the send still completes in the background: do not modify a
         mutable buffer until it has.
         """
-        self._sock._handle()  # ConnectionLost right away when closed
+        check_open(self._sock)  # ConnectionLost right away when closed
         await _run_blocking(self._sock.send, data)
 
     #: Alias of :meth:`send`.
@@ -289,8 +283,8 @@ class AsyncSocket:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._pump is None:
-                self._sock._handle()
-                self._pump = _Pump(self._sock, _recv_slice, _drop, loop, "ipcez-aio-reader")
+                check_open(self._sock)
+                self._pump = _Pump(self._sock, recv_slice, _drop, loop, "ipcez-aio-reader")
                 weakref.finalize(self, self._pump._stop.set)
             elif self._pump.loop is not loop:
                 raise RuntimeError("this AsyncSocket is bound to another event loop")
@@ -302,9 +296,7 @@ class AsyncSocket:
         Raises :class:`ConnectionLost` once the connection has ended.
         Cancelling (or timing out) never loses a message.
         """
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
-        return await self._get_pump().get(timeout)
+        return await self._get_pump().get(check_timeout(timeout))
 
     def __aiter__(self) -> "AsyncSocket":
         return self
@@ -364,9 +356,9 @@ class AsyncListener:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._pump is None:
-                self._listener._handle()
+                check_open(self._listener)
                 self._pump = _Pump(
-                    self._listener, _accept_slice, _close_socket, loop, "ipcez-aio-acceptor"
+                    self._listener, accept_slice, _close_socket, loop, "ipcez-aio-acceptor"
                 )
                 weakref.finalize(self, self._pump._stop.set)
             elif self._pump.loop is not loop:
@@ -375,9 +367,7 @@ class AsyncListener:
 
     async def accept(self, timeout: Optional[float] = None) -> AsyncSocket:
         """The next connection; TimeoutError after ``timeout`` s, ConnectionLost once closed."""
-        if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be None or >= 0, not {timeout!r}")
-        return AsyncSocket(await self._get_pump().get(timeout))
+        return AsyncSocket(await self._get_pump().get(check_timeout(timeout)))
 
     def __aiter__(self) -> "AsyncListener":
         return self
@@ -448,6 +438,7 @@ def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> "_Opening[AsyncS
 
     Use ``sock = await ipcez.aio.connect(...)`` or ``async with ipcez.aio.connect(...) as sock``.
     """
+    check_ack_timeout(ack_timeout)  # a bad value fails here, not when awaited
 
     async def make() -> AsyncSocket:
         return AsyncSocket(await _open_in_thread(_connect, endpoint, ack_timeout=ack_timeout))
@@ -467,6 +458,7 @@ def listen(
 
     Use ``server = await ipcez.aio.listen(...)`` or ``async with ipcez.aio.listen(...) as server``.
     """
+    check_ack_timeout(ack_timeout)  # a bad value fails here, not when awaited
 
     async def make() -> AsyncListener:
         listener = await _open_in_thread(

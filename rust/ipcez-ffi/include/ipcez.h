@@ -168,148 +168,6 @@ size_t ipcez_error_detail(const ipcez_error *err, uint32_t field, const uint8_t 
 // `err` is NULL or an error not yet freed.
 void ipcez_error_free(ipcez_error *err);
 
-// The message's bytes, valid until `ipcez_message_free`. NULL for a NULL message.
-//
-// # Safety
-// `msg` is NULL or a live message.
-const uint8_t *ipcez_message_data(const ipcez_message *msg);
-
-// The message's length in bytes (0 for NULL).
-//
-// # Safety
-// `msg` is NULL or a live message.
-size_t ipcez_message_len(const ipcez_message *msg);
-
-// Frees a message. NULL is fine; must not be called twice.
-//
-// # Safety
-// `msg` is NULL or a message not yet freed.
-void ipcez_message_free(ipcez_message *msg);
-
-// Resolves an endpoint without connecting: the transport (an `ipcez_transport`) and the
-// normalized address as a new message.
-//
-// # Safety
-// `endpoint` is valid for `endpoint_len` bytes; out-pointers are valid for writes.
-ipcez_result ipcez_resolve(const uint8_t *endpoint,
-                           size_t endpoint_len,
-                           uint32_t *out_transport,
-                           ipcez_message **out_address,
-                           ipcez_error **out_err);
-
-// The `(data_ready, data_acked)` names of an endpoint's ack protocol, as two new messages.
-//
-// # Safety
-// As for `ipcez_resolve`.
-ipcez_result ipcez_ack_names(const uint8_t *endpoint,
-                             size_t endpoint_len,
-                             ipcez_message **out_ready,
-                             ipcez_message **out_acked,
-                             ipcez_error **out_err);
-
-// Connects to an endpoint (blocking; a WebSocket handshake is bounded by 30 s). Local
-// sends on the new socket wait up to `ack_timeout_ms` for the recipient's ack.
-//
-// # Safety
-// As for `ipcez_resolve`.
-ipcez_result ipcez_connect(const uint8_t *endpoint,
-                           size_t endpoint_len,
-                           uint32_t ack_timeout_ms,
-                           ipcez_socket **out_socket,
-                           ipcez_error **out_err);
-
-// The socket's transport (an `ipcez_transport`); 0 for NULL.
-//
-// # Safety
-// `s` is NULL or a live socket.
-uint32_t ipcez_socket_transport(const ipcez_socket *s);
-
-// The endpoint the socket was connected to (for accepted sockets, the listener's
-// address), as a new message; NULL for NULL.
-//
-// # Safety
-// `s` is NULL or a live socket.
-ipcez_message *ipcez_socket_endpoint(const ipcez_socket *s);
-
-// The socket's ack timeout in milliseconds.
-//
-// # Safety
-// `s` is NULL or a live socket.
-uint32_t ipcez_socket_ack_timeout_ms(const ipcez_socket *s);
-
-// Writes one message as one whole frame (frames from several threads never interleave)
-// and, on local transports, signals "data ready", then waits up to `wait_ms` for the
-// recipient's ack: `IPCEZ_RESULT_OK` when it came (WebSocket: once the message is sent),
-// `IPCEZ_RESULT_TIMEOUT` when the message is written but not acked yet — go on with
-// `ipcez_socket_wait_ack`. Pass 0 to only write. `data` is not kept after the call.
-//
-// # Safety
-// `s` is NULL or a live socket; `data` is valid for `len` bytes.
-ipcez_result ipcez_socket_send(const ipcez_socket *s,
-                               const uint8_t *data,
-                               size_t len,
-                               uint32_t wait_ms,
-                               ipcez_error **out_err);
-
-// Waits up to `timeout_ms` for one "data acked" token after `ipcez_socket_send`:
-// `IPCEZ_RESULT_OK` when it came (at once on WebSocket, which has no acks),
-// `IPCEZ_RESULT_TIMEOUT` when the slice ran out (the caller enforces the overall ack
-// timeout), an error when the connection ended meanwhile.
-//
-// # Safety
-// `s` is NULL or a live socket.
-ipcez_result ipcez_socket_wait_ack(const ipcez_socket *s,
-                                   uint32_t timeout_ms,
-                                   ipcez_error **out_err);
-
-// Takes the next message, waiting up to `timeout_ms`, as a new message whose bytes are
-// also given as `*out_data` / `*out_len` (valid until `ipcez_message_free`), saving two
-// calls per message. After the connection ended: the error that ended it, once, then a
-// connection-lost error on every call.
-//
-// # Safety
-// `s` is NULL or a live socket; the out-pointers are valid for writes.
-ipcez_result ipcez_socket_recv(const ipcez_socket *s,
-                               uint32_t timeout_ms,
-                               ipcez_message **out_msg,
-                               const uint8_t **out_data,
-                               size_t *out_len,
-                               ipcez_error **out_err);
-
-// Registers `cb` as the socket's message handler, called on a native thread of its own:
-// first with the messages already received (in order), then with each new one, then once
-// with the error that ended the connection. While a handler is set `ipcez_socket_recv`
-// fails; a second registration fails.
-//
-// # Safety
-// `s` is NULL or a live socket; `cb` stays callable, and `userdata` valid for it, until
-// the final call (the one with a non-NULL `err`) has returned.
-ipcez_result ipcez_socket_set_handler(const ipcez_socket *s,
-                                      ipcez_handler_fn cb,
-                                      void *userdata,
-                                      ipcez_error **out_err);
-
-// Closes the connection (idempotent). If a handler is set, waits until its final call has
-// returned, unless called from inside a handler (this socket's or another's: two handlers
-// closing each other's sockets must not wait for each other).
-//
-// # Safety
-// `s` is NULL or a live socket.
-void ipcez_socket_close(const ipcez_socket *s);
-
-// True once the socket is closed or its connection lost.
-//
-// # Safety
-// `s` is NULL or a live socket.
-bool ipcez_socket_is_closed(const ipcez_socket *s);
-
-// Closes (as `ipcez_socket_close`) and frees the socket. NULL is fine. Must not race any
-// other call on `s`, and must not be called twice.
-//
-// # Safety
-// `s` is NULL or a socket not yet freed, used by no other thread.
-void ipcez_socket_free(ipcez_socket *s);
-
 // Listens on an endpoint. `mode` sets a Unix socket file's permission bits; `certfile`
 // and `keyfile` (PEM paths, length 0 for none) are required for `wss://`. Accepted
 // sockets get `ack_timeout_ms`.
@@ -355,6 +213,154 @@ void ipcez_listener_close(const ipcez_listener *l);
 // # Safety
 // `l` is NULL or a listener not yet freed, used by no other thread.
 void ipcez_listener_free(ipcez_listener *l);
+
+// The message's bytes, valid until `ipcez_message_free`. NULL for a NULL message.
+//
+// # Safety
+// `msg` is NULL or a live message.
+const uint8_t *ipcez_message_data(const ipcez_message *msg);
+
+// The message's length in bytes (0 for NULL).
+//
+// # Safety
+// `msg` is NULL or a live message.
+size_t ipcez_message_len(const ipcez_message *msg);
+
+// Frees a message. NULL is fine; must not be called twice.
+//
+// # Safety
+// `msg` is NULL or a message not yet freed.
+void ipcez_message_free(ipcez_message *msg);
+
+// Resolves an endpoint without connecting: the transport (an `ipcez_transport`) and the
+// normalized address as a new message.
+//
+// # Safety
+// `endpoint` is valid for `endpoint_len` bytes; out-pointers are valid for writes.
+ipcez_result ipcez_resolve(const uint8_t *endpoint,
+                           size_t endpoint_len,
+                           uint32_t *out_transport,
+                           ipcez_message **out_address,
+                           ipcez_error **out_err);
+
+// The `(data_ready, data_acked)` names of an endpoint's ack protocol, as two new messages.
+//
+// # Safety
+// As for `ipcez_resolve`.
+ipcez_result ipcez_ack_names(const uint8_t *endpoint,
+                             size_t endpoint_len,
+                             ipcez_message **out_ready,
+                             ipcez_message **out_acked,
+                             ipcez_error **out_err);
+
+// Connects to an endpoint (blocking; a WebSocket handshake is bounded by 30 s). Local
+// sends on the new socket wait up to `ack_timeout_ms` for the recipient's ack.
+//
+// # Safety
+// `endpoint` is valid for `endpoint_len` bytes; out-pointers are valid for writes.
+ipcez_result ipcez_connect(const uint8_t *endpoint,
+                           size_t endpoint_len,
+                           uint32_t ack_timeout_ms,
+                           ipcez_socket **out_socket,
+                           ipcez_error **out_err);
+
+// The socket's transport (an `ipcez_transport`); 0 for NULL.
+//
+// # Safety
+// `s` is NULL or a live socket.
+uint32_t ipcez_socket_transport(const ipcez_socket *s);
+
+// The endpoint the socket was connected to (for accepted sockets, the listener's
+// address), as a new message; NULL for NULL.
+//
+// # Safety
+// `s` is NULL or a live socket.
+ipcez_message *ipcez_socket_endpoint(const ipcez_socket *s);
+
+// The socket's ack timeout in milliseconds.
+//
+// # Safety
+// `s` is NULL or a live socket.
+uint32_t ipcez_socket_ack_timeout_ms(const ipcez_socket *s);
+
+// Writes one message as one whole frame (frames from several threads never interleave)
+// and, on local transports, signals "data ready"; then waits for the recipient's ack, at
+// most `slice_ms` now and at most the socket's ack timeout in all (counted from this
+// call). Returns `IPCEZ_RESULT_OK` when the ack came (WebSocket: once the message is
+// sent); `IPCEZ_RESULT_TIMEOUT` when the message is written and the slice ran out with
+// the ack still pending: go on with `ipcez_socket_wait_ack` on the same thread; an error
+// of kind `IPCEZ_ERROR_KIND_RECIPIENT_ACK_TIMEOUT` once the ack timeout has passed.
+// `slice_ms` 0 only writes (and takes an ack that is already there); `UINT32_MAX` waits
+// up to the whole ack timeout. `data` is not kept after the call.
+//
+// # Safety
+// `s` is NULL or a live socket; `data` is valid for `len` bytes.
+ipcez_result ipcez_socket_send(const ipcez_socket *s,
+                               const uint8_t *data,
+                               size_t len,
+                               uint32_t slice_ms,
+                               ipcez_error **out_err);
+
+// Goes on waiting, at most `slice_ms`, for the ack of the message this thread last sent
+// on `s` with `ipcez_socket_send` (which returned `IPCEZ_RESULT_TIMEOUT`). Returns
+// `IPCEZ_RESULT_OK` when the ack came; `IPCEZ_RESULT_TIMEOUT` when the slice ran out
+// within the ack timeout (call again: short slices keep the caller interruptible); an
+// error of kind `IPCEZ_ERROR_KIND_RECIPIENT_ACK_TIMEOUT` once the socket's ack timeout,
+// counted from the send, has passed; a connection-lost error when the connection ended
+// meanwhile; an I/O error (EINVAL) when this thread has no send awaiting its ack on `s`.
+//
+// # Safety
+// `s` is NULL or a live socket.
+ipcez_result ipcez_socket_wait_ack(const ipcez_socket *s, uint32_t slice_ms, ipcez_error **out_err);
+
+// Takes the next message, waiting up to `timeout_ms`, as a new message whose bytes are
+// also given as `*out_data` / `*out_len` (valid until `ipcez_message_free`), saving two
+// calls per message. After the connection ended: the error that ended it, once, then a
+// connection-lost error on every call.
+//
+// # Safety
+// `s` is NULL or a live socket; the out-pointers are valid for writes.
+ipcez_result ipcez_socket_recv(const ipcez_socket *s,
+                               uint32_t timeout_ms,
+                               ipcez_message **out_msg,
+                               const uint8_t **out_data,
+                               size_t *out_len,
+                               ipcez_error **out_err);
+
+// Registers `cb` as the socket's message handler, called on a native thread of its own:
+// first with the messages already received (in order), then with each new one, then once
+// with the error that ended the connection. While a handler is set `ipcez_socket_recv`
+// fails; a second registration fails.
+//
+// # Safety
+// `s` is NULL or a live socket; `cb` stays callable, and `userdata` valid for it, until
+// the final call (the one with a non-NULL `err`) has returned.
+ipcez_result ipcez_socket_set_handler(const ipcez_socket *s,
+                                      ipcez_handler_fn cb,
+                                      void *userdata,
+                                      ipcez_error **out_err);
+
+// Closes the connection (idempotent). If a handler is set, waits until its final call has
+// returned, unless called on a handler thread (this socket's or another's: two handlers
+// closing each other's sockets must not wait for each other).
+//
+// # Safety
+// `s` is NULL or a live socket.
+void ipcez_socket_close(const ipcez_socket *s);
+
+// True once the socket is closed or its connection lost.
+//
+// # Safety
+// `s` is NULL or a live socket.
+bool ipcez_socket_is_closed(const ipcez_socket *s);
+
+// Closes (as `ipcez_socket_close`, so it never waits when called on a handler thread)
+// and frees the socket. NULL is fine. Must not race any other call on `s`, and must not
+// be called twice.
+//
+// # Safety
+// `s` is NULL or a socket not yet freed, used by no other thread.
+void ipcez_socket_free(ipcez_socket *s);
 
 #ifdef __cplusplus
 }  // extern "C"

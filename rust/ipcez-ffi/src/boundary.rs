@@ -1,34 +1,62 @@
 //! The one audited place where handles cross the boundary: pointer casts, NULL checks and
 //! the panic boundary every export runs in.
+//!
+//! Each opaque handle type names the Rust type behind it through [`Castable`], and every
+//! cast goes through that pairing: a `*const ipcez_listener` can only ever be borrowed as
+//! the listener it is, never as a socket (the compiler refuses the mix-up).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::error::{FfiError, ipcez_error};
-use crate::ipcez_result;
+use crate::error::{FfiError, ipcez_error, ipcez_result};
 
-/// Moves `value` to the heap and hands its ownership to the caller as `*mut Handle`.
-pub(crate) fn into_handle<T, Handle>(value: T) -> *mut Handle {
+/// Ties an opaque C handle type to the Rust value it stands for. Every handle is a
+/// `Box<Self::Rust>` handed out by [`into_handle`] and taken back once by [`free`].
+pub(crate) trait Castable {
+    /// The Rust value behind a pointer to this handle type.
+    type Rust;
+}
+
+// The error handle's pairing lives here because errors sit below this file; every other
+// handle type declares its own beside its definition.
+impl Castable for ipcez_error {
+    type Rust = FfiError;
+}
+
+/// Moves `value` to the heap and hands its ownership to the caller as `*mut H`.
+pub(crate) fn into_handle<H: Castable>(value: H::Rust) -> *mut H {
     Box::into_raw(Box::new(value)).cast()
 }
 
-/// Borrows the `T` behind a handle made by [`into_handle`]; `None` for NULL.
+/// Borrows the value behind a handle made by [`into_handle`]; `None` for NULL.
 ///
 /// # Safety
-/// `ptr` is NULL or came from `into_handle::<T, _>` and has not been freed.
-pub(crate) unsafe fn borrow<'a, T, Handle>(ptr: *const Handle) -> Option<&'a T> {
-    // SAFETY: per the contract, a non-NULL `ptr` points at a live `T`.
-    unsafe { ptr.cast::<T>().as_ref() }
+/// `ptr` is NULL or came from `into_handle::<H>` and has not been freed.
+pub(crate) unsafe fn borrow<'a, H: Castable>(ptr: *const H) -> Option<&'a H::Rust> {
+    // SAFETY: per the `# Safety` section, a non-NULL `ptr` points at a live `H::Rust`.
+    unsafe { ptr.cast::<H::Rust>().as_ref() }
 }
 
-/// Takes back and drops the `T` behind a handle; NULL is a no-op.
+/// Like [`borrow`], with a NULL-parameter error naming `what` for NULL.
 ///
 /// # Safety
-/// `ptr` is NULL or came from `into_handle::<T, _>`, is not freed twice, and no other call
+/// As for [`borrow`].
+pub(crate) unsafe fn try_borrow<'a, H: Castable>(
+    ptr: *const H,
+    what: &str,
+) -> Result<&'a H::Rust, FfiError> {
+    // SAFETY: per the `# Safety` section.
+    unsafe { borrow(ptr) }.ok_or_else(|| FfiError::null_parameter(what))
+}
+
+/// Takes back and drops the value behind a handle; NULL is a no-op.
+///
+/// # Safety
+/// `ptr` is NULL or came from `into_handle::<H>`, is not freed twice, and no other call
 /// uses it concurrently or afterwards.
-pub(crate) unsafe fn free<T, Handle>(ptr: *mut Handle) {
+pub(crate) unsafe fn free<H: Castable>(ptr: *mut H) {
     if !ptr.is_null() {
-        // SAFETY: per the contract, this is the unique owner of a `Box<T>`.
-        drop(unsafe { Box::from_raw(ptr.cast::<T>()) });
+        // SAFETY: per the `# Safety` section, this is the unique owner of a `Box<H::Rust>`.
+        drop(unsafe { Box::from_raw(ptr.cast::<H::Rust>()) });
     }
 }
 
@@ -53,7 +81,7 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], F
     if ptr.is_null() {
         return Err(FfiError::null_parameter("data"));
     }
-    // SAFETY: per the contract.
+    // SAFETY: per the `# Safety` section.
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
@@ -78,8 +106,8 @@ pub(crate) fn call(
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            // SAFETY: out_err is NULL or a valid out-pointer, per every export's contract.
-            unsafe { write_out(out_err, into_handle::<FfiError, ipcez_error>(e)) };
+            // SAFETY: out_err is NULL or a valid out-pointer, per every export's `# Safety` section.
+            unsafe { write_out(out_err, into_handle::<ipcez_error>(e)) };
             ipcez_result::Error
         }
     }

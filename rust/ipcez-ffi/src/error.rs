@@ -1,9 +1,23 @@
-//! `ipcez_error`: every failure as a code, an errno and a message the caller can read.
+//! `ipcez_result` and `ipcez_error`: every failure as a code, an errno and a message the
+//! caller can read. The calls that read an error are in `error_access.rs`.
 
 use std::any::Any;
 use std::io;
 
 use ipcez::{MessageTooLarge, SocketError};
+
+/// The outcome of a fallible call.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum ipcez_result {
+    /// Done; out-parameters are written.
+    Ok = 0,
+    /// The timeout ran out with nothing done; call again to keep waiting.
+    Timeout = 1,
+    /// Failed; `*out_err` holds the error.
+    Error = 2,
+}
 
 /// What kind of error an `ipcez_error` is. The numbers are stable; new codes are only added.
 #[repr(u32)]
