@@ -11,7 +11,7 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -29,6 +29,52 @@ if "IPCEZ_LIBRARY" not in os.environ and not any(p.exists() for p in _in_package
 
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
+
+
+def _missing_test_requirements() -> List[str]:
+    """The test section of requirements-dev.txt that this environment does not satisfy.
+
+    They are not optional: a missing one would silently skip whole modules (WebSocket,
+    reliability, raw protocol), so the run stops instead and says what to install."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    path = ROOT / "requirements-dev.txt"
+    if not path.is_file():  # an unpacked sdist has the tests but not this file
+        return []
+    missing = []
+    section = ""
+    for raw in path.read_text().splitlines():
+        if raw.startswith("# ---"):
+            section = raw
+        line = raw.split("#", 1)[0].strip()
+        if not line or "tests" not in section:
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(str(req))
+            continue
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{req} (found {version})")
+    return missing
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = _missing_test_requirements()
+    if missing:
+        raise pytest.UsageError(
+            f"missing test dependencies: {', '.join(missing)}\n"
+            f"install them with: {sys.executable} -m pip install -r requirements-dev.txt"
+        )
+
 
 #: Seconds before a single test is declared hung (the whole run then stops with a traceback dump).
 WATCHDOG_SECONDS = float(os.environ.get("IPCEZ_TEST_WATCHDOG", "60"))
