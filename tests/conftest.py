@@ -6,6 +6,7 @@ from __future__ import annotations
 import faulthandler
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -75,6 +76,12 @@ def pytest_configure(config: pytest.Config) -> None:
             f"install them with: {sys.executable} -m pip install -r requirements-dev.txt"
         )
 
+
+# A shell starts background jobs with SIGINT ignored, and children inherit that through
+# exec: the Ctrl-C tests would then see children that cannot be interrupted. Give the
+# children the disposition a terminal gives them.
+if hasattr(signal, "SIGINT") and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Seconds before a single test is declared hung (the whole run then stops with a traceback dump).
 WATCHDOG_SECONDS = float(os.environ.get("IPCEZ_TEST_WATCHDOG", "60"))
