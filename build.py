@@ -82,12 +82,18 @@ def _progress(message: str) -> None:
     print(line, file=sys.stderr, flush=True)
     if sys.stderr.isatty() or os.environ.get("IPCEZ_BUILD_QUIET"):
         return
+    global _tty_lines
     try:
         with open("/dev/tty", "w") as tty:  # POSIX only; absent on Windows and without a terminal
-            # pip's spinner may sit at the end of the current line: start on a fresh one
-            tty.write(f"\r\033[K{line}\n")
+            # The first line leaves pip's "Building wheel ... |" line alone; later ones first
+            # wipe the spinner character pip wrote on the empty line below ours.
+            tty.write(("\r\033[K" if _tty_lines else "\n") + line + "\n")
+            _tty_lines += 1
     except OSError:
         pass
+
+
+_tty_lines = 0
 
 
 def _target(environ: Optional[Dict[str, str]] = None) -> Optional[str]:
@@ -163,7 +169,7 @@ def cargo_build(release: bool, locked: bool = False) -> Path:
     env = dict(os.environ)
     env.pop("CARGO_BUILD_TARGET", None)  # --target says it; cargo would choke on a glibc suffix
     profile = "release" if release else "debug"
-    _run_cargo_with_progress(cmd, env, profile)
+    _run_cargo_with_progress(cmd, env, profile, target)
     out = _target_dir()
     if target:
         out = out / _triple(target)  # the glibc suffix is not part of the directory name
@@ -173,7 +179,20 @@ def cargo_build(release: bool, locked: bool = False) -> Path:
     return path
 
 
-def _run_cargo_with_progress(cmd: List[str], env: Dict[str, str], profile: str) -> None:
+def _crate_count(target: Optional[str]) -> Optional[int]:
+    """How many packages a build of ipcez-ffi compiles (from cargo tree), or None."""
+    cmd = _cargo() + ["tree", "-p", "ipcez-ffi", "-e", "normal,build", "--prefix", "none",
+                      "--manifest-path", str(RUST / "Cargo.toml")]
+    if target:
+        cmd += ["--target", _triple(target)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return len({line.split()[0] for line in out.splitlines() if line.strip()}) or None
+
+
+def _run_cargo_with_progress(cmd: List[str], env: Dict[str, str], profile: str, target: Optional[str]) -> None:
     """Run cargo, passing its output on, with a progress line every ~15 s and at the end."""
     import threading
     import time
@@ -183,11 +202,12 @@ def _run_cargo_with_progress(cmd: List[str], env: Dict[str, str], profile: str) 
             f"{cmd[0]} not found: building ipcez needs Rust (1.93 or newer; https://rustup.rs), "
             "or a prebuilt wheel"
         )
+    total = _crate_count(target)
+    of_total = f" of {total}" if total else ""
     started = time.monotonic()
-    _progress(
-        f"compiling the Rust library with cargo ({profile}); a first release build takes "
-        "about 2 minutes on 2 cores (pip install -v shows cargo's own output)"
-    )
+    crates = f", {total} crates" if total else ""
+    hint = "; the first release build takes 2 to 7 minutes on 2 cores" if profile == "release" else ""
+    _progress(f"compiling the Rust library ({profile}{crates}){hint}")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
     assert proc.stderr is not None
     compiled: List[str] = []
@@ -195,8 +215,8 @@ def _run_cargo_with_progress(cmd: List[str], env: Dict[str, str], profile: str) 
 
     def heartbeat() -> None:
         while not done.wait(15):
-            last = f" (now {compiled[-1]})" if compiled else ""
-            _progress(f"still compiling: {len(compiled)} crates built in {time.monotonic() - started:.0f} s{last}")
+            last = f", last started: {compiled[-1]}" if compiled else ""
+            _progress(f"compiling: crate {len(compiled)}{of_total} after {time.monotonic() - started:.0f} s{last}")
 
     ticker = threading.Thread(target=heartbeat, daemon=True)
     ticker.start()
@@ -211,7 +231,7 @@ def _run_cargo_with_progress(cmd: List[str], env: Dict[str, str], profile: str) 
         done.set()
     if rc:
         raise SystemExit(f"cargo failed (exit {rc}): {' '.join(cmd)}")
-    _progress(f"Rust library built in {time.monotonic() - started:.0f} s ({len(compiled)} crates compiled)")
+    _progress(f"Rust library built in {time.monotonic() - started:.0f} s ({len(compiled)} crate(s) compiled)")
 
 
 def _remove_libraries() -> None:
