@@ -550,8 +550,9 @@ def _build_release(args: argparse.Namespace, warnings: List[str]) -> int:
         elif linux_gnu:
             if triple != host:
                 raise SystemExit(f"building for {triple} needs zig: pip install ziglang cargo-zigbuild")
+            why = "--native was given" if args.native else "zig or cargo-zigbuild not found"
             warnings.append(
-                "zig or cargo-zigbuild not found, so this is a native linux wheel: it needs this "
+                f"{why}, so this is a native linux wheel: it needs this "
                 "machine's glibc or newer, and PyPI refuses it. For the portable manylinux_2_17 "
                 "wheel: python -m pip install ziglang cargo-zigbuild (both in requirements-dev.txt)"
             )
