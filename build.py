@@ -29,6 +29,8 @@ Environment (read by the backend, so also honoured by ``pip wheel``):
                           target/<triple>/ (``CARGO_BUILD_TARGET`` is read when this is unset)
 ``CARGO_TARGET_DIR``      where cargo puts its output (default rust/target)
 ``IPCEZ_PREBUILT``        path of an already built cdylib to package instead of running cargo
+``IPCEZ_BUILD_QUIET``     when set, progress lines go to stderr only, never straight to the
+                          terminal (by default they also go to /dev/tty, since pip hides stderr)
 ``IPCEZ_PLAT_NAME``       the wheel's platform tag (default from sysconfig.get_platform(), or
                           derived from the target: ``manylinux_2_17_x86_64.manylinux2014_x86_64``
                           for ``x86_64-unknown-linux-gnu.2.17``)
