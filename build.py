@@ -9,7 +9,7 @@ As a script::
     python build.py test       # cargo test --workspace, the in-place build, then pytest
     python build.py wheel      # the release artifacts in dist/: one py3-none-<platform> wheel
                                # (manylinux_2_17 with zig + cargo-zigbuild) and the sdist
-    python build.py docs       # API docs: docs/rust/ (cargo doc) and docs/python/ (pdoc)
+    python build.py docs       # API docs into target/api-docs/: rust/ (cargo doc), python/ (pdoc)
 
 As a build backend (``pyproject.toml``: ``build-backend = "build"``,
 ``backend-path = ["."]``) it re-exports ``setuptools.build_meta``; its
@@ -29,6 +29,8 @@ Environment (read by the backend, so also honoured by ``pip wheel``):
                           target/<triple>/ (``CARGO_BUILD_TARGET`` is read when this is unset)
 ``CARGO_TARGET_DIR``      where cargo puts its output (default rust/target)
 ``IPCEZ_PREBUILT``        path of an already built cdylib to package instead of running cargo
+``IPCEZ_BUILD_QUIET``     when set, progress lines go to stderr only, never straight to the
+                          terminal (by default they also go to /dev/tty, since pip hides stderr)
 ``IPCEZ_PLAT_NAME``       the wheel's platform tag (default from sysconfig.get_platform(), or
                           derived from the target: ``manylinux_2_17_x86_64.manylinux2014_x86_64``
                           for ``x86_64-unknown-linux-gnu.2.17``)
@@ -52,7 +54,8 @@ from typing import Any, Dict, Iterator, List, Optional
 ROOT = Path(__file__).resolve().parent
 RUST = ROOT / "rust"
 PACKAGE = ROOT / "python" / "ipcez"
-DOCS = ROOT / "docs"
+#: Generated API docs (git-ignored); docs/ holds the hand-written Markdown pages.
+API_DOCS = ROOT / "target" / "api-docs"
 # Coordinate with python/ipcez/_ffi.py (library_filename) and pyproject package-data.
 LIB_NAMES = {"linux": "_ipcez_ffi.so", "darwin": "_ipcez_ffi.dylib", "windows": "_ipcez_ffi.dll"}
 CARGO_NAMES = {"linux": "libipcez_ffi.so", "darwin": "libipcez_ffi.dylib", "windows": "ipcez_ffi.dll"}
@@ -68,6 +71,31 @@ except ImportError:  # pragma: no cover - only `python build.py` without setupto
 
 def _log(message: str) -> None:
     print(f"[build.py] {message}", file=sys.stderr, flush=True)
+
+
+def _progress(message: str) -> None:
+    """A line for the person waiting, even under ``pip install``.
+
+    pip captures a build backend's stdout and stderr and shows them only with ``-v``
+    or after a failure, so a long cargo build looks frozen.  When stderr is not a
+    terminal, the line also goes to the controlling terminal (``/dev/tty``), if there
+    is one; without one (CI, logs) stderr alone carries it."""
+    line = f"ipcez: {message}"
+    print(line, file=sys.stderr, flush=True)
+    if sys.stderr.isatty() or os.environ.get("IPCEZ_BUILD_QUIET"):
+        return
+    global _tty_lines
+    try:
+        with open("/dev/tty", "w") as tty:  # POSIX only; absent on Windows and without a terminal
+            # The first line leaves pip's "Building wheel ... |" line alone; later ones first
+            # wipe the spinner character pip wrote on the empty line below ours.
+            tty.write(("\r\033[K" if _tty_lines else "\n") + line + "\n")
+            _tty_lines += 1
+    except OSError:
+        pass
+
+
+_tty_lines = 0
 
 
 def _target(environ: Optional[Dict[str, str]] = None) -> Optional[str]:
@@ -142,8 +170,8 @@ def cargo_build(release: bool, locked: bool = False) -> Path:
     _log(" ".join(cmd))
     env = dict(os.environ)
     env.pop("CARGO_BUILD_TARGET", None)  # --target says it; cargo would choke on a glibc suffix
-    subprocess.run(cmd, check=True, cwd=ROOT, env=env)
     profile = "release" if release else "debug"
+    _run_cargo_with_progress(cmd, env, profile, target)
     out = _target_dir()
     if target:
         out = out / _triple(target)  # the glibc suffix is not part of the directory name
@@ -151,6 +179,61 @@ def cargo_build(release: bool, locked: bool = False) -> Path:
     if not path.is_file():
         raise SystemExit(f"cargo finished but {path} does not exist")
     return path
+
+
+def _crate_count(target: Optional[str]) -> Optional[int]:
+    """How many packages a build of ipcez-ffi compiles (from cargo tree), or None."""
+    cmd = _cargo() + ["tree", "-p", "ipcez-ffi", "-e", "normal,build", "--prefix", "none",
+                      "--manifest-path", str(RUST / "Cargo.toml")]
+    if target:
+        cmd += ["--target", _triple(target)]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return len({line.split()[0] for line in out.splitlines() if line.strip()}) or None
+
+
+def _run_cargo_with_progress(cmd: List[str], env: Dict[str, str], profile: str, target: Optional[str]) -> None:
+    """Run cargo, passing its output on, with a progress line every ~15 s and at the end."""
+    import threading
+    import time
+
+    if shutil.which(cmd[0]) is None and not Path(cmd[0]).is_file():
+        raise SystemExit(
+            f"{cmd[0]} not found: building ipcez needs Rust (1.93 or newer; https://rustup.rs), "
+            "or a prebuilt wheel"
+        )
+    total = _crate_count(target)
+    of_total = f" of {total}" if total else ""
+    started = time.monotonic()
+    crates = f", {total} crates" if total else ""
+    hint = "; the first release build takes 2 to 7 minutes on 2 cores" if profile == "release" else ""
+    _progress(f"compiling the Rust library ({profile}{crates}){hint}")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+    assert proc.stderr is not None
+    compiled: List[str] = []
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(15):
+            last = f", last started: {compiled[-1]}" if compiled else ""
+            _progress(f"compiling: crate {len(compiled)}{of_total} after {time.monotonic() - started:.0f} s{last}")
+
+    ticker = threading.Thread(target=heartbeat, daemon=True)
+    ticker.start()
+    try:
+        for line in proc.stderr:
+            sys.stderr.write(line)  # pip shows it with -v and after a failure
+            words = line.split()
+            if len(words) >= 2 and words[0] == "Compiling":
+                compiled.append(words[1])
+        rc = proc.wait()
+    finally:
+        done.set()
+    if rc:
+        raise SystemExit(f"cargo failed (exit {rc}): {' '.join(cmd)}")
+    _progress(f"Rust library built in {time.monotonic() - started:.0f} s ({len(compiled)} crate(s) compiled)")
 
 
 def _remove_libraries() -> None:
@@ -329,7 +412,19 @@ def _cmd_develop(args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_test_tools() -> List[str]:
+    import importlib.util
+
+    return [name for name in ("pytest",) if importlib.util.find_spec(name) is None]
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
+    missing = _missing_test_tools()
+    if missing:  # say so before a build of several minutes, not after it
+        raise SystemExit(
+            f"python build.py test: {', '.join(missing)} is not installed in {sys.executable}; "
+            "first run: python -m pip install -r requirements-dev.txt"
+        )
     if not args.no_cargo:
         cmd = _cargo() + ["test", "--workspace", "--manifest-path", str(RUST / "Cargo.toml")]
         _log(" ".join(cmd))
@@ -397,16 +492,19 @@ def _has_rust_std(triple: str) -> bool:
     return bool(out) and Path(out).is_dir() and any(Path(out).glob("libstd-*"))
 
 
-def _build_sdist(dist: Path) -> Path:
-    """The sdist, through this very backend (setuptools >= 77 from this environment)."""
+def _setuptools_problem() -> Optional[str]:
+    """Why this environment's setuptools cannot build the sdist, or None."""
     try:
         import setuptools
-
-        ok = int(setuptools.__version__.split(".")[0]) >= 77
     except ImportError:
-        ok = False
-    if not ok:
-        raise SystemExit("the sdist needs setuptools>=77 in this environment: pip install 'setuptools>=77'")
+        return "setuptools is not installed"
+    if int(setuptools.__version__.split(".")[0]) < 77:
+        return f"setuptools {setuptools.__version__} is too old (77 or newer reads this pyproject.toml)"
+    return None
+
+
+def _build_sdist(dist: Path) -> Path:
+    """The sdist, through this very backend (setuptools >= 77 from this environment)."""
     code = "import sys, build; print(build.build_sdist(sys.argv[1]))"
     _log(f"sdist: build.build_sdist({dist})")
     out = subprocess.run(
@@ -416,13 +514,28 @@ def _build_sdist(dist: Path) -> Path:
 
 
 def _cmd_wheel(args: argparse.Namespace) -> int:
+    problem = None if args.no_sdist else _setuptools_problem()
+    if problem:  # the sdist is built last: fail before the minutes of cargo, not after
+        raise SystemExit(
+            f"python build.py wheel: {problem} in {sys.executable}; run "
+            "python -m pip install -r requirements-dev.txt (or: python -m pip install 'setuptools>=77'), "
+            "or add --no-sdist for the wheel alone"
+        )
+    warnings: List[str] = []
+    try:
+        return _build_release(args, warnings)
+    finally:
+        for text in warnings:  # last, where the eye lands, whether the build worked or not
+            _log(f"WARNING: {text}")
+
+
+def _build_release(args: argparse.Namespace, warnings: List[str]) -> int:
     dist = Path(args.dist).resolve()
     dist.mkdir(parents=True, exist_ok=True)
     host = _host_triple()
     targets = args.target or ([host] if host else [None])
     zig = None if args.native else _zigbuild_env()
     built: List[Path] = []
-    warnings: List[str] = []
     for triple in targets:
         env = dict(os.environ)
         env.pop("CARGO_BUILD_TARGET", None)
@@ -439,11 +552,13 @@ def _cmd_wheel(args: argparse.Namespace) -> int:
         elif linux_gnu:
             if triple != host:
                 raise SystemExit(f"building for {triple} needs zig: pip install ziglang cargo-zigbuild")
+            why = "--native was given" if args.native else "zig or cargo-zigbuild not found"
             warnings.append(
-                "zig or cargo-zigbuild not found (pip install ziglang cargo-zigbuild): built a native "
-                "linux wheel that needs this machine's glibc or newer, and that PyPI refuses; "
-                "the release wheel is manylinux_2_17"
+                f"{why}, so this is a native linux wheel: it needs this "
+                "machine's glibc or newer, and PyPI refuses it. For the portable manylinux_2_17 "
+                "wheel: python -m pip install ziglang cargo-zigbuild (both in requirements-dev.txt)"
             )
+            _log(f"WARNING: {warnings[-1]}")
         elif triple and triple != host:
             env["IPCEZ_CARGO_TARGET"] = triple
         plat = plat_name(env)
@@ -461,13 +576,11 @@ def _cmd_wheel(args: argparse.Namespace) -> int:
         built.append(_build_sdist(dist))
     for path in built:
         _log(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    for text in warnings:
-        _log(f"WARNING: {text}")
     return 0
 
 
 def _cmd_docs(args: argparse.Namespace) -> int:
-    """cargo doc (ipcez, ipcez-ffi) into docs/rust/, pdoc of the Python package into docs/python/."""
+    """cargo doc (ipcez, ipcez-ffi) into target/api-docs/rust/, pdoc of the package into .../python/."""
     import importlib.util
 
     if importlib.util.find_spec("pdoc") is None:
@@ -480,8 +593,8 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     _log(" ".join(cmd))
     if subprocess.run(cmd, cwd=ROOT, env=env).returncode:
         return 1
-    DOCS.mkdir(exist_ok=True)
-    rust_docs = DOCS / "rust"
+    API_DOCS.mkdir(parents=True, exist_ok=True)
+    rust_docs = API_DOCS / "rust"
     shutil.rmtree(rust_docs, ignore_errors=True)
     shutil.copytree(_target_dir() / "doc", rust_docs)
     (rust_docs / "index.html").write_text(_redirect("ipcez/index.html"))
@@ -491,20 +604,20 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     if not env.get("IPCEZ_LIBRARY") and not any((PACKAGE / n).exists() for n in LIB_NAMES.values()):
         env["IPCEZ_LIBRARY"] = str(cargo_build(release=False))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "python"), env.get("PYTHONPATH")) if p)
-    python_docs = DOCS / "python"
+    python_docs = API_DOCS / "python"
     shutil.rmtree(python_docs, ignore_errors=True)
     cmd = [sys.executable, "-m", "pdoc", "-o", str(python_docs), "ipcez"]
     _log(" ".join(cmd))
     if subprocess.run(cmd, cwd=ROOT, env=env).returncode:
         return 1
-    (DOCS / "index.html").write_text(
+    (API_DOCS / "index.html").write_text(
         "<!doctype html><meta charset=utf-8><title>ipcez API</title>\n"
         "<h1>ipcez API documentation</h1>\n<ul>\n"
         '<li><a href="python/ipcez.html">Python package <code>ipcez</code></a></li>\n'
         '<li><a href="rust/ipcez/index.html">Rust crate <code>ipcez</code></a></li>\n'
         '<li><a href="rust/ipcez_ffi/index.html">C ABI <code>ipcez-ffi</code></a></li>\n</ul>\n'
     )
-    _log(f"docs: {DOCS / 'index.html'}")
+    _log(f"docs: {API_DOCS / 'index.html'}")
     return 0
 
 
@@ -539,7 +652,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     wheel.add_argument("--glibc", default=GLIBC, help=f"glibc baseline with zigbuild (default {GLIBC})")
     wheel.add_argument("--native", action="store_true", help="plain cargo, native platform tag (no zig)")
     wheel.add_argument("--no-sdist", action="store_true", help="only the wheel(s)")
-    docs = sub.add_parser("docs", help="API docs into docs/: cargo doc (docs/rust/) and pdoc (docs/python/)")
+    docs = sub.add_parser(
+        "docs", help="API docs into target/api-docs/: cargo doc (rust/) and pdoc (python/); "
+        "docs/*.md are the hand-written guides"
+    )
     docs.add_argument("--strict", action="store_true", help="RUSTDOCFLAGS=-D warnings (missing docs fail)")
     args, unknown = parser.parse_known_args(argv)
     if args.command == "test":

@@ -6,12 +6,13 @@ from __future__ import annotations
 import faulthandler
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
@@ -29,6 +30,58 @@ if "IPCEZ_LIBRARY" not in os.environ and not any(p.exists() for p in _in_package
 
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
+
+
+def _missing_test_requirements() -> List[str]:
+    """The test section of requirements-dev.txt that this environment does not satisfy.
+
+    They are not optional: a missing one would silently skip whole modules (WebSocket,
+    reliability, raw protocol), so the run stops instead and says what to install."""
+    from importlib import metadata
+
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    path = ROOT / "requirements-dev.txt"
+    if not path.is_file():  # tests/ copied somewhere without it
+        return []
+    missing = []
+    section = ""
+    for raw in path.read_text().splitlines():
+        if raw.startswith("# ---"):
+            section = raw
+        line = raw.split("#", 1)[0].strip()
+        if not line or not section.startswith("# --- tests"):
+            continue
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            missing.append(str(req))
+            continue
+        if req.specifier and not req.specifier.contains(version, prereleases=True):
+            missing.append(f"{req} (found {version})")
+    return missing
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = _missing_test_requirements()
+    if missing:
+        raise pytest.UsageError(
+            f"missing test dependencies: {', '.join(missing)}\n"
+            f"install them with: {sys.executable} -m pip install -r requirements-dev.txt"
+        )
+
+
+# A shell starts background jobs with SIGINT ignored, and children inherit that through
+# exec: the Ctrl-C tests would then see children that cannot be interrupted. Give the
+# children the disposition a terminal gives them.
+if hasattr(signal, "SIGINT") and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Seconds before a single test is declared hung (the whole run then stops with a traceback dump).
 WATCHDOG_SECONDS = float(os.environ.get("IPCEZ_TEST_WATCHDOG", "60"))

@@ -17,7 +17,7 @@ import pytest
 
 import ipcez
 
-hypothesis = pytest.importorskip("hypothesis", reason="pip install hypothesis")
+import hypothesis  # noqa: E402  (requirements-dev.txt; conftest checks it is installed)
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

@@ -19,7 +19,7 @@ import pytest
 
 import ipcez
 
-posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
+import posix_ipc  # noqa: E402  (requirements-dev.txt; conftest checks it is installed)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="POSIX semaphores / Unix sockets")
 

@@ -36,8 +36,8 @@ import ipcez
 
 from conftest import ROOT, child_env, python_child, wait_for_line
 
-posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
-websockets = pytest.importorskip("websockets", reason="pip install websockets")
+import posix_ipc  # noqa: E402  (requirements-dev.txt; conftest checks it is installed)
+import websockets  # noqa: E402  (requirements-dev.txt; conftest checks it is installed)
 from websockets.sync.client import connect as ws_connect  # noqa: E402
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Unix sockets, POSIX semaphores, /proc")

@@ -19,7 +19,7 @@ import ipcez
 
 from conftest import run_python
 
-websockets = pytest.importorskip("websockets", reason="pip install websockets")
+import websockets  # noqa: E402  (requirements-dev.txt; conftest checks it is installed)
 from websockets.sync.client import connect as ws_connect  # noqa: E402
 from websockets.sync.server import serve as ws_serve  # noqa: E402
 
