@@ -7,7 +7,10 @@ use std::time::Duration;
 use windows_sys::Win32::Foundation::{
     CloseHandle, ERROR_ACCESS_DENIED, GetLastError, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
-use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent, WaitForSingleObject};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, EVENT_MODIFY_STATE, OpenEventW, SYNCHRONIZATION_SYNCHRONIZE, SetEvent,
+    WaitForSingleObject,
+};
 
 #[derive(Debug)]
 pub(crate) struct NamedEvent {
@@ -23,26 +26,60 @@ fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
-fn create(name: &str) -> HANDLE {
+fn create(name: &str) -> Result<HANDLE, u32> {
     let w = wide(name);
     // SAFETY: `w` is a NUL-terminated UTF-16 string; default security; auto-reset.
-    unsafe { CreateEventW(std::ptr::null(), 0, 0, w.as_ptr()) }
+    let handle = unsafe { CreateEventW(std::ptr::null(), 0, 0, w.as_ptr()) };
+    // SAFETY: GetLastError has no preconditions.
+    if handle.is_null() { Err(unsafe { GetLastError() }) } else { Ok(handle) }
+}
+
+fn open_existing(name: &str) -> Result<HANDLE, u32> {
+    let w = wide(name);
+    // SAFETY: `w` is a NUL-terminated UTF-16 string. Only the rights the protocol uses:
+    // an event another account created may grant no more than these.
+    let handle = unsafe { OpenEventW(EVENT_MODIFY_STATE | SYNCHRONIZATION_SYNCHRONIZE, 0, w.as_ptr()) };
+    // SAFETY: GetLastError has no preconditions.
+    if handle.is_null() { Err(unsafe { GetLastError() }) } else { Ok(handle) }
+}
+
+/// The two ways to get an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// CreateEventW: creates it, or opens it with full access when it exists.
+    Create,
+    /// OpenEventW with only the rights the ack protocol needs.
+    Open,
+}
+
+/// The order in which a `Global\…` name is tried: create it; where that is denied (no
+/// right to create global objects, or an existing event whose owner grants less than full
+/// access), open the existing one with fewer rights; where that fails too, use the same
+/// name in the session's `Local\` namespace. `call` does the Win32 call and returns the
+/// handle or the Win32 error code.
+fn open_in_order<T>(name: &str, mut call: impl FnMut(How, &str) -> Result<T, u32>) -> Result<T, u32> {
+    let denied = match call(How::Create, name) {
+        Err(ERROR_ACCESS_DENIED) => ERROR_ACCESS_DENIED,
+        other => return other,
+    };
+    let Some(rest) = name.strip_prefix(r"Global\") else {
+        return Err(denied);
+    };
+    call(How::Open, name).or_else(|_| call(How::Create, &format!(r"Local\{rest}")))
 }
 
 impl NamedEvent {
-    /// Opens or creates `name` (`Global\…`); where creating a global object is denied,
-    /// uses the `Local\` namespace instead. `_mode` is a Unix notion and is ignored.
+    /// Opens or creates `name` (`Global\…`), falling back as [`open_in_order`] says.
+    /// `_mode` is a Unix notion and is ignored.
     pub(crate) fn open(name: &str, _mode: u32) -> io::Result<Self> {
-        let mut handle = create(name);
-        // SAFETY: GetLastError has no preconditions.
-        if handle.is_null() && unsafe { GetLastError() } == ERROR_ACCESS_DENIED {
-            if let Some(rest) = name.strip_prefix(r"Global\") {
-                handle = create(&format!(r"Local\{rest}"));
-            }
-        }
-        if handle.is_null() {
-            return Err(io::Error::last_os_error());
-        }
+        let handle = open_in_order(name, |how, name| match how {
+            How::Create => create(name),
+            How::Open => open_existing(name),
+        })
+        .map_err(|code| {
+            let e = io::Error::from_raw_os_error(code as i32);
+            io::Error::new(e.kind(), format!("cannot open the named event {name}: {e}"))
+        })?;
         Ok(NamedEvent { handle })
     }
 
@@ -78,5 +115,66 @@ impl Drop for NamedEvent {
     fn drop(&mut self) {
         // SAFETY: the handle came from CreateEventW and is closed only here.
         unsafe { CloseHandle(self.handle) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the fallback against scripted results; returns the outcome and the calls made.
+    fn scripted(name: &str, results: &[Result<u8, u32>]) -> (Result<u8, u32>, Vec<(How, String)>) {
+        let mut calls = Vec::new();
+        let mut next = results.iter();
+        let out = open_in_order(name, |how, n| {
+            calls.push((how, n.to_string()));
+            *next.next().expect("more calls than scripted")
+        });
+        (out, calls)
+    }
+
+    #[test]
+    fn a_global_event_that_can_be_created_is_used() {
+        let (out, calls) = scripted(r"Global\p.data_ready", &[Ok(1)]);
+        assert_eq!(out, Ok(1));
+        assert_eq!(calls, [(How::Create, r"Global\p.data_ready".to_string())]);
+    }
+
+    #[test]
+    fn denied_global_opens_the_existing_event_with_fewer_rights() {
+        let (out, calls) = scripted(r"Global\p.data_ready", &[Err(ERROR_ACCESS_DENIED), Ok(2)]);
+        assert_eq!(out, Ok(2));
+        assert_eq!(calls[1], (How::Open, r"Global\p.data_ready".to_string()));
+    }
+
+    #[test]
+    fn denied_global_with_no_existing_event_falls_back_to_local() {
+        const ERROR_FILE_NOT_FOUND: u32 = 2;
+        let (out, calls) = scripted(
+            r"Global\p.data_acked",
+            &[Err(ERROR_ACCESS_DENIED), Err(ERROR_FILE_NOT_FOUND), Ok(3)],
+        );
+        assert_eq!(out, Ok(3));
+        assert_eq!(calls[2], (How::Create, r"Local\p.data_acked".to_string()));
+    }
+
+    #[test]
+    fn other_errors_and_other_namespaces_do_not_fall_back() {
+        const ERROR_PATH_NOT_FOUND: u32 = 3;
+        let (out, calls) = scripted(r"Global\a\b.data_ready", &[Err(ERROR_PATH_NOT_FOUND)]);
+        assert_eq!((out, calls.len()), (Err(ERROR_PATH_NOT_FOUND), 1));
+        let (out, calls) = scripted(r"Local\p.data_ready", &[Err(ERROR_ACCESS_DENIED)]);
+        assert_eq!((out, calls.len()), (Err(ERROR_ACCESS_DENIED), 1));
+    }
+
+    /// Under Wine and on Windows alike: two opens of one name are one event.
+    #[test]
+    fn two_opens_of_a_name_share_the_event() {
+        let name = format!(r"Global\ipcez-unit-{}.data_ready", std::process::id());
+        let (a, b) = (NamedEvent::open(&name, 0).unwrap(), NamedEvent::open(&name, 0).unwrap());
+        assert!(!b.try_wait().unwrap());
+        a.post().unwrap();
+        assert!(b.try_wait().unwrap());
+        assert!(!a.try_wait().unwrap(), "auto-reset: one post is one token");
     }
 }
