@@ -103,17 +103,27 @@ async fn the_pipe_prefix_is_added_once_and_the_listener_answers_on_the_full_path
         assert_eq!(pipe_path(r"\\.\PIPE\svc"), r"\\.\PIPE\svc");
         assert_eq!(pipe_path(r"\\.\pipe\a\b"), r"\\.\pipe\a\b");
         let r = pipe("prefix");
-        assert!(r.address.starts_with(r"\\.\pipe\ipcez-test-prefix-"), "{r:?}");
+        assert!(
+            r.address.starts_with(r"\\.\pipe\ipcez-test-prefix-"),
+            "{r:?}"
+        );
         let listener = listen(&r).await;
         assert_eq!(listener.address(), r.address);
         assert_eq!(listener.transport(), Transport::NamedPipe);
         let name = r.address.trim_start_matches(r"\\.\pipe\").to_string();
         // Resolving the already prefixed address gives the same pipe.
-        let again = decide(&r.address, Some(("target", "local")), Some(("os", "windows")), Os::Windows)
-            .unwrap();
+        let again = decide(
+            &r.address,
+            Some(("target", "local")),
+            Some(("os", "windows")),
+            Os::Windows,
+        )
+        .unwrap();
         assert_eq!(again.address, r.address);
         let full = format!(r"\\.\pipe\{name}");
-        let raw = tokio::task::spawn_blocking(move || RawPipe::connect(&full)).await.unwrap();
+        let raw = tokio::task::spawn_blocking(move || RawPipe::connect(&full))
+            .await
+            .unwrap();
         let server = listener.accept().await.unwrap();
         assert_eq!(server.endpoint(), r.address);
         drop(raw);
@@ -140,23 +150,39 @@ async fn a_listener_serves_several_clients_each_message_once_in_order() {
             let client = connect(&addr).await;
             client.send_message(c.to_string().as_bytes()).await.unwrap();
             let server = listener.accept().await.unwrap();
-            assert_eq!(server.recv().await.unwrap(), c.to_string().into_bytes(), "accept order");
+            assert_eq!(
+                server.recv().await.unwrap(),
+                c.to_string().into_bytes(),
+                "accept order"
+            );
             pairs.push((client, server));
         }
         for i in 0..MESSAGES {
             for (c, (client, _)) in pairs.iter().enumerate() {
-                client.send_message(format!("{c}:{i}").as_bytes()).await.unwrap();
+                client
+                    .send_message(format!("{c}:{i}").as_bytes())
+                    .await
+                    .unwrap();
             }
         }
         for (c, (_, server)) in pairs.iter().enumerate() {
             for i in 0..MESSAGES {
-                assert_eq!(server.recv().await.unwrap(), format!("{c}:{i}").into_bytes());
+                assert_eq!(
+                    server.recv().await.unwrap(),
+                    format!("{c}:{i}").into_bytes()
+                );
             }
         }
         // Replies go back to the right client.
         for (c, (client, server)) in pairs.iter().enumerate() {
-            server.send_message(format!("reply {c}").as_bytes()).await.unwrap();
-            assert_eq!(client.recv().await.unwrap(), format!("reply {c}").into_bytes());
+            server
+                .send_message(format!("reply {c}").as_bytes())
+                .await
+                .unwrap();
+            assert_eq!(
+                client.recv().await.unwrap(),
+                format!("reply {c}").into_bytes()
+            );
         }
     })
     .await
@@ -194,7 +220,9 @@ async fn concurrent_senders_to_one_pipe_are_all_acked() {
         }
         let mut total = 0;
         for server in servers {
-            while let Ok(Some(_)) = tokio::task::block_in_place(|| server.recv_blocking(Some(Duration::ZERO))) {
+            while let Ok(Some(_)) =
+                tokio::task::block_in_place(|| server.recv_blocking(Some(Duration::ZERO)))
+            {
                 total += 1;
             }
         }
@@ -253,7 +281,10 @@ async fn interoperates_with_a_raw_win32_peer_through_the_named_events() {
         let r = pipe("raw");
         let listener = listen(&r).await;
         let (ready_name, acked_name) = pipe_ack_names(&r.address);
-        assert!(ready_name.starts_with(r"Global\ipcez-test-raw-"), "{ready_name}");
+        assert!(
+            ready_name.starts_with(r"Global\ipcez-test-raw-"),
+            "{ready_name}"
+        );
         assert!(ready_name.ends_with(".data_ready") && acked_name.ends_with(".data_acked"));
         let address = r.address.clone();
         let peer = std::thread::spawn(move || {
@@ -263,18 +294,26 @@ async fn interoperates_with_a_raw_win32_peer_through_the_named_events() {
             let acked = Event::open(&acked_name);
             // ipcez → peer: a frame, then data_ready; the peer acks.
             assert_eq!(pipe.read_frame(), b"hello raw peer");
-            assert!(ready.wait(Duration::from_secs(5)), "ipcez posts data_ready after writing");
+            assert!(
+                ready.wait(Duration::from_secs(5)),
+                "ipcez posts data_ready after writing"
+            );
             acked.set();
             // peer → ipcez: a frame and data_ready; ipcez must post data_acked.
             pipe.write_frame(b"hi from Win32");
             ready.set();
-            assert!(acked.wait(Duration::from_secs(5)), "ipcez posts data_acked after reading");
+            assert!(
+                acked.wait(Duration::from_secs(5)),
+                "ipcez posts data_acked after reading"
+            );
             pipe
         });
         let server = listener.accept().await.unwrap();
         server.send_message(b"hello raw peer").await.unwrap();
         assert_eq!(server.recv().await.unwrap(), b"hi from Win32");
-        let pipe = tokio::task::spawn_blocking(move || peer.join().unwrap()).await.unwrap();
+        let pipe = tokio::task::spawn_blocking(move || peer.join().unwrap())
+            .await
+            .unwrap();
         drop(pipe);
     })
     .await
@@ -299,7 +338,11 @@ async fn nobody_acking_gives_recipient_ack_timeout() {
         let t = Instant::now();
         let e = server.send_message(b"anyone?").await.unwrap_err();
         assert!(matches!(e, SocketError::RecipientAckTimeout), "{e:?}");
-        assert!(t.elapsed() >= Duration::from_millis(280), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(280),
+            "{:?}",
+            t.elapsed()
+        );
         let (pipe, first) = peer.await.unwrap();
         assert_eq!(first, b"anyone?", "the frame itself was delivered");
         pipe.write_frame(b"still here");
@@ -357,7 +400,9 @@ async fn a_raw_peer_closing_its_handle_is_seen_within_50ms() {
         let r = pipe("lossraw");
         let listener = listen(&r).await;
         let address = r.address.clone();
-        let raw = tokio::task::spawn_blocking(move || RawPipe::connect(&address)).await.unwrap();
+        let raw = tokio::task::spawn_blocking(move || RawPipe::connect(&address))
+            .await
+            .unwrap();
         let server = listener.accept().await.unwrap();
         expect_loss_within_50ms(&server, move || drop(raw)).await;
     })
@@ -411,21 +456,41 @@ fn resolution_table_for_os_windows() {
     let r = decide("svc", local, Some(("os", "windows")), Os::Windows).unwrap();
     assert_eq!(r.transport, Transport::NamedPipe);
     assert_eq!(r.address, r"\\.\pipe\svc");
-    let r = decide("svc", Some(("target", " LOCAL ")), Some(("os", "Windows\n")), Os::Windows);
-    assert_eq!(r.unwrap().address, r"\\.\pipe\svc", "values are trimmed, any case");
+    let r = decide(
+        "svc",
+        Some(("target", " LOCAL ")),
+        Some(("os", "Windows\n")),
+        Os::Windows,
+    );
+    assert_eq!(
+        r.unwrap().address,
+        r"\\.\pipe\svc",
+        "values are trimmed, any case"
+    );
     let e = decide("svc", local, Some(("os", "linux")), Os::Windows).unwrap_err();
     assert!(
         matches!(&e, SocketError::UnsupportedCombination(t, o) if t == "local" && o == "linux"),
         "{e:?}"
     );
-    let e = decide("svc", Some(("target", "remote")), Some(("os", "windows")), Os::Windows);
-    assert!(matches!(e, Err(SocketError::Detection(ref d)) if d.variable == "target"), "{e:?}");
+    let e = decide(
+        "svc",
+        Some(("target", "remote")),
+        Some(("os", "windows")),
+        Os::Windows,
+    );
+    assert!(
+        matches!(e, Err(SocketError::Detection(ref d)) if d.variable == "target"),
+        "{e:?}"
+    );
     for url in ["ws://127.0.0.1:9/", "WSS://example.com/x"] {
         let r = decide(url, None, None, Os::Windows).unwrap();
         assert_eq!(r.transport, Transport::WebSocket);
     }
     let e = decide("svc", None, Some(("os", "windows")), Os::Windows).unwrap_err();
-    assert!(matches!(e, SocketError::Detection(ref d) if d.variable == "target"), "{e:?}");
+    assert!(
+        matches!(e, SocketError::Detection(ref d) if d.variable == "target"),
+        "{e:?}"
+    );
     let (ready, acked) = pipe_ack_names("svc");
     assert_eq!(ready, r"Global\svc.data_ready");
     assert_eq!(acked, r"Global\svc.data_acked");

@@ -73,10 +73,18 @@ impl RawPipe {
             let want = (buf.len() - done).min(u32::MAX as usize) as u32;
             // SAFETY: the buffer is valid for `want` bytes; synchronous handle, no OVERLAPPED.
             let ok = unsafe {
-                ReadFile(self.0, buf[done..].as_mut_ptr(), want, &mut n, std::ptr::null_mut())
+                ReadFile(
+                    self.0,
+                    buf[done..].as_mut_ptr(),
+                    want,
+                    &mut n,
+                    std::ptr::null_mut(),
+                )
             };
             // SAFETY: no preconditions.
-            assert!(ok != 0, "ReadFile failed with error {}", unsafe { GetLastError() });
+            assert!(ok != 0, "ReadFile failed with error {}", unsafe {
+                GetLastError()
+            });
             done += n as usize;
         }
     }
@@ -97,7 +105,9 @@ impl RawPipe {
             // SAFETY: `data` is valid for `len` bytes; synchronous handle.
             let ok = unsafe { WriteFile(self.0, data.as_ptr(), len, &mut n, std::ptr::null_mut()) };
             // SAFETY: no preconditions.
-            assert!(ok != 0, "WriteFile failed with error {}", unsafe { GetLastError() });
+            assert!(ok != 0, "WriteFile failed with error {}", unsafe {
+                GetLastError()
+            });
             data = &data[n as usize..];
         }
     }
@@ -127,9 +137,19 @@ impl Event {
     pub fn open(name: &str) -> Self {
         let w = wide(name);
         // SAFETY: NUL-terminated name.
-        let h = unsafe { OpenEventW(EVENT_MODIFY_STATE | SYNCHRONIZATION_SYNCHRONIZE, 0, w.as_ptr()) };
+        let h = unsafe {
+            OpenEventW(
+                EVENT_MODIFY_STATE | SYNCHRONIZATION_SYNCHRONIZE,
+                0,
+                w.as_ptr(),
+            )
+        };
         // SAFETY: no preconditions.
-        assert!(!h.is_null(), "OpenEventW({name}) failed with error {}", unsafe { GetLastError() });
+        assert!(
+            !h.is_null(),
+            "OpenEventW({name}) failed with error {}",
+            unsafe { GetLastError() }
+        );
         Event(h)
     }
 

@@ -17,7 +17,9 @@ pub(crate) const TRANSPORT: crate::resolve::Transport = crate::resolve::Transpor
 /// (`ERROR_BROKEN_PIPE`), closing (`ERROR_NO_DATA`) or disconnected by the server
 /// (`ERROR_PIPE_NOT_CONNECTED`, which std does not map to an `ErrorKind`).
 pub(crate) fn is_pipe_disconnect(e: &std::io::Error) -> bool {
-    use windows_sys::Win32::Foundation::{ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED};
+    use windows_sys::Win32::Foundation::{
+        ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED,
+    };
     matches!(
         e.raw_os_error().map(|c| c as u32),
         Some(ERROR_BROKEN_PIPE | ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED)
