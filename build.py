@@ -7,6 +7,8 @@ As a script::
                                # python/ipcez/_ipcez_ffi.so (.dylib / .dll)
     python build.py --release  # the same, optimized
     python build.py test       # cargo test --workspace, the in-place build, then pytest
+    python build.py test --windows  # cross-compile for x86_64-pc-windows-gnu, run every Rust
+                               # test binary and a C program against the DLL under Wine
     python build.py wheel      # the release artifacts in dist/: one py3-none-<platform> wheel
                                # (manylinux_2_17 with zig + cargo-zigbuild) and the sdist
     python build.py docs       # API docs into target/api-docs/: rust/ (cargo doc), python/ (pdoc)
@@ -48,8 +50,9 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent
 RUST = ROOT / "rust"
@@ -288,6 +291,7 @@ _PLATS = {
     "x86_64-pc-windows-msvc": "win_amd64",
     "aarch64-pc-windows-msvc": "win_arm64",
     "i686-pc-windows-msvc": "win32",
+    "x86_64-pc-windows-gnu": "win_amd64",
 }
 # PEP 600 tags that also have a legacy alias understood by older pip
 _LEGACY_MANYLINUX = {"2.17": "manylinux2014", "2.12": "manylinux2010", "2.5": "manylinux1"}
@@ -542,7 +546,9 @@ def _build_release(args: argparse.Namespace, warnings: List[str]) -> int:
         env.pop("IPCEZ_CARGO_TARGET", None)
         env.pop("IPCEZ_PLAT_NAME", None)
         linux_gnu = bool(triple) and triple.endswith("-linux-gnu")
-        if triple and triple != host and not _has_rust_std(triple):
+        if triple == WINDOWS_TRIPLE:
+            env = _windows_wheel_env()  # builds its own standard library
+        elif triple and triple != host and not _has_rust_std(triple):
             raise SystemExit(
                 f"this Rust toolchain has no standard library for {triple}: rustup target add {triple}"
             )
@@ -625,6 +631,187 @@ def _redirect(url: str) -> str:
     return f'<!doctype html><meta charset=utf-8><meta http-equiv="refresh" content="0; url={url}">\n<a href="{url}">{url}</a>\n'
 
 
+# --------------------------------------------------------------------------
+# Windows, cross-compiled with mingw and run under Wine (python build.py test --windows).
+
+WINDOWS_TRIPLE = "x86_64-pc-windows-gnu"
+#: Debian's packages for it, named in the message when one is missing.
+WINDOWS_PACKAGES = "rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64 wine64 wine"
+#: Hard limit for one test binary (or the C program) under Wine, in seconds.
+WINE_TIMEOUT = 600
+SHIM = RUST / "windows-shim" / "bcryptprimitives.c"
+C_ABI_PROGRAM = RUST / "ipcez-ffi" / "tests" / "c" / "pipe_round_trip.c"
+
+
+def _windows_target_dir() -> Path:
+    # Its own directory: Debian's rustc and the usual one would keep rebuilding each other's output.
+    return _target_dir() / "windows-gnu"
+
+
+def _windows_toolchain() -> Tuple[Dict[str, str], List[str]]:
+    """The environment that cross-compiles for Windows with Debian's Rust (the standard
+    library built from rust-web-src, since rustup cannot add the target offline), and
+    what is missing for it. IPCEZ_WINDOWS_CARGO / IPCEZ_WINDOWS_RUSTC pick other tools."""
+    cargo = os.environ.get("IPCEZ_WINDOWS_CARGO", "/usr/bin/cargo")
+    rustc = os.environ.get("IPCEZ_WINDOWS_RUSTC", "/usr/bin/rustc")
+    missing = [tool for tool in (cargo, rustc) if not shutil.which(tool)]
+    if not missing:
+        sysroot = subprocess.run([rustc, "--print", "sysroot"], capture_output=True, text=True).stdout.strip()
+        if not (Path(sysroot) / "lib" / "rustlib" / "src" / "rust" / "library" / "Cargo.lock").is_file():
+            missing.append(f"the standard library sources of {rustc} (rust-web-src)")
+    if not shutil.which("x86_64-w64-mingw32-gcc"):
+        missing.append("x86_64-w64-mingw32-gcc")
+    env = dict(os.environ)
+    for name in ("CARGO_BUILD_TARGET", "IPCEZ_CARGO_TARGET", "RUSTFLAGS", "RUSTUP_TOOLCHAIN"):
+        env.pop(name, None)
+    env.update(
+        IPCEZ_CARGO=cargo,
+        RUSTC=rustc,
+        RUSTDOC=str(Path(rustc).with_name("rustdoc")),
+        RUSTC_BOOTSTRAP="1",  # -Zbuild-std on a stable compiler
+        CARGO_UNSTABLE_BUILD_STD="std,panic_unwind",
+        CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER="x86_64-w64-mingw32-gcc",
+        CARGO_TARGET_DIR=str(_windows_target_dir()),
+    )
+    return env, missing
+
+
+def _wine() -> Optional[str]:
+    """wine64 itself: Debian keeps it off PATH, and `wine` would try the 32-bit loader."""
+    return shutil.which("wine64") or shutil.which("/usr/lib/wine/wine64")
+
+
+def _missing_windows_tools() -> List[str]:
+    missing = _windows_toolchain()[1]
+    if not _wine():
+        missing.append("wine64")
+    return missing
+
+
+def _wine_prefix(wine: str) -> Dict[str, str]:
+    """A Wine prefix of our own under the target directory, created on first use, with
+    the ProcessPrng shim in system32; returns the environment that runs programs in it."""
+    prefix = _windows_target_dir() / "wineprefix"
+    env = dict(os.environ, WINEPREFIX=str(prefix), WINEDEBUG="-all", WINEDLLOVERRIDES="mscoree,mshtml=")
+    env.pop("DISPLAY", None)
+    system32 = prefix / "drive_c" / "windows" / "system32"
+    if not system32.is_dir():
+        _log(f"creating the Wine prefix {prefix}")
+        subprocess.run([wine, "wineboot", "--init"], env=env, check=True, timeout=WINE_TIMEOUT,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shim = _windows_target_dir() / "bcryptprimitives.dll"
+    if not shim.is_file() or shim.stat().st_mtime < SHIM.stat().st_mtime:
+        cmd = ["x86_64-w64-mingw32-gcc", "-shared", "-O2", "-Wall", "-o", str(shim), str(SHIM), "-ladvapi32"]
+        _log(" ".join(cmd))
+        subprocess.run(cmd, check=True)
+    shutil.copy2(shim, system32 / "bcryptprimitives.dll")
+    return env
+
+
+def _windows_cargo(env: Dict[str, str], args: List[str]) -> List[Dict[str, Any]]:
+    """Runs cargo for the Windows target with JSON messages; returns the artifacts."""
+    import json
+
+    cmd = [env["IPCEZ_CARGO"], *args, "--target", WINDOWS_TRIPLE, "--manifest-path", str(RUST / "Cargo.toml"),
+           "--message-format", "json-render-diagnostics"]
+    _log(" ".join(cmd))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    if proc.returncode:
+        raise SystemExit(f"cargo for {WINDOWS_TRIPLE} failed (exit {proc.returncode})")
+    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return [m for m in messages if m.get("reason") == "compiler-artifact"]
+
+
+def _run_under_wine(wine: str, env: Dict[str, str], exe: Path, args: List[str]) -> Tuple[int, int, int]:
+    """Runs one Windows program under Wine with a hard timeout; returns (exit code, tests
+    passed, tests failed) as libtest reports them (0, 0 for a program that is no test)."""
+    _log(f"wine64 {exe.name} {' '.join(args)}")
+    proc = subprocess.Popen([wine, str(exe), *args], cwd=exe.parent, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=WINE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, _ = proc.communicate()
+        print(out, end="")
+        _log(f"TIMEOUT: {exe.name} ran longer than {WINE_TIMEOUT} s and was killed")
+        return 124, 0, 1
+    print(out, end="", flush=True)
+    passed = sum(int(n) for n in re.findall(r"test result: \w+\. (\d+) passed", out))
+    failed = sum(int(n) for n in re.findall(r"; (\d+) failed;", out))
+    return proc.returncode, passed, failed
+
+
+def _windows_wheel_env() -> Dict[str, str]:
+    """The environment in which the backend builds the Windows DLL (release) for a wheel."""
+    env, missing = _windows_toolchain()
+    if missing:
+        raise SystemExit(f"a {WINDOWS_TRIPLE} wheel needs {', '.join(missing)}: apt-get install {WINDOWS_PACKAGES}")
+    env.pop("IPCEZ_PLAT_NAME", None)
+    env["IPCEZ_CARGO_TARGET"] = WINDOWS_TRIPLE
+    return env
+
+
+def _cmd_test_windows(args: argparse.Namespace) -> int:
+    """Cross-compiles the workspace's tests for Windows and runs every test binary, and a
+    C program against the DLL, under Wine."""
+    missing = _missing_windows_tools()
+    if missing:
+        what = "SKIPPED the Windows tests" if args.allow_missing else "cannot run the Windows tests"
+        _log(f"{what}: missing {', '.join(missing)}; install them with "
+             f"`apt-get install {WINDOWS_PACKAGES}` (Debian 12, bookworm-security)")
+        return 0 if args.allow_missing else 3
+    env = _windows_toolchain()[0]
+    wine = _wine()
+    assert wine is not None
+    started = time.monotonic()
+    # The DLL comes out of the same build (the tests link the library crate), so the C
+    # program tests exactly the code the Rust tests ran.
+    artifacts = _windows_cargo(env, ["test", "--no-run", "--workspace", "--locked"])
+    tests = [Path(a["executable"]) for a in artifacts if a.get("executable") and a["profile"]["test"]]
+    dlls = [Path(f) for a in artifacts for f in a["filenames"] if f.endswith("ipcez_ffi.dll")]
+    wine_env = _wine_prefix(wine)
+    _log(f"cross-compiled and Wine prefix ready in {time.monotonic() - started:.0f} s")
+    failures: List[str] = []
+    passed = failed = 0
+    for exe in sorted(tests, key=lambda p: p.name):
+        rc, p, f = _run_under_wine(wine, wine_env, exe, list(args.test_args))
+        passed, failed = passed + p, failed + f
+        if rc:
+            failures.append(exe.name)
+    if dlls:
+        exe = _build_c_abi_program(dlls[0])
+        rc, _, _ = _run_under_wine(wine, wine_env, exe, [])
+        if rc:
+            failures.append(exe.name)
+    else:
+        failures.append("ipcez_ffi.dll (cargo built no such file)")
+    server = Path(wine).with_name("wineserver")
+    if server.exists():  # this prefix's server only; it would linger a few seconds otherwise
+        subprocess.run([str(server), "-k"], env=wine_env)
+    c_abi = "failed" if failures and failures[-1].startswith(C_ABI_PROGRAM.stem) else "passed"
+    _log(f"under Wine: {len(tests)} test binaries, {passed} tests passed, {failed} failed; "
+         f"C ABI program {c_abi}; {time.monotonic() - started:.0f} s in all")
+    if failures:
+        _log(f"FAILED under Wine: {', '.join(failures)}")
+        return 1
+    return 0
+
+
+def _build_c_abi_program(dll: Path) -> Path:
+    """The C program, compiled with mingw against ipcez.h and linked with the DLL's import
+    library, next to a copy of the DLL (Windows looks for it beside the program first)."""
+    out = _windows_target_dir() / "c-abi"
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(dll, out / dll.name)
+    exe = out / (C_ABI_PROGRAM.stem + ".exe")
+    cmd = ["x86_64-w64-mingw32-gcc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1",
+           "-I", str(RUST / "ipcez-ffi" / "include"), "-o", str(exe), str(C_ABI_PROGRAM), str(out / dll.name)]
+    _log(" ".join(cmd))
+    subprocess.run(cmd, check=True)
+    return exe
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse ``argv`` and run one developer command."""
     parser = argparse.ArgumentParser(prog="python build.py", description=__doc__.split("\n\n")[0])
@@ -635,6 +822,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command")
     test = sub.add_parser("test", help="cargo test --workspace, in-place build, then pytest")
     test.add_argument("--no-cargo", action="store_true", help="only run pytest")
+    test.add_argument(
+        "--windows", action="store_true",
+        help=f"instead: cross-compile for {WINDOWS_TRIPLE} and run every Rust test binary and the C ABI "
+        "program under Wine (extra arguments go to each test binary)",
+    )
+    test.add_argument(
+        "--allow-missing", action="store_true", help="with --windows: exit 0 when the tools are missing (skip)"
+    )
     test.add_argument("pytest_args", nargs="*", help="passed on to pytest (options too)")
     wheel = sub.add_parser(
         "wheel",
@@ -661,6 +856,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "test":
         # everything the parser does not know goes to pytest (e.g. -q -k name, or after --)
         args.pytest_args = [a for a in unknown + list(args.pytest_args) if a != "--"]
+        if args.windows:
+            args.test_args = args.pytest_args
+            return _cmd_test_windows(args)
         return _cmd_test(args)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

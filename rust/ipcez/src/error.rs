@@ -89,6 +89,10 @@ pub(crate) fn connection_lost() -> io::Error {
 
 /// True for the errors a dead peer produces on a write.
 pub(crate) fn is_disconnect(e: &io::Error) -> bool {
+    #[cfg(windows)]
+    if crate::os::windows::is_pipe_disconnect(e) {
+        return true;
+    }
     matches!(
         e.kind(),
         io::ErrorKind::BrokenPipe

@@ -1,7 +1,13 @@
 //! The one test binary that touches the process environment; a single test, so nothing
 //! races the variables.
 
-use ipcez::{SocketError, Transport, resolve};
+use ipcez::{Os, SocketError, Transport, resolve};
+
+/// The `os` value this build supports, its transport, and the value it does not support.
+const HERE: (&str, Transport, &str) = match Os::BUILD {
+    Os::Linux => ("linux", Transport::Unix, "windows"),
+    Os::Windows => ("windows", Transport::NamedPipe, "linux"),
+};
 
 #[test]
 fn environment_is_read_with_ipcez_prefix_taking_precedence() {
@@ -21,20 +27,21 @@ fn environment_is_read_with_ipcez_prefix_taking_precedence() {
         "{e:?}"
     );
 
+    let (os, transport, other_os) = HERE;
     set("target", Some("local"));
-    set("os", Some("linux"));
-    assert_eq!(resolve("/tmp/x.sock").unwrap().transport, Transport::Unix);
+    set("os", Some(os));
+    assert_eq!(resolve("/tmp/x.sock").unwrap().transport, transport);
 
-    set("IPCEZ_OS", Some("windows"));
+    set("IPCEZ_OS", Some(other_os));
     let e = resolve("/tmp/x.sock").unwrap_err();
     assert!(
-        matches!(e, SocketError::UnsupportedCombination(_, ref o) if o == "windows"),
+        matches!(e, SocketError::UnsupportedCombination(_, ref o) if o == other_os),
         "{e:?}"
     );
 
-    set("IPCEZ_OS", Some("linux"));
+    set("IPCEZ_OS", Some(os));
     set("os", Some("bogus"));
-    assert_eq!(resolve("/tmp/x.sock").unwrap().transport, Transport::Unix);
+    assert_eq!(resolve("/tmp/x.sock").unwrap().transport, transport);
 
     set("IPCEZ_TARGET", Some("nope"));
     let e = resolve("/tmp/x.sock").unwrap_err();

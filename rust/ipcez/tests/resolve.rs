@@ -251,6 +251,8 @@ fn empty_or_nul_endpoint_is_invalid_input_not_a_panic() {
     }
 }
 
+// Unix socket paths: on Windows `/tmp/…` is relative to the current drive.
+#[cfg(unix)]
 #[test]
 fn unix_ack_names_follow_the_documented_rule() {
     // Expected hash computed independently: sha256("/tmp/ipcez test.sock")[:16] by Python's hashlib.
