@@ -194,6 +194,22 @@ mod tests {
             assert_eq!(bytes, b"x");
             assert!(PeerAcks::accept(fds).is_none());
         }
+        // A page the peer could still shrink under our mapping (SIGBUS): refused.
+        // SAFETY: memfd_create with a valid name; ftruncate on the new descriptor.
+        let loose = unsafe {
+            let fd = libc::syscall(libc::SYS_memfd_create, c"loose".as_ptr(), libc::MFD_CLOEXEC);
+            assert!(fd >= 0);
+            let fd = OwnedFd::from_raw_fd(fd as libc::c_int);
+            assert_eq!(libc::ftruncate(fd.as_raw_fd(), 4096), 0);
+            fd
+        };
+        send(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"x")],
+            &[loose.as_fd(), w.as_fd()],
+        )
+        .unwrap();
+        assert!(PeerAcks::accept(recv_all(&b).1).is_none());
         drop((w, w2));
         assert!(own.peer_dropped().unwrap(), "every refused copy was closed");
         assert!(own2.peer_dropped().unwrap());

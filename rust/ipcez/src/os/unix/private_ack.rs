@@ -1,43 +1,128 @@
 //! The private ack channel of one connection between two ipcez endpoints.
 //!
-//! Each side makes an eventfd (the ack counter) and a pipe, and sends the eventfd and the
-//! pipe's write end with the first frame it writes (as `SCM_RIGHTS`); it keeps the eventfd
-//! and the pipe's read end. The peer's reader adds one to the counter for every message it
-//! has read whole from that side. Nobody else holds the counter, so nobody else can ack,
-//! and the count belongs to this connection alone.
+//! Each side makes a sealed memfd of one page and a pipe. It sends the memfd and the pipe's
+//! write end with the first frame it writes (as `SCM_RIGHTS`), and keeps the memfd mapped
+//! and the pipe's read end. The page holds an ack counter: the peer's reader adds one for
+//! every message it has read whole from that side, and wakes the sender with a futex only
+//! when the sender sleeps. Nobody else holds the page, so nobody else can ack, and the
+//! count belongs to this connection alone. An ack costs what an uncontended semaphore post
+//! costs: no system call while the sender is still spinning.
 //!
 //! The pipe carries no data: it says whether the peer kept what it was sent. A custom peer
 //! reads with plain `read`, its kernel closes the descriptors it did not ask for, and the
 //! read end here reports end-of-file. So the sender learns which protocol the peer speaks
 //! from the peer's own read of the first frame, without a grace period in which a stale
-//! shared token could be taken for an ack. (An eventfd alone cannot say that; a pipe alone
-//! could carry the acks too, but a write to a pipe whose reader is gone raises SIGPIPE,
-//! and blocking that signal costs two more system calls per ack.)
+//! shared token could be taken for an ack.
+//!
+//! The page layout is ipcez's own (not a libc `sem_t`, whose layout differs between C
+//! libraries): a little-endian `u32` count of acks at offset 0 (it wraps), a `u32` count
+//! of sleeping waiters at offset 4.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+/// The size of the shared page.
+const PAGE: usize = 4096;
+
+/// How long a sender that does not know its peer yet sleeps on the counter before it looks
+/// at the pipe again (a custom peer shows only there).
+const ALIVE_SLICE: Duration = Duration::from_millis(1);
+
+/// The shared page, mapped.
+#[derive(Debug)]
+struct Page(NonNull<u8>);
+
+// SAFETY: the mapping is only accessed through atomics, from any thread, until drop.
+unsafe impl Send for Page {}
+// SAFETY: as above.
+unsafe impl Sync for Page {}
+
+impl Page {
+    /// Maps the first page of `fd`, which must be at least a page long and unable to shrink
+    /// (a file cut short under a mapping turns accesses into SIGBUS).
+    fn map(fd: BorrowedFd<'_>) -> io::Result<Self> {
+        // SAFETY: a fresh shared mapping of a descriptor; nothing else is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        NonNull::new(p.cast())
+            .map(Page)
+            .ok_or_else(io::Error::last_os_error)
+    }
+
+    fn count(&self) -> &AtomicU32 {
+        // SAFETY: the page is mapped, writable and page-aligned while `self` lives.
+        unsafe { AtomicU32::from_ptr(self.0.as_ptr().cast()) }
+    }
+
+    fn waiters(&self) -> &AtomicU32 {
+        // SAFETY: as in `count`; offset 4 is inside the page and 4-aligned.
+        unsafe { AtomicU32::from_ptr(self.0.as_ptr().add(4).cast()) }
+    }
+}
+
+impl Drop for Page {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `map` with this length, unmapped once.
+        unsafe { libc::munmap(self.0.as_ptr().cast(), PAGE) };
+    }
+}
 
 /// The sender's ends of a channel.
 #[derive(Debug)]
 pub(crate) struct OwnEnds {
-    /// The ack counter (an eventfd, non-blocking); a copy goes to the peer.
-    counter: OwnedFd,
+    /// The memfd of the page; a copy goes to the peer.
+    mem: OwnedFd,
+    page: Page,
+    /// The count already taken in.
+    taken: AtomicU32,
     /// The read end of the pipe whose write end goes to the peer.
     alive: OwnedFd,
 }
 
-/// Makes the channel of a new connection: our ends, and the pipe's write end, which goes
-/// to the peer (with a copy of the counter, [`OwnEnds::counter`]) and must then be closed
-/// here. Everything is close-on-exec and non-blocking.
-pub(crate) fn channel() -> io::Result<(OwnEnds, OwnedFd)> {
-    // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
-    let counter = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if counter < 0 {
-        return Err(io::Error::last_os_error());
+fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
     }
-    // SAFETY: as above.
-    let counter = unsafe { OwnedFd::from_raw_fd(counter) };
+}
+
+/// Makes the channel of a new connection: our ends, and the pipe's write end, which goes
+/// to the peer (with the memfd, [`OwnEnds::counter`]) and must then be closed here.
+/// Everything is close-on-exec; the pipe is non-blocking.
+pub(crate) fn channel() -> io::Result<(OwnEnds, OwnedFd)> {
+    // memfd_create through syscall(2): the libc wrapper is newer than the wheel's glibc.
+    // SAFETY: a NUL-terminated name and flags; a non-negative result is a new descriptor.
+    let fd = cvt(unsafe {
+        libc::syscall(
+            libc::SYS_memfd_create,
+            c"ipcez-ack".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        )
+    })?;
+    // SAFETY: as above; we own it from here on.
+    let mem = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+    // SAFETY: plain calls on a descriptor we own.
+    unsafe {
+        cvt(libc::ftruncate(mem.as_raw_fd(), PAGE as libc::off_t).into())?;
+        let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        cvt(libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals).into())?;
+    }
+    let page = Page::map(mem.as_fd())?;
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -45,31 +130,26 @@ pub(crate) fn channel() -> io::Result<(OwnEnds, OwnedFd)> {
     }
     // SAFETY: pipe2 succeeded, so both are new descriptors that we own from here on.
     let (alive, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    Ok((OwnEnds { counter, alive }, write))
+    let own = OwnEnds {
+        mem,
+        page,
+        taken: AtomicU32::new(0),
+        alive,
+    };
+    Ok((own, write))
 }
 
 impl OwnEnds {
-    /// The counter, to send with the pipe's write end.
+    /// The memfd, to send with the pipe's write end.
     pub(crate) fn counter(&self) -> BorrowedFd<'_> {
-        self.counter.as_fd()
+        self.mem.as_fd()
     }
 
-    /// Takes the acks that arrived, without blocking.
+    /// Takes in the acks that arrived since the last call (never blocks).
     pub(crate) fn take_acks(&self) -> io::Result<u64> {
-        let mut v = 0u64;
-        loop {
-            // SAFETY: `v` is 8 writable bytes, what a read of an eventfd fills.
-            let n = unsafe { libc::read(self.counter.as_raw_fd(), (&raw mut v).cast(), 8) };
-            if n == 8 {
-                return Ok(v);
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(0),
-                io::ErrorKind::Interrupted => {}
-                _ => return Err(e),
-            }
-        }
+        let now = self.page.count().load(Ordering::SeqCst);
+        let before = self.taken.swap(now, Ordering::AcqRel);
+        Ok(u64::from(now.wrapping_sub(before)))
     }
 
     /// True once no process holds the pipe's write end any more: the peer's kernel closed
@@ -93,79 +173,111 @@ impl OwnEnds {
         }
     }
 
-    /// Waits up to `timeout` for acks, and with `alive` also for the pipe's end-of-file.
+    /// Sleeps until the count moves past what was taken in, at most `timeout` (with `alive`,
+    /// at most `ALIVE_SLICE`, so that the caller looks at the pipe again).
     pub(crate) fn wait(&self, timeout: Duration, alive: bool) -> io::Result<()> {
-        let pfd = |fd: &OwnedFd| libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let timeout = if alive {
+            timeout.min(ALIVE_SLICE)
+        } else {
+            timeout
         };
-        let mut fds = [pfd(&self.counter), pfd(&self.alive)];
-        let n = if alive { 2 } else { 1 };
-        // Round up: a sub-millisecond remainder must not become a busy loop of zero timeouts.
-        let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int;
-        // SAFETY: `fds` holds `n` valid pollfds.
-        if unsafe { libc::poll(fds.as_mut_ptr(), n, ms) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
+        let expected = self.taken.load(Ordering::Acquire);
+        let waiters = self.page.waiters();
+        waiters.fetch_add(1, Ordering::SeqCst);
+        // Registered first, then looked: a post after the look sees us and wakes us.
+        let r = if self.page.count().load(Ordering::SeqCst) != expected {
+            Ok(())
+        } else {
+            futex_wait(self.page.count(), expected, timeout)
+        };
+        waiters.fetch_sub(1, Ordering::SeqCst);
+        r
+    }
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> io::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned u32 for the call; a shared (not private) futex,
+    // since the other process waits and wakes on the same page.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
+        e if matches!(
+            e.raw_os_error(),
+            Some(libc::EAGAIN | libc::ETIMEDOUT | libc::EINTR)
+        ) =>
+        {
+            Ok(())
         }
-        Ok(())
+        e => Err(e),
     }
 }
 
 /// The reader's end of a peer's channel: acks for what it read from that peer.
 #[derive(Debug)]
 pub(crate) struct PeerAcks {
-    counter: OwnedFd,
+    page: Page,
     /// Held, never written: closing it would tell the peer we are not ipcez.
     _alive: OwnedFd,
-    /// Acks the counter had no room for (it is near 2^64), added with the next.
-    owed: u64,
 }
 
 impl PeerAcks {
     /// Takes what a peer attached to its first frame when it is exactly what an ipcez peer
-    /// sends: an eventfd and the write end of a pipe. Anything else is refused (and closed
-    /// when dropped).
+    /// sends: a sealed memfd of at least a page and the write end of a pipe. Anything else
+    /// is refused (and closed when dropped).
     pub(crate) fn accept(fds: Vec<OwnedFd>) -> Option<Self> {
-        let [counter, alive]: [OwnedFd; 2] = fds.try_into().ok()?;
-        if !is_eventfd(counter.as_fd()) || !is_pipe_write_end(alive.as_fd()) {
+        let [mem, alive]: [OwnedFd; 2] = fds.try_into().ok()?;
+        if !is_sealed_page(mem.as_fd()) || !is_pipe_write_end(alive.as_fd()) {
             return None;
         }
-        // A peer's blocking eventfd must not stall this reader (see `ack`).
-        set_nonblocking(counter.as_fd());
+        let page = Page::map(mem.as_fd()).ok()?;
         Some(PeerAcks {
-            counter,
+            page,
             _alive: alive,
-            owed: 0,
         })
     }
 
-    /// Acks `n` more messages: one write, whatever `n`.
+    /// Acks `n` more messages; wakes the sender only when it sleeps.
     pub(crate) fn ack(&mut self, n: usize) {
-        self.owed += n as u64;
-        while self.owed > 0 {
-            let v = self.owed;
-            // SAFETY: `v` is 8 readable bytes, what a write to an eventfd takes.
-            let w = unsafe { libc::write(self.counter.as_raw_fd(), (&raw const v).cast(), 8) };
-            if w == 8 {
-                self.owed = 0;
-                return;
-            }
-            match io::Error::last_os_error().kind() {
-                io::ErrorKind::Interrupted => {}
-                _ => return, // full (a peer that never reads it): owed, added next time
+        if n == 0 {
+            return;
+        }
+        let count = self.page.count();
+        count.fetch_add(n as u32, Ordering::SeqCst);
+        if self.page.waiters().load(Ordering::SeqCst) > 0 {
+            // SAFETY: a valid, aligned u32 in our mapping; wakes every waiter.
+            unsafe {
+                libc::syscall(libc::SYS_futex, count.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
             }
         }
     }
 }
 
-/// An eventfd, as Linux names it in /proc (no /proc: refused, and the shared acks serve).
-fn is_eventfd(fd: BorrowedFd<'_>) -> bool {
-    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .is_ok_and(|target| target.as_os_str() == "anon_inode:[eventfd]")
+/// A memfd that cannot shrink and holds at least a page (so mapping it cannot fault).
+fn is_sealed_page(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: F_GET_SEALS only reads; stat is plain data filled by fstat.
+    unsafe {
+        let seals = libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS);
+        let mut st: libc::stat = std::mem::zeroed();
+        seals >= 0
+            && seals & libc::F_SEAL_SHRINK != 0
+            && libc::fstat(fd.as_raw_fd(), &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && st.st_size >= PAGE as libc::off_t
+    }
 }
 
 /// The write end of a pipe (not a socket, a file or a read end).
@@ -181,14 +293,4 @@ fn is_pipe_write_end(fd: BorrowedFd<'_>) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFIFO
         && flags >= 0
         && flags & libc::O_ACCMODE == libc::O_WRONLY
-}
-
-fn set_nonblocking(fd: BorrowedFd<'_>) {
-    // SAFETY: F_GETFL/F_SETFL on an open descriptor.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags >= 0 && flags & libc::O_NONBLOCK == 0 {
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
-    }
 }
