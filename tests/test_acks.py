@@ -391,3 +391,26 @@ def test_a_mixed_listener_keeps_the_ipcez_connections_exact(c_peer: str, sock_pa
                 stop(p)
             if custom.poll() is None:
                 custom.kill()
+
+
+def test_a_connection_keeps_no_descriptor_beyond_its_socket(sock_path: str) -> None:
+    """The private channel's descriptors are closed once both sides know each other, so a
+    listener with many connections needs no more descriptors than it did with shared acks."""
+    pairs = []
+    with ipcez.listen(sock_path) as listener:
+        warm = ipcez.connect(sock_path)  # the runtime and its threads exist before counting
+        pairs.append((warm, listener.accept(timeout=5)))
+        base = len(os.listdir("/proc/self/fd"))
+        for i in range(20):
+            client = ipcez.connect(sock_path)
+            server = listener.accept(timeout=5)
+            client.send(b"x%d" % i)
+            assert server.recv(timeout=5) == b"x%d" % i
+            server.send(b"y%d" % i)
+            assert client.recv(timeout=5) == b"y%d" % i
+            pairs.append((client, server))
+        grown = len(os.listdir("/proc/self/fd")) - base
+        assert grown <= 2 * 20, f"{grown} descriptors for 20 connections (two sockets each)"
+        for client, server in pairs:
+            client.close()
+            server.close()

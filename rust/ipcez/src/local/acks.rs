@@ -249,12 +249,11 @@ impl PeerSide {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::io;
-    use std::os::fd::{AsFd, OwnedFd};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Mutex, OnceLock};
     use std::time::Duration;
 
-    use crate::os::unix::private_ack::{self, OwnEnds};
+    use crate::os::unix::private_ack::{self, OwnEnds, ToSend};
 
     /// Our ends of the private channel, and what goes to the peer until the first frame
     /// took it.
@@ -272,8 +271,8 @@ mod linux {
         /// Made with the first frame, so that a child forked before it never holds it.
         #[default]
         NotMade,
-        /// The pipe's write end, to send with the counter.
-        Pending(OwnedFd),
+        /// What goes to the peer with the first bytes.
+        Pending(ToSend),
         Gone,
     }
 
@@ -284,6 +283,8 @@ mod linux {
         pub(super) total: u64,
         /// Before any ack: nobody holds the pipe's write end any more.
         pub(super) closed: bool,
+        /// One of the two happened, and the pipe was let go.
+        settled: bool,
     }
 
     pub(super) enum Sent {
@@ -302,9 +303,9 @@ mod linux {
             let mut end = self.write.lock().unwrap_or_else(|p| p.into_inner());
             if let WriteEnd::NotMade = *end {
                 match private_ack::channel() {
-                    Ok((own, w)) => {
+                    Ok((own, to_send)) => {
                         let _ = self.own.set(own);
-                        *end = WriteEnd::Pending(w);
+                        *end = WriteEnd::Pending(to_send);
                     }
                     Err(_) => {
                         *end = WriteEnd::Gone;
@@ -313,13 +314,13 @@ mod linux {
                     }
                 }
             }
-            let (WriteEnd::Pending(w), Some(own)) = (&*end, self.own.get()) else {
+            let WriteEnd::Pending(to_send) = &*end else {
                 return Sent::Written(write(&[]));
             };
-            let result = write(&[own.counter(), w.as_fd()]);
+            let result = write(&to_send.fds());
             if matches!(result, Ok(n) if n > 0) {
-                // It went with these bytes; our copy of the write end must go, so that the
-                // peer's kernel dropping its copy shows here as end-of-file.
+                // It went with these bytes; our copies must go, so that the peer's kernel
+                // dropping its copy of the write end shows here as end-of-file.
                 *end = WriteEnd::Gone;
                 self.settled.store(true, Ordering::Release);
             }
@@ -334,8 +335,14 @@ mod linux {
             // One look at a time: the total and the end-of-file are judged together.
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.total += own.take_acks()?;
-            if seen.total == 0 && !seen.closed {
-                seen.closed = own.peer_dropped()?;
+            if seen.total == 0 && !seen.closed && own.peer_dropped()? {
+                // An ipcez reader closes its end after its first ack: look at the count again.
+                seen.total += own.take_acks()?;
+                seen.closed = seen.total == 0;
+            }
+            if !seen.settled && (seen.total > 0 || seen.closed) {
+                own.settle();
+                seen.settled = true;
             }
             Ok(*seen)
         }

@@ -135,14 +135,10 @@ mod tests {
     #[test]
     fn the_channel_rides_with_the_first_bytes_and_acks_arrive() {
         let (a, b) = pair();
-        let (own, w) = channel().unwrap();
-        let sent = send(
-            a.as_raw_fd(),
-            &[IoSlice::new(b"hello")],
-            &[own.counter(), w.as_fd()],
-        );
+        let (own, to_send) = channel().unwrap();
+        let sent = send(a.as_raw_fd(), &[IoSlice::new(b"hello")], &to_send.fds());
         assert_eq!(sent.unwrap(), 5);
-        drop(w);
+        drop(to_send);
         assert!(
             !own.peer_dropped().unwrap(),
             "the copy in flight keeps it open"
@@ -150,26 +146,22 @@ mod tests {
         let (bytes, fds) = recv_all(&b);
         assert_eq!(bytes, b"hello");
         let mut acks = PeerAcks::accept(fds).expect("an ipcez channel");
+        assert!(!own.peer_dropped().unwrap(), "held until the first ack");
         acks.ack(3);
         acks.ack(1);
         assert_eq!(own.take_acks().unwrap(), 4);
         assert_eq!(own.take_acks().unwrap(), 0);
-        assert!(!own.peer_dropped().unwrap());
-        drop(acks);
-        assert!(own.peer_dropped().unwrap());
+        assert!(own.peer_dropped().unwrap(), "let go after the first ack");
+        acks.ack(2);
+        assert_eq!(own.take_acks().unwrap(), 2);
     }
 
     #[test]
     fn a_plain_reader_drops_the_channel_and_its_end_of_file_shows() {
         let (a, mut b) = pair();
-        let (own, w) = channel().unwrap();
-        send(
-            a.as_raw_fd(),
-            &[IoSlice::new(b"hi")],
-            &[own.counter(), w.as_fd()],
-        )
-        .unwrap();
-        drop(w);
+        let (own, to_send) = channel().unwrap();
+        send(a.as_raw_fd(), &[IoSlice::new(b"hi")], &to_send.fds()).unwrap();
+        drop(to_send);
         let mut buf = [0u8; 8];
         assert_eq!(std::io::Read::read(&mut b, &mut buf).unwrap(), 2);
         assert!(own.peer_dropped().unwrap());
@@ -179,22 +171,11 @@ mod tests {
     fn anything_but_the_two_ends_of_a_channel_is_closed_and_refused() {
         let (a, b) = pair();
         let (spare, _keep) = pair();
-        let (own, w) = channel().unwrap();
-        let (own2, w2) = channel().unwrap();
-        let cases: Vec<Vec<BorrowedFd<'_>>> = vec![
-            vec![own.counter()],                        // one alone
-            vec![w.as_fd(), own.counter()],             // swapped
-            vec![spare.as_fd(), w.as_fd()],             // a socket for the counter
-            vec![own.counter(), spare.as_fd()],         // a socket for the pipe
-            vec![own.counter(), w.as_fd(), w2.as_fd()], // one too many
-        ];
-        for fds in cases {
-            send(a.as_raw_fd(), &[IoSlice::new(b"x")], &fds).unwrap();
-            let (bytes, fds) = recv_all(&b);
-            assert_eq!(bytes, b"x");
-            assert!(PeerAcks::accept(fds).is_none());
-        }
-        // A page the peer could still shrink under our mapping (SIGBUS): refused.
+        let (own, to_send) = channel().unwrap();
+        let (own2, to_send2) = channel().unwrap();
+        let [mem, w] = to_send.fds();
+        let [_, w2] = to_send2.fds();
+        // A page the peer could still shrink under our mapping (SIGBUS).
         // SAFETY: memfd_create with a valid name; ftruncate on the new descriptor.
         let loose = unsafe {
             let fd = libc::syscall(libc::SYS_memfd_create, c"loose".as_ptr(), libc::MFD_CLOEXEC);
@@ -203,22 +184,29 @@ mod tests {
             assert_eq!(libc::ftruncate(fd.as_raw_fd(), 4096), 0);
             fd
         };
-        send(
-            a.as_raw_fd(),
-            &[IoSlice::new(b"x")],
-            &[loose.as_fd(), w.as_fd()],
-        )
-        .unwrap();
-        assert!(PeerAcks::accept(recv_all(&b).1).is_none());
-        drop((w, w2));
+        let cases: Vec<Vec<BorrowedFd<'_>>> = vec![
+            vec![mem],                // one alone
+            vec![w, mem],             // swapped
+            vec![spare.as_fd(), w],   // a socket for the page
+            vec![mem, spare.as_fd()], // a socket for the pipe
+            vec![loose.as_fd(), w],   // a page that can shrink
+            vec![mem, w, w2],         // one too many
+        ];
+        for fds in cases {
+            send(a.as_raw_fd(), &[IoSlice::new(b"x")], &fds).unwrap();
+            let (bytes, fds) = recv_all(&b);
+            assert_eq!(bytes, b"x");
+            assert!(PeerAcks::accept(fds).is_none());
+        }
+        drop((to_send, to_send2));
         assert!(own.peer_dropped().unwrap(), "every refused copy was closed");
         assert!(own2.peer_dropped().unwrap());
         // More than the buffer holds: the kernel cuts the list, and nothing is kept.
         let chans: Vec<_> = (0..MAX_FDS + 1).map(|_| channel().unwrap()).collect();
-        let ws: Vec<_> = chans.iter().map(|(_, w)| w.as_fd()).collect();
+        let ws: Vec<_> = chans.iter().map(|(_, t)| t.fds()[1]).collect();
         send(a.as_raw_fd(), &[IoSlice::new(b"z")], &ws).unwrap();
-        let (owns, writes): (Vec<_>, Vec<_>) = chans.into_iter().unzip();
-        drop(writes);
+        let (owns, sends): (Vec<_>, Vec<_>) = chans.into_iter().unzip();
+        drop(sends);
         let (bytes, fds) = recv_all(&b);
         assert_eq!(bytes, b"z");
         assert!(fds.is_empty());

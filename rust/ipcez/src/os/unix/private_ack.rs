@@ -1,8 +1,10 @@
 //! The private ack channel of one connection between two ipcez endpoints.
 //!
 //! Each side makes a sealed memfd of one page and a pipe. It sends the memfd and the pipe's
-//! write end with the first frame it writes (as `SCM_RIGHTS`), and keeps the memfd mapped
-//! and the pipe's read end. The page holds an ack counter: the peer's reader adds one for
+//! write end with the first frame it writes (as `SCM_RIGHTS`), and keeps the page mapped
+//! and the pipe's read end. Both sides close every descriptor of the channel as soon as the
+//! peer's kind is known (the first ack, or the end-of-file): a connection holds no more
+//! descriptors than its socket. The page holds an ack counter: the peer's reader adds one for
 //! every message it has read whole from that side, and wakes the sender with a futex only
 //! when the sender sleeps. Nobody else holds the page, so nobody else can ack, and the
 //! count belongs to this connection alone. An ack costs what an uncontended semaphore post
@@ -84,13 +86,27 @@ impl Drop for Page {
 /// The sender's ends of a channel.
 #[derive(Debug)]
 pub(crate) struct OwnEnds {
-    /// The memfd of the page; a copy goes to the peer.
-    mem: OwnedFd,
     page: Page,
     /// The count already taken in.
     taken: AtomicU32,
-    /// The read end of the pipe whose write end goes to the peer.
-    alive: OwnedFd,
+    /// The read end of the pipe whose write end goes to the peer, until the peer's kind is
+    /// known.
+    alive: std::sync::Mutex<Option<OwnedFd>>,
+}
+
+/// What goes to the peer with the first frame: the page's memfd and the pipe's write end.
+/// Dropped (closed here) once sent.
+#[derive(Debug)]
+pub(crate) struct ToSend {
+    mem: OwnedFd,
+    write: OwnedFd,
+}
+
+impl ToSend {
+    /// The descriptors, in the order the peer expects them.
+    pub(crate) fn fds(&self) -> [BorrowedFd<'_>; 2] {
+        [self.mem.as_fd(), self.write.as_fd()]
+    }
 }
 
 fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
@@ -101,10 +117,9 @@ fn cvt(r: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// Makes the channel of a new connection: our ends, and the pipe's write end, which goes
-/// to the peer (with the memfd, [`OwnEnds::counter`]) and must then be closed here.
-/// Everything is close-on-exec; the pipe is non-blocking.
-pub(crate) fn channel() -> io::Result<(OwnEnds, OwnedFd)> {
+/// Makes the channel of a new connection: our ends, and what goes to the peer (to be
+/// dropped here once sent). Everything is close-on-exec; the pipe is non-blocking.
+pub(crate) fn channel() -> io::Result<(OwnEnds, ToSend)> {
     // memfd_create through syscall(2): the libc wrapper is newer than the wheel's glibc.
     // SAFETY: a NUL-terminated name and flags; a non-negative result is a new descriptor.
     let fd = cvt(unsafe {
@@ -131,18 +146,17 @@ pub(crate) fn channel() -> io::Result<(OwnEnds, OwnedFd)> {
     // SAFETY: pipe2 succeeded, so both are new descriptors that we own from here on.
     let (alive, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let own = OwnEnds {
-        mem,
         page,
         taken: AtomicU32::new(0),
-        alive,
+        alive: std::sync::Mutex::new(Some(alive)),
     };
-    Ok((own, write))
+    Ok((own, ToSend { mem, write }))
 }
 
 impl OwnEnds {
-    /// The memfd, to send with the pipe's write end.
-    pub(crate) fn counter(&self) -> BorrowedFd<'_> {
-        self.mem.as_fd()
+    /// The peer's kind is known: the pipe has nothing more to say.
+    pub(crate) fn settle(&self) {
+        self.alive.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Takes in the acks that arrived since the last call (never blocks).
@@ -153,12 +167,16 @@ impl OwnEnds {
     }
 
     /// True once no process holds the pipe's write end any more: the peer's kernel closed
-    /// it (a custom reader) or the peer is gone.
+    /// it (a custom reader) or the peer is gone. False after [`settle`](Self::settle).
     pub(crate) fn peer_dropped(&self) -> io::Result<bool> {
+        let alive = self.alive.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(alive) = alive.as_ref() else {
+            return Ok(false);
+        };
         let mut b = [0u8; 16];
         loop {
             // SAFETY: `b` is writable for its length.
-            let n = unsafe { libc::read(self.alive.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
+            let n = unsafe { libc::read(alive.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
             match n {
                 0 => return Ok(true),
                 n if n > 0 => continue, // nothing is ever written; a peer that does is ignored
@@ -230,8 +248,9 @@ fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> io::Result<
 #[derive(Debug)]
 pub(crate) struct PeerAcks {
     page: Page,
-    /// Held, never written: closing it would tell the peer we are not ipcez.
-    _alive: OwnedFd,
+    /// Held, never written, until the first ack: closing it earlier would tell the peer we
+    /// are not ipcez.
+    alive: Option<OwnedFd>,
 }
 
 impl PeerAcks {
@@ -244,9 +263,11 @@ impl PeerAcks {
             return None;
         }
         let page = Page::map(mem.as_fd()).ok()?;
+        // The mapping stays; the descriptor is not needed any more.
+        drop(mem);
         Some(PeerAcks {
             page,
-            _alive: alive,
+            alive: Some(alive),
         })
     }
 
@@ -257,6 +278,9 @@ impl PeerAcks {
         }
         let count = self.page.count();
         count.fetch_add(n as u32, Ordering::SeqCst);
+        // The count shows the peer what we are now (it looks at the count again after an
+        // end-of-file, so closing after the add is safe).
+        self.alive = None;
         if self.page.waiters().load(Ordering::SeqCst) > 0 {
             // SAFETY: a valid, aligned u32 in our mapping; wakes every waiter.
             unsafe {
