@@ -414,3 +414,19 @@ def test_a_connection_keeps_no_descriptor_beyond_its_socket(sock_path: str) -> N
         for client, server in pairs:
             client.close()
             server.close()
+
+
+def test_close_leaves_a_newer_listeners_socket_and_semaphores_alone(sock_path: str) -> None:
+    """Listener A's file is removed by someone, B listens on the same path; A's close must
+    remove neither B's socket file nor B's semaphores."""
+    a = ipcez.listen(sock_path)
+    os.unlink(sock_path)
+    names = ["/dev/shm/sem." + n.lstrip("/") for n in ipcez.ack_names(sock_path)]
+    with ipcez.listen(sock_path) as b:
+        inodes = [os.stat(p).st_ino for p in [sock_path] + names]
+        a.close()
+        assert [os.stat(p).st_ino for p in [sock_path] + names] == inodes
+        with ipcez.connect(sock_path) as client:
+            client.send(b"still b's")
+            assert b.accept(timeout=5).recv(timeout=5) == b"still b's"
+    assert not any(os.path.exists(p) for p in [sock_path] + names)

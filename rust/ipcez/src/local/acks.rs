@@ -9,7 +9,7 @@
 //! A sender starts not knowing which kind of peer it has. The peer's read of the first
 //! frame decides: an ack on the private channel (an ipcez reader) makes the connection
 //! private for good, and shared tokens are never looked at; the channel's end-of-file (a
-//! custom reader's kernel closed the descriptor it did not ask for) makes it custom. Until
+//! custom reader's kernel closed the descriptors it did not ask for) makes it custom. Until
 //! then the message cannot have been read, so nothing is taken as its ack — no stale or
 //! forged shared token can acknowledge it.
 
