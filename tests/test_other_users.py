@@ -4,6 +4,7 @@ whose mode says it must not, under umask 000."""
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import stat
@@ -161,7 +162,7 @@ def test_umask_000_never_lets_another_user_in(nobody: None, short_dir: Path) -> 
     finally:
         os.umask(old)
         out, _ = connector.communicate(timeout=30)
-    seen = eval(out)  # a dict literal printed by the helper
+    seen = ast.literal_eval(out)  # a dict printed by the helper
     assert "connected" not in seen, seen
     assert received == []
     assert seen.get("EACCES", 0) > 0, f"the socket was never there to try ({seen}, {starts} starts)"
