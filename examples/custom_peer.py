@@ -17,9 +17,11 @@ The protocol, for an endpoint path P:
 * Two POSIX named semaphores, ``/ipcez.<tag>.<hash>.data_ready`` and
   ``.data_acked``: ``<tag>`` is P's file name with every byte outside
   ``[A-Za-z0-9_-]`` replaced by ``_``, cut to 32 bytes; ``<hash>`` is the first
-  16 hex digits of SHA-256 of P's absolute path (``ipcez.ack_names(P)`` gives
-  the same two names; the client below checks it).  The listener creates them
-  (mode 0600) and unlinks them when it closes.
+  16 hex digits of SHA-256 of P's canonical path (``os.path.realpath``: symlinks
+  and ``..`` resolved, so every spelling of P gives the same names;
+  ``ipcez.ack_names(P)`` gives the same two names, and the client below checks
+  it).  The listener creates them (mode 0600, exclusively, before it binds) and
+  unlinks them when it closes; a client opens them after connecting.
 * Receiving: read a whole frame, post ``data_acked``, take one ``data_ready``
   token (wait briefly: the sender posts it just after writing).
 * Sending: write the frame, post ``data_ready``, wait for ``data_acked``
@@ -67,15 +69,8 @@ with ipcez.connect(path) as sock:
 """
 
 
-def absolute(path: str) -> str:
-    """Like Rust's std::path::absolute on POSIX: join to the cwd, drop '.' and repeated '/'."""
-    if not path.startswith("/"):
-        path = os.getcwd() + "/" + path
-    return "/" + "/".join(part for part in path.split("/") if part not in ("", "."))
-
-
 def ack_names(path: str) -> "tuple[str, str]":
-    full = absolute(path)
+    full = os.path.realpath(path)
     tag = re.sub(rb"[^A-Za-z0-9_-]", b"_", os.path.basename(full).encode())[:32].decode()
     digest = hashlib.sha256(full.encode()).hexdigest()[:16]
     base = f"/ipcez.{tag}.{digest}"

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -209,9 +210,12 @@ def test_endpoint_type_is_checked() -> None:
 # -- ack_names -----------------------------------------------------------------
 
 
-def _expected_names(absolute: str) -> tuple:
-    tag = re.sub(rb"[^A-Za-z0-9_-]", b"_", os.path.basename(absolute).encode())[:32].decode()
-    digest = hashlib.sha256(absolute.encode()).hexdigest()[:16]
+def _expected_names(path: str) -> tuple:
+    """The rule, written independently: realpath (symlinks and ``..`` resolved), then the
+    file name as the tag and SHA-256 of the canonical path as the hash."""
+    canonical = os.path.realpath(path)
+    tag = re.sub(rb"[^A-Za-z0-9_-]", b"_", os.path.basename(canonical).encode())[:32].decode()
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return f"/ipcez.{tag}.{digest}.data_ready", f"/ipcez.{tag}.{digest}.data_acked"
 
 
@@ -227,18 +231,38 @@ def test_ack_names_long_file_name_is_cut_to_32(short_dir: Path) -> None:
     assert (ready, acked) == _expected_names(path)
 
 
-def test_ack_names_relative_path_is_made_absolute(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ack_names_relative_path_is_made_canonical(short_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(short_dir)
-    cwd = os.getcwd()
-    expected = _expected_names(os.path.join(cwd, "rel.sock"))
-    assert ipcez.ack_names("rel.sock") == expected
-    assert ipcez.ack_names("./rel.sock") == expected  # "." segments dropped
-    assert ipcez.ack_names(f"{cwd}//rel.sock") == expected  # repeated "/" dropped
-    # ".." is kept as it is (std::path::absolute does not resolve it)
-    assert ipcez.ack_names("sub/../rel.sock") == _expected_names(os.path.join(cwd, "sub/../rel.sock"))
+    (short_dir / "sub").mkdir()
+    expected = _expected_names(os.path.join(os.getcwd(), "rel.sock"))
+    for spelling in ("rel.sock", "./rel.sock", f"{os.getcwd()}//rel.sock", "sub/../rel.sock", "nosuch/../rel.sock"):
+        assert ipcez.ack_names(spelling) == expected, spelling
 
 
-def test_ack_names_needs_the_environment(monkeypatch: pytest.MonkeyPatch, sock_path: str) -> None:
-    monkeypatch.delenv("os")
-    with pytest.raises(ipcez.DetectionError):
-        ipcez.ack_names(sock_path)
+def test_ack_names_are_the_same_for_every_spelling_of_a_socket(short_dir: Path) -> None:
+    """A symlinked directory, ``..`` and a symlink to the socket file itself: one socket,
+    one pair of names — before the socket exists (a listener about to bind) and after."""
+    real = short_dir / "real"
+    real.mkdir()
+    (short_dir / "sub").mkdir()
+    os.symlink(real, short_dir / "linkdir")
+    target = str(real / "app.sock")
+    spellings = [str(short_dir / "linkdir" / "app.sock"), str(short_dir / "sub" / ".." / "real" / "app.sock")]
+    expected = _expected_names(target)
+    for s in spellings:
+        assert ipcez.ack_names(s) == expected, s
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        srv.bind(target)
+        os.symlink(target, short_dir / "file-link.sock")
+        for s in spellings + [str(short_dir / "file-link.sock")]:
+            assert ipcez.ack_names(s) == expected, s
+    finally:
+        srv.close()
+
+
+def test_ack_names_need_no_environment(monkeypatch: pytest.MonkeyPatch, sock_path: str) -> None:
+    for var in ("os", "target", "IPCEZ_OS", "IPCEZ_TARGET"):
+        monkeypatch.delenv(var, raising=False)
+    assert ipcez.ack_names(sock_path) == _expected_names(sock_path)
+    assert ipcez.ack_names(r"\\.\pipe\app") == (r"Global\app.data_ready", r"Global\app.data_acked")

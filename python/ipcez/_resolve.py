@@ -56,8 +56,11 @@ def ack_names(endpoint: Endpoint) -> Tuple[str, str]:
     """The ``(data_ready, data_acked)`` names of the endpoint's acknowledgement objects.
 
     On Linux these are POSIX named semaphores (``/ipcez.<tag>.<hash>.data_ready``
-    and ``….data_acked``); on Windows named events (``Global\\<pipe>.data_ready``).
-    A custom peer uses them to take part in the ack protocol (see the README).
+    and ``….data_acked``), computed from the canonical path (symlinks and ``..``
+    resolved, so every spelling of one socket gives the same names); on Windows
+    named events (``Global\\<pipe>.data_ready``).  No ``target``/``os`` is needed.
+    A custom peer uses them to take part in the ack protocol (see the README);
+    between two ipcez endpoints acks are private to the connection instead.
     """
     ep = _ffi.encode_str(endpoint, "endpoint")
     ready = _ffi.message_p()

@@ -19,7 +19,7 @@ use crate::os::windows::event::NamedEvent as Signal;
 /// `examples/bench.rs`: acked send p50 47 → 26 µs across cores, unchanged on one core; echo
 /// round trip 44 → 37 µs. (The same spin before poll(2) in a blocked `recv` made the
 /// cross-core round trip slower, so the reader does not spin.)
-struct Spin {
+pub(crate) struct Spin {
     until: std::time::Instant,
 }
 
@@ -27,14 +27,14 @@ impl Spin {
     const BUDGET: Duration = Duration::from_micros(30);
 
     /// A spin of at most `limit` (and never more than the budget).
-    fn new(limit: Duration) -> Self {
+    pub(crate) fn new(limit: Duration) -> Self {
         Spin {
             until: std::time::Instant::now() + Self::BUDGET.min(limit),
         }
     }
 
     /// Yields once and says whether to look again (false once the budget is spent).
-    fn keep_spinning(&mut self) -> bool {
+    pub(crate) fn keep_spinning(&mut self) -> bool {
         if std::time::Instant::now() >= self.until {
             return false;
         }
@@ -55,6 +55,7 @@ pub(crate) struct AckPair {
 
 impl AckPair {
     /// Opens (creating when missing, with `mode`) the pair named `names`.
+    #[cfg(windows)]
     pub(crate) fn open(names: &(String, String), mode: u32) -> io::Result<Self> {
         Ok(AckPair {
             ready: Signal::open(&names.0, mode)?,
@@ -63,17 +64,14 @@ impl AckPair {
         })
     }
 
-    /// Removes both names from the system (the listener that owns the endpoint does this).
-    pub(crate) fn unlink(names: &(String, String)) -> io::Result<()> {
-        Signal::unlink(&names.0)?;
-        Signal::unlink(&names.1)
-    }
-
-    /// Widens (or narrows) both names to `mode`, for a listener whose socket file has it.
+    /// The pair of two signals opened (or created) elsewhere.
     #[cfg(unix)]
-    pub(crate) fn set_mode(names: &(String, String), mode: u32) -> io::Result<()> {
-        Signal::set_mode(&names.0, mode)?;
-        Signal::set_mode(&names.1, mode)
+    pub(crate) fn new(ready: Signal, acked: Signal) -> Self {
+        AckPair {
+            ready,
+            acked,
+            ready_debt: AtomicUsize::new(0),
+        }
     }
 
     /// Sender, after the frame is written.

@@ -219,37 +219,41 @@ pub fn pipe_path(name: &str) -> String {
 
 /// The `(data_ready, data_acked)` names for an endpoint; see the README's ack protocol.
 ///
+/// No environment is read: a `\\.\pipe\` name (or any endpoint on Windows) gets the
+/// named-pipe events, any other path the Unix semaphores of its canonical path.
 /// WebSocket endpoints have none (WebSocket sends are not acked) and get an `Io` error.
 pub fn ack_names(endpoint: &str) -> Result<(String, String), SocketError> {
-    let r = resolve(endpoint)?;
-    match r.transport {
-        Transport::Unix => unix_ack_names(Path::new(&r.address)),
-        Transport::NamedPipe => Ok(pipe_ack_names(&r.address)),
-        Transport::WebSocket => Err(invalid_input(
+    check_endpoint(endpoint)?;
+    if url_scheme(endpoint).is_some() {
+        // A URL that is not ws:// or wss:// is refused as `decide` refuses it.
+        decide(endpoint, None, None, Os::BUILD)?;
+        return Err(invalid_input(
             "WebSocket endpoints have no ack names: WebSocket sends are not acknowledged",
-        )),
+        ));
     }
+    let is_pipe = endpoint
+        .get(..PIPE_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PIPE_PREFIX));
+    if is_pipe || cfg!(windows) {
+        return Ok(pipe_ack_names(endpoint));
+    }
+    unix_ack_names(Path::new(endpoint))
 }
 
 /// Semaphore names for a Unix socket path: `/ipcez.<tag>.<hash>.data_ready` and
-/// `/ipcez.<tag>.<hash>.data_acked`, where `<tag>` is the file name (at most 32 bytes, each
-/// byte other than ASCII letters, digits, `_` and `-` replaced by `_`) and `<hash>` the
-/// first 8 bytes of the SHA-256 of the absolute path, in hex.
+/// `/ipcez.<tag>.<hash>.data_acked`, where `<hash>` is the first 16 hex digits of SHA-256 of
+/// the canonical path (see [`canonical_path`]) and `<tag>` its file name with every byte
+/// outside `[A-Za-z0-9_-]` replaced by `_`, cut to 32 bytes. Every spelling of one socket
+/// (symlinks, `..`, a relative path) gives the same names.
 pub fn unix_ack_names(path: &Path) -> Result<(String, String), SocketError> {
-    let absolute = std::path::absolute(path)?;
-    let absolute = absolute.to_str().ok_or_else(|| {
-        invalid_input(format!(
-            "the socket path {absolute:?} is not valid UTF-8; use a UTF-8 path"
-        ))
-    })?;
-    let file_name = Path::new(absolute)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("");
+    let canonical = canonical_path(path)?;
+    let bytes = path_bytes(&canonical)?;
+    let file_name = canonical.file_name().map(path_bytes).transpose()?;
     let tag: String = file_name
-        .bytes()
+        .unwrap_or_default()
+        .iter()
         .take(32)
-        .map(|b| {
+        .map(|&b| {
             if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
                 b as char
             } else {
@@ -257,10 +261,52 @@ pub fn unix_ack_names(path: &Path) -> Result<(String, String), SocketError> {
             }
         })
         .collect();
-    let digest = Sha256::digest(absolute.as_bytes());
+    let digest = Sha256::digest(&bytes);
     let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let base = format!("/ipcez.{tag}.{hash}");
     Ok((format!("{base}.data_ready"), format!("{base}.data_acked")))
+}
+
+/// The canonical form of a socket path: `realpath(3)` of the file when it exists; otherwise
+/// the `realpath` of its deepest existing ancestor joined with the rest (`..` applied), which
+/// for a listener about to bind is the directory's real path joined with the file name —
+/// the same path the file has once it exists.
+pub(crate) fn canonical_path(path: &Path) -> std::io::Result<std::path::PathBuf> {
+    let absolute = std::path::absolute(path)?;
+    let parts: Vec<_> = absolute.components().collect();
+    for split in (1..=parts.len()).rev() {
+        let head: std::path::PathBuf = parts[..split].iter().collect();
+        let Ok(mut real) = std::fs::canonicalize(&head) else {
+            continue;
+        };
+        for part in &parts[split..] {
+            match part {
+                std::path::Component::ParentDir => {
+                    real.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => real.push(other),
+            }
+        }
+        return Ok(real);
+    }
+    Ok(absolute)
+}
+
+#[cfg(unix)]
+fn path_bytes(p: impl AsRef<std::ffi::OsStr>) -> Result<Vec<u8>, SocketError> {
+    use std::os::unix::ffi::OsStrExt;
+    Ok(p.as_ref().as_bytes().to_vec())
+}
+
+#[cfg(not(unix))]
+fn path_bytes(p: impl AsRef<std::ffi::OsStr>) -> Result<Vec<u8>, SocketError> {
+    let p = p.as_ref();
+    p.to_str().map(|s| s.as_bytes().to_vec()).ok_or_else(|| {
+        invalid_input(format!(
+            "the socket path {p:?} is not valid UTF-8; use a UTF-8 path"
+        ))
+    })
 }
 
 /// Event names for a pipe path: `Global\<pipename>.data_ready` / `.data_acked`, where

@@ -2,6 +2,7 @@
 //! [`Writer`] that sends whole frames and waits for their acks, and a [`ReadSide`] that
 //! reads frames, acks them and queues them, on the runtime or on a caller's thread.
 
+mod acks;
 mod reader;
 mod writer;
 
@@ -16,6 +17,7 @@ use crate::ack::AckPair;
 use crate::error::SocketError;
 use crate::inbox::{BlockingTaker, Inbox};
 use crate::os::LocalStream;
+use acks::ConnAck;
 use reader::ReadSide;
 use writer::Writer;
 
@@ -35,6 +37,7 @@ impl LocalConn {
         inbox: Arc<Inbox>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let stream = Arc::new(stream);
+        let acks = Arc::new(ConnAck::new(acks));
         let reader = Arc::new(ReadSide::new(stream.clone(), acks.clone(), inbox.clone()));
         let writer = Arc::new(Writer::new(stream, acks, inbox));
         let task = reader::run(reader.clone());
@@ -49,10 +52,10 @@ impl LocalConn {
         deadline: Instant,
         handle: &Handle,
     ) -> Result<(), SocketError> {
-        self.writer.write(msg, deadline).await?;
+        let seq = self.writer.write(msg, deadline).await?;
         let writer = self.writer.clone();
         handle
-            .spawn_blocking(move || writer.wait_ack_until(deadline))
+            .spawn_blocking(move || writer.wait_ack_of(seq, deadline))
             .await
             .map_err(|e| SocketError::Io(io::Error::other(e)))?
     }
@@ -69,7 +72,8 @@ impl LocalConn {
         self.writer.write_blocking(msg, deadline, handle, owner)
     }
 
-    /// Takes one "data acked" token, waiting until `deadline`.
+    /// Waits until `deadline` for the ack of this thread's last frame (see
+    /// [`Writer::wait_ack_until`]).
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
         self.writer.wait_ack_until(deadline)
     }

@@ -57,7 +57,7 @@ impl ReadSide {
             let n = frames.len();
             let first = (!frames.is_empty()).then(|| frames.remove(0));
             self.queue(&mut frames);
-            let outcome = outcome.and_then(|got| self.acknowledge(n).map(|()| got));
+            let outcome = outcome.and_then(|got| self.acknowledge(&mut st, n).map(|()| got));
             if let Err(e) = &outcome {
                 self.finish(e);
             }

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use bytes::BufMut;
 use tokio::sync::Notify;
 
-use crate::ack::AckPair;
+use super::acks::{ConnAck, PeerSide};
 use crate::error::{connection_lost, is_disconnect};
 use crate::frame::FrameDecoder;
 use crate::inbox::Inbox;
@@ -33,13 +33,15 @@ const READ_BUFFER: usize = 64 * 1024;
 pub(crate) struct ReadState {
     decoder: FrameDecoder,
     buf: Vec<u8>,
+    /// How messages from the peer are acked (decided by its first frame).
+    peer: PeerSide,
 }
 
 /// The reading half of a local connection, shared by the background task and direct readers.
 #[derive(Debug)]
 pub(crate) struct ReadSide {
     stream: Arc<LocalStream>,
-    acks: Arc<AckPair>,
+    acks: Arc<ConnAck>,
     inbox: Arc<Inbox>,
     state: Mutex<ReadState>,
     /// Wakes the background task when a direct reader lets go of `state`.
@@ -55,7 +57,7 @@ pub(crate) enum Step {
 }
 
 impl ReadSide {
-    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<AckPair>, inbox: Arc<Inbox>) -> Self {
+    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<ConnAck>, inbox: Arc<Inbox>) -> Self {
         ReadSide {
             stream,
             acks,
@@ -63,6 +65,7 @@ impl ReadSide {
             state: Mutex::new(ReadState {
                 decoder: FrameDecoder::new(),
                 buf: Vec::with_capacity(READ_BUFFER),
+                peer: PeerSide::default(),
             }),
             resume: Notify::new(),
         }
@@ -92,10 +95,14 @@ impl ReadSide {
         direct: bool,
         out: &mut Vec<Vec<u8>>,
     ) -> Result<Step, io::Error> {
-        let ReadState { decoder, buf } = st;
+        let ReadState { decoder, buf, peer } = st;
         // Large bodies are read straight into their own buffer, small ones via `buf`.
         let (read, into_body) = match decoder.direct_target() {
             Some((body, missing)) => (self.read(&mut body.limit(missing), direct), true),
+            None if peer.wants_channel() => {
+                buf.clear();
+                (self.read_first(buf, direct, peer), false)
+            }
             None => {
                 buf.clear();
                 (self.read(buf, direct), false)
@@ -123,8 +130,35 @@ impl ReadSide {
 
     /// Acks `n` messages read whole. Called once they are queued (or about to be returned),
     /// so a sender released by the ack finds its message already takeable.
-    pub(crate) fn acknowledge(&self, n: usize) -> io::Result<()> {
-        (0..n).try_for_each(|_| self.acks.acknowledge())
+    pub(crate) fn acknowledge(&self, st: &mut ReadState, n: usize) -> io::Result<()> {
+        st.peer.acknowledge(&self.acks, n)
+    }
+
+    /// The reads until the peer's first bytes arrive also take the private ack channel
+    /// that an ipcez peer attaches to its first frame; later reads never ask for ancillary
+    /// data, so the kernel drops whatever a peer attaches then.
+    fn read_first(
+        &self,
+        buf: &mut Vec<u8>,
+        direct: bool,
+        peer: &mut PeerSide,
+    ) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        {
+            let (n, fds) = self.stream.read_with_fds(buf, direct)?;
+            if n > 0 {
+                peer.first_read(&self.acks, fds);
+            }
+            Ok(n)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let n = self.read(buf, direct)?;
+            if n > 0 {
+                peer.first_read(&self.acks);
+            }
+            Ok(n)
+        }
     }
 
     fn read<B: BufMut>(&self, buf: &mut B, direct: bool) -> io::Result<usize> {
@@ -196,7 +230,10 @@ pub(crate) async fn run(side: Arc<ReadSide>) {
             let step = side.step(&mut st, false, &mut frames);
             let n = frames.len();
             let open = side.queue(&mut frames);
-            (step.and_then(|s| side.acknowledge(n).map(|()| s)), open)
+            (
+                step.and_then(|s| side.acknowledge(&mut st, n).map(|()| s)),
+                open,
+            )
         });
         let Some((step, open)) = attempt else {
             // A direct reader has the stream; wait until it lets go.

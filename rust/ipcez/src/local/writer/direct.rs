@@ -35,6 +35,8 @@ impl Writer {
         let hdr = header(msg.len());
         let slice_end = deadline.min(Instant::now() + WRITE_SLICE);
         let done = self.write_frame_direct(&hdr, msg, slice_end)?;
+        // Numbered now: the write lock keeps the order, even for a rest written later.
+        self.keep_ticket(self.acks.frame_written());
         if done == hdr.len() + msg.len() {
             drop(guard);
             return self.signal_ready();
@@ -68,7 +70,8 @@ impl Writer {
         let total = hdr.len() + msg.len();
         let mut done = 0;
         while done < total {
-            match self.stream.write_direct(&unwritten(hdr, msg, done)) {
+            let bufs = unwritten(hdr, msg, done);
+            match self.write_direct(&bufs) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = slice_end.saturating_duration_since(Instant::now());
@@ -96,10 +99,8 @@ impl Writer {
     async fn finish_in_background(&self, rest: Vec<u8>, deadline: Instant) {
         let mut done = 0;
         while done < rest.len() {
-            match self
-                .stream
-                .try_write_vectored(&[IoSlice::new(&rest[done..])])
-            {
+            // The channel still rides along when not a byte of the frame went out yet.
+            match self.try_write(&[IoSlice::new(&rest[done..])]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match tokio::time::timeout_at(deadline.into(), self.stream.writable()).await {
@@ -114,5 +115,14 @@ impl Writer {
         if self.signal_ready().is_err() {
             self.abandon();
         }
+    }
+
+    /// Writes what it can on this thread, with the private ack channel while the
+    /// connection's first bytes have not carried it yet.
+    fn write_direct(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        return self.acks.write(|fds| self.stream.write_direct(bufs, fds));
+        #[cfg(not(target_os = "linux"))]
+        self.stream.write_direct(bufs, &[])
     }
 }

@@ -1,5 +1,6 @@
-//! Writing a local connection: whole frames only, then "data ready", then the wait for
-//! "data acked".
+//! Writing a local connection: whole frames only, numbered in write order, then "data
+//! ready" (unless the peer is known to be ipcez), then the wait for the frame's ack (see
+//! `acks`).
 //!
 //! Three writers put frames on the wire: the async one below (through the runtime's
 //! readiness), and on Unix the direct one of `send_frame_blocking` (on the caller's thread,
@@ -11,7 +12,7 @@ use std::io::{self, IoSlice};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::ack::AckPair;
+use super::acks::ConnAck;
 use crate::error::{SocketError, connection_lost, is_disconnect};
 use crate::frame::header;
 use crate::inbox::Inbox;
@@ -23,19 +24,30 @@ mod direct;
 /// How long a local ack wait sleeps before looking whether the connection ended.
 const ACK_POLL: Duration = Duration::from_millis(20);
 
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+thread_local! {
+    /// The writer and number of the last frame this thread wrote with `write_blocking`:
+    /// the one its `wait_ack_until` waits for.
+    static TICKET: std::cell::Cell<Option<(u64, u64)>> = const { std::cell::Cell::new(None) };
+}
+
 /// The writing half of a local connection.
 #[derive(Debug)]
 pub(crate) struct Writer {
+    /// Unique in this process (the key of a thread's ticket).
+    id: u64,
     stream: Arc<LocalStream>,
-    acks: Arc<AckPair>,
+    acks: Arc<ConnAck>,
     inbox: Arc<Inbox>,
     /// Held for a whole frame so frames from several senders never interleave.
     lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Writer {
-    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<AckPair>, inbox: Arc<Inbox>) -> Self {
+    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<ConnAck>, inbox: Arc<Inbox>) -> Self {
         Writer {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             stream,
             acks,
             inbox,
@@ -43,12 +55,15 @@ impl Writer {
         }
     }
 
-    /// Writes one frame of `msg` (already checked) and signals "data ready".
-    pub(crate) async fn write(&self, msg: &[u8], deadline: Instant) -> Result<(), SocketError> {
+    /// Writes one frame of `msg` (already checked) and signals "data ready"; returns the
+    /// frame's number for [`wait_ack_of`](Self::wait_ack_of).
+    pub(crate) async fn write(&self, msg: &[u8], deadline: Instant) -> Result<u64, SocketError> {
         let hdr = header(msg.len());
         let _guard = self.lock.lock().await;
         self.write_frame(&hdr, msg, deadline).await?;
-        self.signal_ready()
+        let seq = self.acks.frame_written();
+        self.signal_ready()?;
+        Ok(seq)
     }
 
     /// [`write`](Self::write) for threads outside the runtime, where the stream cannot be
@@ -61,15 +76,35 @@ impl Writer {
         handle: &tokio::runtime::Handle,
         _owner: &K,
     ) -> Result<(), SocketError> {
-        crate::runtime::block_on(handle, self.write(msg, deadline))?
+        let seq = crate::runtime::block_on(handle, self.write(msg, deadline))??;
+        self.keep_ticket(seq);
+        Ok(())
     }
 
-    /// Takes one "data acked" token, waiting until `deadline`; looks every `ACK_POLL`
-    /// whether the connection ended meanwhile.
+    /// Remembers, for this thread, the frame that [`wait_ack_until`](Self::wait_ack_until)
+    /// is to wait for.
+    fn keep_ticket(&self, seq: u64) {
+        TICKET.with(|t| t.set(Some((self.id, seq))));
+    }
+
+    /// Waits until `deadline` for the ack of the last frame this thread wrote with
+    /// `write_blocking`; on a thread that wrote none, for the last frame written (whose ack
+    /// covers every earlier one).
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
+        let seq = TICKET
+            .with(|t| t.get())
+            .filter(|&(id, _)| id == self.id)
+            .map_or_else(|| self.acks.last_written(), |(_, seq)| seq);
+        self.wait_ack_of(seq, deadline)
+    }
+
+    /// Waits until `deadline` for the ack of frame `seq`; looks every `ACK_POLL` whether
+    /// the connection ended meanwhile.
+    pub(crate) fn wait_ack_of(&self, seq: u64, deadline: Instant) -> Result<(), SocketError> {
+        let peer_gone = || self.stream.peer_hung_up();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.acks.wait_acked(left.min(ACK_POLL))? {
+            if self.acks.wait(seq, left.min(ACK_POLL), &peer_gone)? {
                 return Ok(());
             }
             if self.inbox.has_ended() {
@@ -97,7 +132,7 @@ impl Writer {
         };
         while progress.done < progress.total {
             let done = progress.done;
-            match self.stream.try_write_vectored(&unwritten(hdr, msg, done)) {
+            match self.try_write(&unwritten(hdr, msg, done)) {
                 Ok(n) => progress.done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let ready =
@@ -117,8 +152,21 @@ impl Writer {
         Ok(())
     }
 
+    /// Writes what it can through the runtime's readiness, with the private ack channel
+    /// while the connection's first bytes have not carried it yet.
+    fn try_write(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        return self
+            .acks
+            .write(|fds| self.stream.try_write_vectored(bufs, fds));
+        #[cfg(all(unix, not(target_os = "linux")))]
+        return self.stream.try_write_vectored(bufs, &[]);
+        #[cfg(windows)]
+        self.stream.try_write_vectored(bufs)
+    }
+
     fn signal_ready(&self) -> Result<(), SocketError> {
-        self.acks.signal_ready()?;
+        self.acks.after_frame()?;
         Ok(())
     }
 

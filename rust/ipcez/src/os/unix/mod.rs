@@ -1,5 +1,10 @@
-//! Unix: domain sockets for the stream, POSIX named semaphores for the acks.
+//! Unix: domain sockets for the stream, POSIX named semaphores for the acks shared with
+//! custom peers, and (Linux) a private ack channel per connection between ipcez endpoints.
 
+mod bind;
+mod fdpass;
+#[cfg(target_os = "linux")]
+pub(crate) mod private_ack;
 pub(crate) mod sem;
 mod stream;
 mod uds;

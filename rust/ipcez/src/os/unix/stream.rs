@@ -2,7 +2,7 @@
 //! to read, write and wait on it directly.
 
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
 use bytes::BufMut;
@@ -52,30 +52,43 @@ impl UdsStream {
 
     /// Writes what it can straight to the file descriptor (the counterpart of
     /// [`read_direct`](Self::read_direct)); `WouldBlock` when nothing could be written.
-    ///
-    /// sendmsg with MSG_NOSIGNAL instead of write: a dead peer must give EPIPE, not a
-    /// SIGPIPE that kills the host process (a C or Python host may not ignore it the way
-    /// Rust binaries do).
-    pub(crate) fn write_direct(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = bufs.len() as _;
-        // SAFETY: IoSlice is ABI-compatible with iovec on Unix, the slices outlive the
-        // call, and the fd is open while `self` lives.
-        let n = unsafe { libc::sendmsg(self.fd(), &msg, libc::MSG_NOSIGNAL) };
-        if n < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        }
+    /// `fds` ride along with these bytes (`SCM_RIGHTS`): the private ack channel of the
+    /// first frame (see `local::acks`); usually there are none.
+    pub(crate) fn write_direct(
+        &self,
+        bufs: &[IoSlice<'_>],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<usize> {
+        super::fdpass::send(self.fd(), bufs, fds)
     }
 
     /// Writes what it can without blocking, through tokio's readiness; `WouldBlock` when
-    /// nothing could be written.
-    pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0
-            .try_io(tokio::io::Interest::WRITABLE, || self.write_direct(bufs))
+    /// nothing could be written. `fds` as for [`write_direct`](Self::write_direct).
+    pub(crate) fn try_write_vectored(
+        &self,
+        bufs: &[IoSlice<'_>],
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<usize> {
+        self.0.try_io(tokio::io::Interest::WRITABLE, || {
+            self.write_direct(bufs, fds)
+        })
+    }
+
+    /// Reads like [`try_read_buf`](Self::try_read_buf) (or, `direct`, like
+    /// [`read_direct`](Self::read_direct)) and also takes the descriptors the peer attached
+    /// to these bytes. Only the first read of a connection asks for them.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn read_with_fds<B: BufMut>(
+        &self,
+        buf: &mut B,
+        direct: bool,
+    ) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+        let mut read = || super::fdpass::recv(self.fd(), buf);
+        if direct {
+            read()
+        } else {
+            self.0.try_io(tokio::io::Interest::READABLE, read)
+        }
     }
 
     /// Waits up to `timeout` for the stream to be readable (or closed), with poll(2) on the

@@ -139,11 +139,6 @@ impl NamedEvent {
         })
     }
 
-    /// Events vanish with their last handle; nothing to remove.
-    pub(crate) fn unlink(_name: &str) -> io::Result<()> {
-        Ok(())
-    }
-
     /// Signals once; see the type's documentation for posts the event cannot hold yet.
     pub(crate) fn post(&self) -> io::Result<()> {
         let mut owed = self.inner.lock();

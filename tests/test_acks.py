@@ -1,0 +1,432 @@
+"""Acks you can trust: between ipcez endpoints an ack comes on a channel private to the
+connection, so forged, stale or crossed tokens in the shared semaphores can neither give nor
+take nor delay it; custom peers (a C program built here from the documented protocol) keep
+the shared semaphores in both directions; and other users cannot squat the names or reach a
+socket whose mode says they must not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+import pytest
+
+import ipcez
+
+from conftest import child_env
+
+posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Unix sockets, POSIX semaphores, /dev/shm")
+
+FORGED = 10_000
+
+# An ipcez listener in its own process (so the test can stop it): prints "ready", then
+# one line per message it takes, in order.
+LISTENER = r"""
+import sys, ipcez
+path = sys.argv[1]
+with ipcez.listen(path, ack_timeout=float(sys.argv[2])) as listener:
+    print("ready", flush=True)
+    sock = listener.accept(timeout=30)
+    while True:
+        try:
+            msg = sock.recv(timeout=30)
+        except (ipcez.ConnectionLost, TimeoutError):
+            break
+        print(msg.decode(), flush=True)
+"""
+
+
+def start(code: str, *args: str) -> "subprocess.Popen[str]":
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
+
+
+def read_line(proc: "subprocess.Popen[str]") -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    assert line, f"the child ended early (exit {proc.poll()})"
+    return line
+
+
+def stop(proc: "subprocess.Popen[str]") -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.kill()
+    proc.wait(timeout=10)
+
+
+def pause(pid: int) -> None:
+    """SIGSTOP `pid` and wait until every thread of it has stopped (a thread in the middle of
+    a read would otherwise still take a message in, and ack it rightly)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
+
+
+def send_counting(sock: ipcez.Socket, payloads: List[bytes]) -> Tuple[int, int]:
+    """(acked, timed out) for sending each payload."""
+    acked = timed_out = 0
+    for p in payloads:
+        try:
+            sock.send(p)
+            acked += 1
+        except ipcez.RecipientAckTimeout:
+            timed_out += 1
+    return acked, timed_out
+
+
+def forge(names: Tuple[str, str], n: int = FORGED) -> "posix_ipc.Semaphore":
+    """What any process of the same user can do: post `n` data_acked tokens."""
+    acked = posix_ipc.Semaphore(names[1])
+    for _ in range(n):
+        acked.release()
+    return acked
+
+
+# -- private acks between ipcez endpoints -----------------------------------------------
+
+
+def test_a_forged_flood_cannot_ack_a_stopped_listener(sock_path: str) -> None:
+    child = start(LISTENER, sock_path, "5")
+    try:
+        assert read_line(child) == "ready"
+        acked = forge(ipcez.ack_names(sock_path))
+        with ipcez.connect(sock_path, ack_timeout=0.3) as client:
+            # Stopped before it read anything: the first frames cannot be acked by anyone.
+            pause(child.pid)
+            assert send_counting(client, [b"early-%d" % i for i in range(5)]) == (0, 5)
+            os.kill(child.pid, signal.SIGCONT)
+            # Reading again: every send is acked once read, and only then.
+            for i in range(5):
+                assert read_line(child) == "early-%d" % i
+            for i in range(50):
+                client.send(b"live-%d" % i)
+                assert read_line(child) == "live-%d" % i
+            # Stopped again, now that the connection is known to be private.
+            pause(child.pid)
+            assert send_counting(client, [b"late-%d" % i for i in range(5)]) == (0, 5)
+            os.kill(child.pid, signal.SIGCONT)
+            for i in range(5):
+                assert read_line(child) == "late-%d" % i
+        assert acked.value == FORGED, "ipcez endpoints never took a shared token"
+        acked.close()
+    finally:
+        stop(child)
+
+
+# A client in its own process: says who it is, then echoes until it gets b"bye".
+ECHO_CLIENT = r"""
+import sys, ipcez
+with ipcez.connect(sys.argv[1], ack_timeout=5) as sock:
+    sock.send(sys.argv[2].encode())
+    print("hello sent", flush=True)
+    while True:
+        msg = sock.recv(timeout=30)
+        if msg == b"bye":
+            break
+        sock.send(msg)
+    print("done", flush=True)
+"""
+
+
+def test_a_stalled_client_beside_a_busy_one(sock_path: str) -> None:
+    """0 false acks towards the stalled client and 0 false timeouts towards the busy one,
+    with a forged flood in the shared semaphore on top."""
+    with ipcez.listen(sock_path, ack_timeout=0.5) as listener:
+        busy = start(ECHO_CLIENT, sock_path, "busy")
+        stalled = start(ECHO_CLIENT, sock_path, "stalled")
+        try:
+            peers = {}
+            for _ in range(2):
+                s = listener.accept(timeout=10)
+                peers[s.recv(timeout=10)] = s
+            assert read_line(stalled) == "hello sent"
+            pause(stalled.pid)
+            acked = forge(ipcez.ack_names(sock_path))
+            false_acks: List[int] = []
+            t = threading.Thread(
+                target=lambda: false_acks.append(send_counting(peers[b"stalled"], [b"x"] * 8)[0])
+            )
+            t.start()
+            false_timeouts = 0
+            for i in range(300):
+                msg = b"m%d" % i
+                try:
+                    peers[b"busy"].send(msg)
+                except ipcez.RecipientAckTimeout:
+                    false_timeouts += 1
+                assert peers[b"busy"].recv(timeout=5) == msg
+            t.join(timeout=30)
+            assert false_acks == [0]
+            assert false_timeouts == 0
+            peers[b"busy"].send(b"bye")
+            assert read_line(busy) == "hello sent"
+            assert read_line(busy) == "done"
+            assert acked.value == FORGED
+            acked.close()
+        finally:
+            stop(busy)
+            stop(stalled)
+
+
+def test_every_spelling_of_the_path_is_acked(short_dir: Path) -> None:
+    """A symlinked directory, ``..`` and a symlink to the socket file: clients on each
+    spelling send and receive without a single ack timeout."""
+    real = short_dir / "real"
+    real.mkdir()
+    (short_dir / "sub").mkdir()
+    os.symlink(real, short_dir / "linkdir")
+    path = str(real / "app.sock")
+    with ipcez.listen(path, ack_timeout=2) as listener:
+        os.symlink(path, short_dir / "file-link.sock")
+        spellings = [
+            str(short_dir / "linkdir" / "app.sock"),
+            str(short_dir / "sub" / ".." / "real" / "app.sock"),
+            str(short_dir / "file-link.sock"),
+        ]
+        for spelling in spellings:
+            assert ipcez.ack_names(spelling) == ipcez.ack_names(path)
+            with ipcez.connect(spelling, ack_timeout=2) as client:
+                peer = listener.accept(timeout=5)
+                for i in range(20):
+                    client.send(b"%d" % i)
+                    assert peer.recv(timeout=5) == b"%d" % i
+                    peer.send(b"r%d" % i)
+                    assert client.recv(timeout=5) == b"r%d" % i
+                peer.close()
+
+
+# -- custom peers: a C program that speaks the documented protocol ----------------------
+
+C_PEER = r"""
+/* A custom peer: plain read/write frames (4-byte big-endian length, then the bytes) and the
+   endpoint's two POSIX named semaphores. Usage: peer listen|connect PATH READY ACKED N */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+static char buf[4 << 20];
+static void die(const char *what) { perror(what); exit(1); }
+static void io(int fd, char *p, size_t n, int out) {
+    while (n) { ssize_t r = out ? write(fd, p, n) : read(fd, p, n); if (r <= 0) die("io"); p += r; n -= r; }
+}
+static void wait_for(sem_t *s, int seconds) {
+    struct timespec t; clock_gettime(CLOCK_REALTIME, &t); t.tv_sec += seconds;
+    if (sem_timedwait(s, &t)) die("sem_timedwait");
+}
+static uint32_t recv_msg(int fd, sem_t *ready, sem_t *acked) {
+    uint32_t len; io(fd, (char *)&len, 4, 0); len = ntohl(len);
+    if (len > sizeof buf) die("oversized frame");
+    io(fd, buf, len, 0);
+    sem_post(acked);                                   /* read whole: data acked */
+    if (sem_trywait(ready)) { usleep(1000); sem_trywait(ready); } /* keep data_ready bounded */
+    return len;
+}
+static void send_msg(int fd, sem_t *ready, sem_t *acked, const char *p, uint32_t len) {
+    uint32_t be = htonl(len); io(fd, (char *)&be, 4, 1); io(fd, (char *)p, len, 1);
+    sem_post(ready);                                   /* data ready */
+    wait_for(acked, 5);                                /* the ack */
+}
+int main(int argc, char **argv) {
+    if (argc != 6) { fprintf(stderr, "usage\n"); return 2; }
+    int listening = !strcmp(argv[1], "listen"), n = atoi(argv[5]), fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, argv[2], sizeof a.sun_path - 1);
+    sem_t *ready, *acked;
+    if (listening) {  /* the listener creates the names, fresh, before it binds */
+        sem_unlink(argv[3]); sem_unlink(argv[4]);
+        ready = sem_open(argv[3], O_CREAT | O_EXCL, 0600, 0);
+        acked = sem_open(argv[4], O_CREAT | O_EXCL, 0600, 0);
+        if (ready == SEM_FAILED || acked == SEM_FAILED) die("sem_open");
+        unlink(argv[2]);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 1)) die("bind");
+        puts("ready"); fflush(stdout);
+        if ((fd = accept(fd, 0, 0)) < 0) die("accept");
+    } else {          /* a client opens them after connecting, and never creates them */
+        if (connect(fd, (struct sockaddr *)&a, sizeof a)) die("connect");
+        ready = sem_open(argv[3], 0); acked = sem_open(argv[4], 0);
+        if (ready == SEM_FAILED || acked == SEM_FAILED) die("sem_open");
+    }
+    for (int i = 0; i < n; i++) {  /* the client sends n, then the listener sends n back */
+        if (listening) { uint32_t len = recv_msg(fd, ready, acked); printf("got %u\n", len); }
+        else { int len = i ? snprintf(buf, 64, "c%d", i) : 1 << 20; if (!i) memset(buf, 'c', len); send_msg(fd, ready, acked, buf, len); }
+    }
+    for (int i = 0; i < n; i++) {
+        if (listening) { int len = snprintf(buf, 64, "l%d", i); send_msg(fd, ready, acked, buf, len); }
+        else { uint32_t len = recv_msg(fd, ready, acked); printf("got %.*s\n", (int)len, buf); }
+    }
+    if (listening) { sem_unlink(argv[3]); sem_unlink(argv[4]); unlink(argv[2]); }
+    puts("ok"); return 0;
+}
+"""
+
+ROUNDS = 20
+
+
+@pytest.fixture(scope="module")
+def c_peer(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    d = tmp_path_factory.mktemp("cpeer")
+    src = d / "peer.c"
+    src.write_text(C_PEER)
+    exe = d / "peer"
+    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-pthread", "-o", str(exe), str(src)], check=True)
+    assert len([line for line in C_PEER.splitlines() if line.strip()]) < 80
+    return str(exe)
+
+
+def test_c_custom_listener_with_an_ipcez_client(c_peer: str, short_dir: Path) -> None:
+    path = str(short_dir / "c.sock")
+    ready, acked = ipcez.ack_names(path)
+    peer = subprocess.Popen([c_peer, "listen", path, ready, acked, str(ROUNDS)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert read_line(peer) == "ready"  # type: ignore[arg-type]
+        with ipcez.connect(path, ack_timeout=5) as client:
+            for i in range(ROUNDS):
+                client.send(b"c" * (1 << 20) if i == 0 else b"c%d" % i)
+            for i in range(ROUNDS):
+                assert client.recv(timeout=5) == b"l%d" % i
+        out, _ = peer.communicate(timeout=10)
+        assert peer.returncode == 0, out
+        assert out.split("\n")[:2] == [f"got {1 << 20}", "got 2"]
+        assert out.strip().endswith("ok")
+    finally:
+        if peer.poll() is None:
+            peer.kill()
+
+
+@pytest.mark.parametrize("spelling", ["direct", "symlinked-dir"])
+def test_c_custom_client_with_an_ipcez_listener(c_peer: str, short_dir: Path, spelling: str) -> None:
+    real = short_dir / "real"
+    real.mkdir()
+    path = str(real / "l.sock")
+    os.symlink(real, short_dir / "linkdir")
+    dial = path if spelling == "direct" else str(short_dir / "linkdir" / "l.sock")
+    with ipcez.listen(path, ack_timeout=5) as listener:
+        ready, acked = ipcez.ack_names(dial)
+        peer = subprocess.Popen([c_peer, "connect", dial, ready, acked, str(ROUNDS)], stdout=subprocess.PIPE, text=True)
+        try:
+            sock = listener.accept(timeout=10)
+            assert sock.recv(timeout=5) == b"c" * (1 << 20)
+            for i in range(1, ROUNDS):
+                assert sock.recv(timeout=5) == b"c%d" % i
+            for i in range(ROUNDS):
+                sock.send(b"l%d" % i)  # acked by the C peer's sem_post
+            out, _ = peer.communicate(timeout=10)
+            assert peer.returncode == 0, out
+            assert out.split() == [w for i in range(ROUNDS) for w in ("got", "l%d" % i)] + ["ok"]
+        finally:
+            if peer.poll() is None:
+                peer.kill()
+
+
+def test_a_mixed_listener_keeps_the_ipcez_connections_exact(c_peer: str, sock_path: str) -> None:
+    """ipcez clients (one of them stalled) and a custom C client on one listener: the custom
+    client's tokens in the shared semaphores ack nothing of the ipcez connections."""
+    with ipcez.listen(sock_path, ack_timeout=0.5) as listener:
+        busy = start(ECHO_CLIENT, sock_path, "busy")
+        stalled = start(ECHO_CLIENT, sock_path, "stalled")
+        ready, acked = ipcez.ack_names(sock_path)
+        custom = subprocess.Popen(
+            [c_peer, "connect", sock_path, ready, acked, str(ROUNDS)], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            peers = {}
+            for _ in range(3):
+                s = listener.accept(timeout=10)
+                first = s.recv(timeout=10)
+                peers[first if first in (b"busy", b"stalled") else b"custom"] = s
+            assert read_line(stalled) == "hello sent"
+            pause(stalled.pid)
+            false_acks: List[int] = []
+            t = threading.Thread(
+                target=lambda: false_acks.append(send_counting(peers[b"stalled"], [b"x"] * 6)[0])
+            )
+            t.start()
+            for i in range(1, ROUNDS):
+                assert peers[b"custom"].recv(timeout=5) == b"c%d" % i
+            for i in range(ROUNDS):
+                peers[b"custom"].send(b"l%d" % i)
+                peers[b"busy"].send(b"m%d" % i)
+                assert peers[b"busy"].recv(timeout=5) == b"m%d" % i
+            t.join(timeout=30)
+            assert false_acks == [0]
+            out, _ = custom.communicate(timeout=10)
+            assert custom.returncode == 0 and out.strip().endswith("ok"), out
+            peers[b"busy"].send(b"bye")
+        finally:
+            for p in (busy, stalled):
+                stop(p)
+            if custom.poll() is None:
+                custom.kill()
+
+
+def test_a_connection_keeps_no_descriptor_beyond_its_socket(sock_path: str) -> None:
+    """The private channel's descriptors are closed once both sides know each other, so a
+    listener with many connections needs no more descriptors than it did with shared acks."""
+    pairs = []
+    with ipcez.listen(sock_path) as listener:
+        warm = ipcez.connect(sock_path)  # the runtime and its threads exist before counting
+        pairs.append((warm, listener.accept(timeout=5)))
+        base = len(os.listdir("/proc/self/fd"))
+        for i in range(20):
+            client = ipcez.connect(sock_path)
+            server = listener.accept(timeout=5)
+            client.send(b"x%d" % i)
+            assert server.recv(timeout=5) == b"x%d" % i
+            server.send(b"y%d" % i)
+            assert client.recv(timeout=5) == b"y%d" % i
+            pairs.append((client, server))
+        grown = len(os.listdir("/proc/self/fd")) - base
+        assert grown <= 2 * 20, f"{grown} descriptors for 20 connections (two sockets each)"
+        for client, server in pairs:
+            client.close()
+            server.close()
+
+
+def test_close_leaves_a_newer_listeners_socket_and_semaphores_alone(sock_path: str) -> None:
+    """Listener A's file is removed by someone, B listens on the same path; A's close must
+    remove neither B's socket file nor B's semaphores."""
+    a = ipcez.listen(sock_path)
+    os.unlink(sock_path)
+    names = ["/dev/shm/sem." + n.lstrip("/") for n in ipcez.ack_names(sock_path)]
+    with ipcez.listen(sock_path) as b:
+        inodes = [os.stat(p).st_ino for p in [sock_path] + names]
+        a.close()
+        assert [os.stat(p).st_ino for p in [sock_path] + names] == inodes
+        with ipcez.connect(sock_path) as client:
+            client.send(b"still b's")
+            assert b.accept(timeout=5).recv(timeout=5) == b"still b's"
+    assert not any(os.path.exists(p) for p in [sock_path] + names)
