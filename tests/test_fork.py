@@ -60,11 +60,13 @@ def expect_forked(call, *args):
     raise AssertionError("%r did not raise ForkedError" % (call,))
 
 def exchange_as_child(endpoint, tag=b"child"):
-    """Connect anew, say hello, get the reply, stay until the parent hangs up (so the reply
-    is acked before this process goes away)."""
+    """Connect anew and talk to serve_one(). The child has the last word and then waits for
+    the parent to hang up: a process that exits, or a side that closes, right after taking
+    a message may do so before the library acked it, and the peer's send then fails."""
     s = ipcez.connect(endpoint)
     s.send(b"hello from " + tag)
     assert s.recv(timeout=10) == b"pong"
+    s.send(b"done")
     try:
         s.recv(timeout=10)
     except ipcez.ConnectionLost:
@@ -77,6 +79,7 @@ def serve_one(listener, tag=b"child"):
     peer = listener.accept(timeout=10)
     assert peer.recv(timeout=10) == b"hello from " + tag
     peer.send(b"pong")
+    assert peer.recv(timeout=10) == b"done"
     peer.close()
 
 def pair(listener, endpoint):
@@ -200,6 +203,34 @@ def test_child_that_closes_inherited_objects_leaves_the_parent_alone(tmp: Path) 
     )
 
 
+def test_fork_made_by_c_code_is_caught_by_the_library(tmp: Path) -> None:
+    # libc's fork() straight from C: Python's own fork hooks do not run, the library's do.
+    run_scenario(
+        tmp,
+        """
+        import ctypes
+        endpoint = sys.argv[1]
+        listener = ipcez.listen(endpoint)
+        client, server = pair(listener, endpoint)
+        pid = ctypes.CDLL(None, use_errno=True).fork()
+        if pid == 0:
+            code = 0
+            try:
+                client.send(b"x")
+                code = 2
+            except ipcez.ForkedError:
+                pass
+            client.close(); server.close(); listener.close()
+            os._exit(code)
+        assert pid > 0
+        assert wait_child(pid) == 0
+        round_trip(client, server)
+        resources_intact(endpoint)
+        print("ok")
+        """,
+    )
+
+
 def test_grandchild_connects_to_the_grandparent(tmp: Path) -> None:
     run_scenario(
         tmp,
@@ -250,7 +281,10 @@ def worker(n):
 def echo(sock):
     def on_message(m):
         if isinstance(m, bytes):
-            sock.send(m)
+            try:
+                sock.send(m)
+            except ipcez.ConnectionLost:
+                pass  # the worker took its last reply and left before acking it
     sock.message_handler(on_message)
 
 ENDPOINT = sys.argv[1]

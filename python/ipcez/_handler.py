@@ -34,8 +34,9 @@ from . import _errors, _fork
 
 #: How long ``close()`` waits for a handler's final call before leaving it behind.
 CLOSE_GRACE_SECONDS = 1.0
-#: Longest single wait for a message: a dropped socket is noticed at least this often.
-_SLICE_SECONDS = 0.1
+#: Longest single wait for a message. A close wakes it at once; only a socket that is
+#: dropped without close() (collected by the garbage collector) waits for its end.
+_SLICE_SECONDS = 1.0
 
 #: A receive of at most the given seconds: a message, None when none came, or the
 #: SocketError that ended the connection (raised).

@@ -163,7 +163,9 @@ fn handles_made_before_fork_are_detached_in_the_child() {
             let mine = connect(&path);
             send(mine, b"from the child").unwrap();
             assert_eq!(recv(mine).unwrap(), b"pong");
-            // Stay until the parent hangs up, so the reply is acked before we go.
+            // The last word, then stay until the parent hangs up: a side that closes right
+            // after taking a message may do so before the library acked it.
+            send(mine, b"done").unwrap();
             assert_eq!(
                 recv(mine).unwrap_err().0,
                 ipcez_error_kind::ConnectionLost as u32
@@ -176,6 +178,7 @@ fn handles_made_before_fork_are_detached_in_the_child() {
     let peer = accept(l);
     assert_eq!(recv(peer).unwrap(), b"from the child");
     send(peer, b"pong").unwrap();
+    assert_eq!(recv(peer).unwrap(), b"done");
     unsafe { ipcez_socket_free(peer) };
     assert_eq!(wait_child(pid), 0);
 

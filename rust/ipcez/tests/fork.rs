@@ -71,8 +71,10 @@ fn child_round_trip(r: &Resolution, parent: ProcessEpoch, parents_rt: usize) -> 
     if rt.block_on(socket.recv()).unwrap() != b"pong" {
         return 4;
     }
-    // Stay until the parent hangs up: a process that exits right after taking a message
-    // may not have acked it yet (the reader acks just after queueing it).
+    // The last word is the child's, then it waits for the parent to hang up: a side that
+    // closes (or exits) right after taking a message may do so before the library acked
+    // it, and the peer's send then fails.
+    rt.block_on(socket.send_message(b"done")).unwrap();
     match rt.block_on(socket.recv()) {
         Err(SocketError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
         _ => 6,
@@ -87,6 +89,7 @@ fn serve_one_child(rt: &tokio::runtime::Runtime, listener: &ipcez::Listener) {
         .unwrap();
     assert_eq!(rt.block_on(peer.recv()).unwrap(), b"from the child");
     rt.block_on(peer.send_message(b"pong")).unwrap();
+    assert_eq!(rt.block_on(peer.recv()).unwrap(), b"done");
     peer.close();
 }
 
