@@ -73,6 +73,7 @@ class Dispatcher:
         self._fetch = fetch
         self.callback = callback
         self._abandoned = False
+        self._epoch = _fork.epoch
         self._thread = threading.Thread(target=self._run, name="ipcez-handler", daemon=True)
         with _active_lock:
             _active.add(self)
@@ -108,8 +109,8 @@ class Dispatcher:
                     self.callback(item)
                 except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit included
                     report_unraisable(exc, self.callback, "Exception ignored in ipcez message handler")
-                if not isinstance(item, bytes):
-                    return
+                if not isinstance(item, bytes) or self._epoch != _fork.epoch:
+                    return  # the end; or the callback forked and this is the child
         finally:
             self._forget()
 
