@@ -35,6 +35,17 @@ impl ProcessEpoch {
     pub fn is_current(self) -> bool {
         self.0 == epoch::current()
     }
+
+    /// `Ok` in the process this epoch was taken in; in a child forked since, the error for
+    /// using the `what` (socket, listener) the parent made.
+    pub(crate) fn check(self, what: &str) -> Result<(), SocketError> {
+        if self.is_current() {
+            return Ok(());
+        }
+        Err(SocketError::Io(io::Error::other(format!(
+            "this {what} was created before fork; connect again in the child"
+        ))))
+    }
 }
 
 #[cfg(unix)]

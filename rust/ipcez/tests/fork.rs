@@ -20,7 +20,9 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
 }
 
 /// Forks; the child runs `child` under a 10 s alarm (a hang kills it) and exits with its
-/// code without running any destructor (101 when it panicked).
+/// code without running any destructor (101 when it panicked). The parent forgets
+/// `child` unrun: what was moved into it stays alive, so the child can drop the last
+/// handle of something the parent still serves.
 fn fork_child(child: impl FnOnce() -> i32) -> libc::pid_t {
     // SAFETY: the child only runs `child` and then _exit.
     let pid = unsafe { libc::fork() };
@@ -30,6 +32,7 @@ fn fork_child(child: impl FnOnce() -> i32) -> libc::pid_t {
         let code = catch_unwind(AssertUnwindSafe(child)).unwrap_or(101);
         unsafe { libc::_exit(code) };
     }
+    std::mem::forget(child);
     pid
 }
 
@@ -93,6 +96,26 @@ fn serve_one_child(rt: &tokio::runtime::Runtime, listener: &ipcez::Listener) {
     peer.close();
 }
 
+/// In the child: the parent's objects refuse to work; closing and dropping them is harmless.
+fn use_and_drop((client, server, listener): (Socket, Socket, ipcez::Listener)) -> i32 {
+    let refused = |e: SocketError| e.to_string().contains("created before fork; connect again");
+    if !client.send_frame_blocking(b"x").is_err_and(refused)
+        || !server
+            .recv_blocking(Some(Duration::ZERO))
+            .is_err_and(refused)
+        || !listener
+            .accept_blocking(Some(Duration::ZERO))
+            .is_err_and(refused)
+    {
+        return 7;
+    }
+    client.close();
+    server.close();
+    listener.close();
+    drop((client, server, listener));
+    0
+}
+
 #[test]
 fn children_connect_anew_and_the_parent_is_unharmed() {
     let _serial = one_at_a_time();
@@ -148,7 +171,36 @@ fn children_connect_anew_and_the_parent_is_unharmed() {
         assert_eq!(wait_child(pid, 10), 0);
         // A child that uses nothing and just exits.
         assert_eq!(wait_child(fork_child(|| 0), 10), 0);
+        // A child that tries the inherited objects, closes and drops them.
+        let inherited = (
+            Socket::clone(&client),
+            Socket::clone(&server),
+            listener.clone(),
+        );
+        assert_eq!(
+            wait_child(fork_child(move || use_and_drop(inherited)), 10),
+            0
+        );
     }
+
+    // A child that drops the last handles of a connection and a listener the parent
+    // still serves: the parent goes on serving both.
+    let extra_client = connect_blocking(&r);
+    let extra_server = rt.block_on(listener.accept()).unwrap();
+    let extra_path = socket_path("extra.sock");
+    let extra_listener = rt
+        .block_on(ListenOptions::default().listen_on(&unix(&extra_path)))
+        .unwrap();
+    let pid = fork_child(move || {
+        drop((extra_server, extra_listener));
+        0
+    });
+    assert_eq!(wait_child(pid, 10), 0);
+    rt.block_on(extra_client.send_message(b"still served"))
+        .expect("the parent's side of the connection still reads and acks");
+    let late = connect_blocking(&unix(&extra_path));
+    rt.block_on(late.send_message(b"the listener still accepts"))
+        .unwrap();
 
     stop.store(true, Ordering::Relaxed);
     let sent = sender.join().unwrap();
