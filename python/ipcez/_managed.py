@@ -12,8 +12,8 @@ Lifetime rules, in one place:
   call is in flight: right in ``close()`` when the handle is idle (so a closed
   socket gives its file descriptor back at once), else when the last call
   returns, else from the finalizer.  ``*_free`` never waits for a message
-  handler when it runs on a handler thread (the library knows its own threads),
-  so this works from inside a ``message_handler`` callback too.
+  handler (handlers run on Python threads of their own, see ``_handler``), so
+  this works from inside a ``message_handler`` callback too.
 * At interpreter exit an ``atexit`` hook closes every handle still open and
   gives message handlers their final call, waiting at most
   :data:`EXIT_GRACE_SECONDS` in all.  Finalizers do not run at exit (the
