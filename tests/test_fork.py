@@ -136,9 +136,26 @@ def test_child_connects_anew_and_inherited_objects_are_detached(tmp: Path) -> No
         got = []
         server.message_handler(got.append)  # a live handler thread at fork time
         client.send(b"before fork")
+        # An asyncio socket whose reader thread is running at fork time.
+        import asyncio, ipcez.aio
+        aio_client, aio_server = pair(listener, endpoint)
+        aio_peer = ipcez.aio.AsyncSocket(aio_server)
+        async def warm_up():
+            aio_client.send(b"aio")
+            assert await aio_peer.recv(timeout=5) == b"aio"
+        asyncio.run(warm_up())
 
         pid = os.fork()
         if pid == 0:
+            async def use_inherited_aio():
+                for call in (lambda: aio_peer.recv(timeout=1), lambda: aio_peer.send(b"x")):
+                    try:
+                        await call()
+                    except ipcez.ForkedError:
+                        continue
+                    raise AssertionError("an inherited AsyncSocket did not raise ForkedError")
+                await aio_peer.close()
+            asyncio.run(use_inherited_aio())
             expect_forked(client.send, b"x")
             expect_forked(client.recv, 1)
             expect_forked(server.message_handler, print)
