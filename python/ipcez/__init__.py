@@ -21,6 +21,7 @@ from __future__ import annotations
 from ._errors import (
     ConnectionLost,
     DetectionError,
+    ForkedError,
     IoError,
     MessageTooLarge,
     RecipientAckTimeout,
@@ -52,6 +53,7 @@ __all__ = [
     "UnsupportedCombination",
     "DetectionError",
     "RecipientAckTimeout",
+    "ForkedError",
 ]
 
 for _public in (
@@ -66,6 +68,7 @@ for _public in (
     UnsupportedCombination,
     DetectionError,
     RecipientAckTimeout,
+    ForkedError,
 ):
     _public.__module__ = "ipcez"  # tracebacks and reprs show the public name
 del _public, _native_version

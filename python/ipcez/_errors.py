@@ -10,7 +10,8 @@ code that knows nothing about ipcez still catches it sensibly::
     ├── WsError(SocketError)
     ├── UnsupportedCombination(SocketError)            .target, .os
     ├── DetectionError(SocketError, ValueError)        .variable
-    └── RecipientAckTimeout(SocketError, TimeoutError)
+    ├── RecipientAckTimeout(SocketError, TimeoutError)
+    └── ForkedError(SocketError)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "UnsupportedCombination",
     "DetectionError",
     "RecipientAckTimeout",
+    "ForkedError",
 ]
 
 
@@ -101,6 +103,15 @@ class RecipientAckTimeout(SocketError, TimeoutError):
     """A local send was not acknowledged (``data_acked``) within the ack timeout."""
 
 
+class ForkedError(SocketError):
+    """The object was created by the parent of this process, before ``fork()``.
+
+    Its connection belongs to the parent: in the child it cannot be used, and
+    closing or collecting it does nothing to the parent.  Connect (or listen)
+    again in the child.
+    """
+
+
 def _errno_variants() -> Dict[int, Type[IoError]]:
     """IoError subclasses that are also the builtin OSError subclass for an errno."""
     builtin_for_errno = {
@@ -150,6 +161,7 @@ _CLASSES: Dict[int, Type[SocketError]] = {
     _abi.ERROR_KIND_RECIPIENT_ACK_TIMEOUT: RecipientAckTimeout,
     _abi.ERROR_KIND_PANIC: SocketError,
     _abi.ERROR_KIND_NULL_PARAMETER: SocketError,
+    _abi.ERROR_KIND_FORKED: ForkedError,
 }
 
 #: The errno an I/O error kind gets when the library reports none.

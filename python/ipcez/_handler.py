@@ -1,52 +1,140 @@
-"""The ``message_handler`` trampoline: one C-callable function for every socket.
+"""``message_handler`` delivery: one Python daemon thread per socket with a handler.
 
-Rust keeps only a function pointer and a ``void *userdata``.  The function
-pointer is :data:`TRAMPOLINE`, created once at import and referenced from this
-module for the life of the process, so it can never be collected while Rust
-holds it.  ``userdata`` is a slot number (+1, so it is never NULL) in
-:data:`_registry`, which holds the user's callable.  Rust calls the trampoline
-once per message and then exactly once with an error; that last call removes
-the slot, after which Rust never uses the number again.
+The thread takes messages the way :meth:`Socket.recv` does, in short slices, and calls
+the callback with each, then once with the error that ended the connection.  No native
+thread ever runs Python code: a native thread entering Python while the interpreter
+shuts down is killed mid-call (glibc then aborts the process with "FATAL: exception not
+rethrown"), whereas Python's own daemon threads are ended cleanly.  So a callback that
+never returns cannot crash the exit, and a close never has to wait for it:
 
-No exception ever leaves the trampoline (ctypes cannot carry one through C
-frames): whatever the callback raises, ``BaseException`` included, goes to
-:func:`sys.unraisablehook` and the reader carries on.
+* ``close()`` from another thread waits up to :data:`CLOSE_GRACE_SECONDS` for the final
+  call; a call still running then is left behind and the handler is called no more.
+  On a handler thread (this socket's or another's) close does not wait at all, so two
+  handlers closing each other's sockets cannot deadlock.
+* At interpreter exit every handler gets its final call within
+  ``EXIT_GRACE_SECONDS`` in total (see ``_managed``), or is left behind.
+
+The thread holds only a weak reference to its socket between slices, so a socket that
+is simply dropped is still collected (and its handler gets the final error).  Whatever
+the callback raises, ``BaseException`` included, goes to :func:`sys.unraisablehook` and
+delivery goes on.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
+import time
 import traceback
 import types
-from typing import Any, Callable, Dict, Optional
+import weakref
+from typing import Any, Callable, Optional, Set
 
-from . import _errors, _ffi
+from . import _errors, _fork
 
-_registry: Dict[int, Callable[[Any], Any]] = {}
-_registry_lock = threading.Lock()
-_next_slot = itertools.count(1)
+#: How long ``close()`` waits for a handler's final call before leaving it behind.
+CLOSE_GRACE_SECONDS = 1.0
+#: Longest single wait for a message. A close wakes it at once; only a socket that is
+#: dropped without close() (collected by the garbage collector) waits for its end.
+_SLICE_SECONDS = 1.0
+
+#: A receive of at most the given seconds: a message, None when none came, or the
+#: SocketError that ended the connection (raised).
+Fetch = Callable[[Any, float], Optional[bytes]]
+
+_active: "Set[Dispatcher]" = set()
+_active_lock = threading.Lock()
+_thread_state = threading.local()
 
 
-def register(callback: Callable[[Any], Any]) -> int:
-    """Store ``callback`` and return its userdata value (never 0)."""
-    with _registry_lock:
-        slot = next(_next_slot)
-        _registry[slot] = callback
-    return slot
+@_fork.in_child
+def _forget_parent_threads() -> None:
+    global _active, _active_lock
+    _active = set()  # their threads do not exist here
+    _active_lock = threading.Lock()  # a parent thread may have held the old one
 
 
-def unregister(slot: int) -> None:
-    """Forget ``slot`` (after Rust's final call, or when registration failed)."""
-    with _registry_lock:
-        _registry.pop(slot, None)
+def on_handler_thread() -> bool:
+    """True on a thread that delivers messages to a handler."""
+    return getattr(_thread_state, "active", False)
 
 
 def registered_count() -> int:
-    """How many handlers Rust may still call (for tests)."""
-    with _registry_lock:
-        return len(_registry)
+    """How many handlers may still be called (for tests and the exit grace)."""
+    with _active_lock:
+        return len(_active)
+
+
+class Dispatcher:
+    """The thread that feeds one socket's messages to its callback."""
+
+    def __init__(self, source: Any, fetch: Fetch, callback: Callable[[Any], Any]) -> None:
+        self._source = weakref.ref(source)
+        self._fetch = fetch
+        self.callback = callback
+        self._abandoned = False
+        self._epoch = _fork.epoch
+        self._thread = threading.Thread(target=self._run, name="ipcez-handler", daemon=True)
+        with _active_lock:
+            _active.add(self)
+        try:
+            self._thread.start()
+        except BaseException:
+            self._forget()
+            raise
+
+    def _next(self) -> Any:
+        """The next message, or the error that ends the delivery."""
+        while True:
+            source = self._source()
+            if source is None:
+                return _errors.connection_lost()
+            try:
+                item = self._fetch(source, _SLICE_SECONDS)
+            except _errors.SocketError as exc:
+                return exc
+            finally:
+                del source  # the socket stays collectable between slices
+            if item is not None:
+                return item
+
+    def _run(self) -> None:
+        _thread_state.active = True
+        try:
+            while True:
+                item = self._next()
+                if self._abandoned:
+                    return
+                try:
+                    self.callback(item)
+                except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit included
+                    report_unraisable(exc, self.callback, "Exception ignored in ipcez message handler")
+                if not isinstance(item, bytes) or self._epoch != _fork.epoch:
+                    return  # the end; or the callback forked and this is the child
+        finally:
+            self._forget()
+
+    def _forget(self) -> None:
+        with _active_lock:
+            _active.discard(self)
+
+    def finish(self, timeout: float) -> None:
+        """After the socket was closed: wait up to ``timeout`` for the final call (not on a
+        handler thread); if it does not come, leave the running call behind."""
+        if on_handler_thread():
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._abandoned = True
+            self._forget()
+
+
+def finish_all(deadline: float) -> None:
+    """Wait until ``deadline`` (``time.monotonic()``) for every handler's final call."""
+    with _active_lock:
+        pending = list(_active)
+    for dispatcher in pending:
+        dispatcher.finish(max(0.0, deadline - time.monotonic()))
 
 
 def _find_hook_args_type() -> Optional[type]:
@@ -104,38 +192,3 @@ def report_unraisable(exc: BaseException, obj: Any, err_msg: str) -> None:
             pass
 
 
-def _dispatch(userdata: Optional[int], data: Optional[int], length: int, err: Any) -> None:
-    slot = userdata or 0
-    final = bool(err)
-    try:
-        with _registry_lock:
-            callback = _registry.get(slot)
-        if callback is None:
-            return
-        arg: Any
-        if final:
-            arg = _errors.from_native(err)
-        else:
-            arg = _ffi.borrowed_bytes(data, length)  # copied: data is borrowed for this call
-        try:
-            callback(arg)
-        except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt/SystemExit included
-            report_unraisable(exc, callback, "Exception ignored in ipcez message handler")
-    finally:
-        if final:
-            unregister(slot)
-
-
-@_ffi.HANDLER_FN  # type: ignore[untyped-decorator]
-def _trampoline(userdata: Optional[int], data: Optional[int], length: int, err: Any) -> None:
-    try:
-        _dispatch(userdata, data, length, err)
-    except BaseException as exc:  # noqa: BLE001 - never let anything reach C
-        try:
-            report_unraisable(exc, None, "Exception ignored in the ipcez handler trampoline")
-        except BaseException:  # noqa: BLE001
-            pass
-
-
-#: The C function pointer handed to ``ipcez_socket_set_handler``; alive for the whole process.
-TRAMPOLINE = _trampoline

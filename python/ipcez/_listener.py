@@ -7,7 +7,7 @@ import errno
 import os
 from typing import Any, Iterator, Optional, Union
 
-from . import _abi, _errors, _ffi
+from . import _abi, _errors, _ffi, _fork
 from ._ffi import lib
 from ._managed import Managed
 from ._resolve import Endpoint
@@ -53,8 +53,9 @@ class Listener(Managed):
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
+        """True once :meth:`close` was called (and in a child forked since the listener
+        was made: it is the parent's)."""
+        return self._closed or self._epoch != _fork.epoch
 
     def accept(self, timeout: Optional[float] = None) -> Socket:
         """Wait up to ``timeout`` seconds (None: no limit) for the next connection.

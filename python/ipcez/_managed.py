@@ -12,12 +12,16 @@ Lifetime rules, in one place:
   call is in flight: right in ``close()`` when the handle is idle (so a closed
   socket gives its file descriptor back at once), else when the last call
   returns, else from the finalizer.  ``*_free`` never waits for a message
-  handler when it runs on a handler thread (the library knows its own threads),
-  so this works from inside a ``message_handler`` callback too.
-* At interpreter exit an ``atexit`` hook closes every handle still open, so
-  handler threads stop calling into Python before it is torn down.  Finalizers
-  do not run at exit (the process is going away; freeing under a daemon thread
-  that is still inside a call would be a use-after-free).
+  handler (handlers run on Python threads of their own, see ``_handler``), so
+  this works from inside a ``message_handler`` callback too.
+* At interpreter exit an ``atexit`` hook closes every handle still open and
+  gives message handlers their final call, waiting at most
+  :data:`EXIT_GRACE_SECONDS` in all.  Finalizers do not run at exit (the
+  process is going away; freeing under a daemon thread that is still inside a
+  call would be a use-after-free).
+* In a child forked after the handle was made, the handle is the parent's:
+  every use raises :class:`ForkedError`, and ``close()``, the finalizer and
+  the exit hook do nothing to it (see ``_fork``).
 """
 
 from __future__ import annotations
@@ -28,10 +32,23 @@ import time
 import weakref
 from typing import Any, Callable, List
 
-from . import _errors, _handler
+from . import _errors, _fork, _handler
 
 _live: "weakref.WeakSet[Managed]" = weakref.WeakSet()
 _live_lock = threading.Lock()
+
+
+@_fork.in_child
+def _forget_parent_handles() -> None:
+    global _live, _live_lock
+    _live = weakref.WeakSet()  # the parent's: never closed from here
+    _live_lock = threading.Lock()
+
+
+def _free_in_owner(free_fn: Callable[[Any], None], ptr: Any, epoch: int) -> None:
+    """The finalizer: frees the handle, unless this is a child forked since."""
+    if epoch == _fork.epoch:
+        free_fn(ptr)
 
 
 class Managed:
@@ -48,7 +65,8 @@ class Managed:
         self._closed = False
         self._calls = 0  # native calls in flight, under _close_lock
         self._close_lock = threading.Lock()
-        finalizer = weakref.finalize(self, type(self)._free_fn, ptr)
+        self._epoch = _fork.epoch
+        finalizer = weakref.finalize(self, _free_in_owner, type(self)._free_fn, ptr, self._epoch)
         finalizer.atexit = False
         self._finalizer = finalizer
         with _live_lock:
@@ -61,6 +79,8 @@ class Managed:
 
     def close(self) -> None:
         """Close the handle.  Idempotent; later calls on it raise :class:`ConnectionLost`."""
+        if self._epoch != _fork.epoch:
+            return  # inherited through fork: the parent's to close
         with self._close_lock:
             if self._closed:
                 return
@@ -90,7 +110,9 @@ class Managed:
 
 def check_open(handle: Managed) -> None:
     """Internal interface for :mod:`ipcez.aio`: raise :class:`ConnectionLost` once
-    ``handle`` is closed."""
+    ``handle`` is closed, :class:`ForkedError` in a child forked since it was made."""
+    if handle._epoch != _fork.epoch:
+        raise _fork.detached(handle)
     if handle._closed:
         raise _errors.connection_lost("connection lost: the handle is closed")
 
@@ -105,6 +127,8 @@ class _InUse:
 
     def __enter__(self) -> Any:
         owner = self._owner
+        if owner._epoch != _fork.epoch:
+            raise _fork.detached(owner)
         with owner._close_lock:
             if owner._closed:
                 raise _errors.connection_lost("connection lost: the handle is closed")
@@ -125,20 +149,15 @@ EXIT_GRACE_SECONDS = 2.0
 
 
 def _close_all_at_exit() -> None:
+    deadline = time.monotonic() + EXIT_GRACE_SECONDS
     with _live_lock:
         handles: List[Managed] = sorted(_live, key=lambda h: h._priority)
     for handle in handles:
         try:
-            handle.close()
+            Managed.close(handle)  # the plain close: handlers are waited for below, together
         except BaseException:  # noqa: BLE001 - exit must go on
             pass
-    # A handler whose socket was closed from another handler's thread may still be on its
-    # way to its final call. A native thread entering Python after finalization has begun
-    # is killed mid-call (glibc aborts the process: "exception not rethrown"), so wait,
-    # briefly and with the GIL free, until every handler has made its final call.
-    deadline = time.monotonic() + EXIT_GRACE_SECONDS
-    while _handler.registered_count() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    _handler.finish_all(deadline)
 
 
 atexit.register(_close_all_at_exit)

@@ -7,10 +7,10 @@ import errno
 import threading
 from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
 
-from . import _abi, _errors, _ffi, _handler
+from . import _abi, _errors, _ffi, _fork, _handler
 from ._buffer import borrow
 from ._ffi import lib
-from ._managed import Managed
+from ._managed import Managed, check_open
 from ._resolve import Endpoint
 from ._timeout import SLICE_MS, SLICE_SECONDS, check_timeout, deadline_after, expired, ms, slice_ms
 
@@ -43,6 +43,8 @@ class Socket(Managed):
 
     _close_fn = lib.ipcez_socket_close
     _free_fn = lib.ipcez_socket_free
+    _dispatcher: Optional[_handler.Dispatcher]
+    _handler_lock: threading.Lock
     _transport: str
     _endpoint: str
     _ack_timeout: float
@@ -55,6 +57,8 @@ class Socket(Managed):
         """Take ownership of a new native ``ipcez_socket *``."""
         self = cls.__new__(cls)
         Managed.__init__(self, ptr)
+        self._dispatcher = None
+        self._handler_lock = threading.Lock()
         self._transport = _abi.TRANSPORTS.get(lib.ipcez_socket_transport(ptr), "unknown")
         endpoint = lib.ipcez_socket_endpoint(ptr)
         self._endpoint = _ffi.take_text(endpoint) if endpoint else ""
@@ -80,11 +84,12 @@ class Socket(Managed):
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called or the library closed the connection."""
+        """True once :meth:`close` was called or the library closed the connection
+        (and in a child forked since the socket was made: it is the parent's)."""
         try:
             with self._use() as handle:
                 return bool(lib.ipcez_socket_is_closed(handle))
-        except _errors.ConnectionLost:
+        except (_errors.ConnectionLost, _errors.ForkedError):
             return True
 
     # -- sending ----------------------------------------------------------
@@ -129,6 +134,7 @@ class Socket(Managed):
         """
         timeout = check_timeout(timeout)
         deadline = deadline_after(timeout)
+        _check_no_handler(self)
         out = _ffi.received()
         while True:
             wait = SLICE_MS if deadline is None else slice_ms(deadline)
@@ -164,17 +170,10 @@ class Socket(Managed):
         """
         if not callable(callback):
             raise TypeError(f"callback must be callable, not {type(callback).__name__}")
-        slot = _handler.register(callback)
-        err = _ffi.error_p()
-        try:
-            with self._use() as handle:
-                rc = lib.ipcez_socket_set_handler(handle, _handler.TRAMPOLINE, slot, ctypes.byref(err))
-        except BaseException:
-            _handler.unregister(slot)
-            raise
-        if rc != _abi.RESULT_OK:
-            _handler.unregister(slot)
-            raise _errors.fail(rc, err)
+        with self._use(), self._handler_lock:
+            if self._dispatcher is not None:
+                raise _errors.IoError("a message handler is already registered on this socket")
+            self._dispatcher = _handler.Dispatcher(self, _take, callback)
         return callback
 
     # -- closing ----------------------------------------------------------
@@ -184,9 +183,15 @@ class Socket(Managed):
 
         Afterwards :meth:`send`, :meth:`recv` and :meth:`message_handler` raise
         :class:`ConnectionLost` and iteration ends.  A handler gets its final
-        ConnectionLost before this returns (unless called from the handler).
+        ConnectionLost before this returns, unless called from a handler (which
+        never waits) or the handler is stuck: after 1 s a callback that has not
+        returned is left behind, and the handler is not called again.  In a child
+        forked after the socket was made this does nothing: it is the parent's.
         """
         super().close()
+        dispatcher = self._dispatcher
+        if dispatcher is not None and self._epoch == _fork.epoch:
+            dispatcher.finish(_handler.CLOSE_GRACE_SECONDS)
 
     def disconnect(self) -> None:
         """Same as :meth:`close` (the name the Rust API uses)."""
@@ -203,6 +208,12 @@ class Socket(Managed):
 def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
     """Internal interface for :mod:`ipcez.aio`: one wait of at most ``seconds`` (<= 0.1)
     on ``sock``: a message, or None when none came.  Raises like :meth:`Socket.recv`."""
+    _check_no_handler(sock)
+    return _take(sock, seconds)
+
+
+def _take(sock: Socket, seconds: float) -> Optional[bytes]:
+    """One receive of at most ``seconds``, handler or not (the handler's own receive)."""
     out = _ffi.received()
     with sock._use() as handle:
         rc = lib.ipcez_socket_recv(handle, ms(seconds), *out.args)
@@ -211,6 +222,12 @@ def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
     if rc == _abi.RESULT_TIMEOUT:
         return None
     raise _errors.fail(rc, out.err)
+
+
+def _check_no_handler(sock: Socket) -> None:
+    if sock._dispatcher is not None:
+        check_open(sock)  # closed or inherited: that error comes first
+        raise _errors.IoError("a message handler is registered on this socket; messages go to it, not to recv")
 
 
 def _connect_native(ep: bytes, ack_ms: int) -> Socket:

@@ -45,7 +45,7 @@ from typing import (
     TypeVar,
 )
 
-from . import _errors
+from . import _errors, _fork
 from ._listener import Listener, accept_slice
 from ._listener import listen as _listen
 from ._managed import check_open
@@ -109,6 +109,12 @@ class _DaemonPool:
 
 
 _pool = _DaemonPool()
+
+
+@_fork.in_child
+def _new_pool_in_child() -> None:
+    global _pool
+    _pool = _DaemonPool()  # the parent's workers do not exist in a forked child
 
 
 async def _run_blocking(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -281,9 +287,9 @@ class AsyncSocket:
 
     def _get_pump(self) -> "_Pump[bytes]":
         loop = asyncio.get_running_loop()
+        check_open(self._sock)  # also: an inherited pump's thread is not in a forked child
         with self._lock:
             if self._pump is None:
-                check_open(self._sock)
                 self._pump = _Pump(self._sock, recv_slice, _drop, loop, "ipcez-aio-reader")
                 weakref.finalize(self, self._pump._stop.set)
             elif self._pump.loop is not loop:
@@ -354,9 +360,9 @@ class AsyncListener:
 
     def _get_pump(self) -> "_Pump[Socket]":
         loop = asyncio.get_running_loop()
+        check_open(self._listener)  # also: an inherited pump's thread is not in a forked child
         with self._lock:
             if self._pump is None:
-                check_open(self._listener)
                 self._pump = _Pump(
                     self._listener, accept_slice, _close_socket, loop, "ipcez-aio-acceptor"
                 )

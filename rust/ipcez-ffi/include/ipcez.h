@@ -56,6 +56,10 @@ enum ipcez_error_kind
   IPCEZ_ERROR_KIND_PANIC = 8,
   // A required pointer argument was NULL: a bug in the binding.
   IPCEZ_ERROR_KIND_NULL_PARAMETER = 9,
+  // The handle was made by the parent of this process, before a `fork()`: it is left
+  // to the parent (using it fails, closing and freeing it do nothing); connect or
+  // listen again in the child.
+  IPCEZ_ERROR_KIND_FORKED = 10,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -202,13 +206,15 @@ ipcez_result ipcez_listener_accept(const ipcez_listener *l,
                                    ipcez_socket **out_socket,
                                    ipcez_error **out_err);
 
-// Stops accepting (idempotent): removes a Unix socket file and unlinks the ack names.
+// Stops accepting (idempotent): removes a Unix socket file and unlinks the ack names. In
+// a process forked after the listener was made, does nothing: they are the parent's.
 //
 // # Safety
 // `l` is NULL or a live listener.
 void ipcez_listener_close(const ipcez_listener *l);
 
-// Closes and frees the listener. NULL is fine. Must not race any other call on `l`.
+// Closes and frees the listener. NULL is fine. Must not race any other call on `l`. In a
+// process forked after the listener was made, nothing of the parent's is touched.
 //
 // # Safety
 // `l` is NULL or a listener not yet freed, used by no other thread.
@@ -330,19 +336,24 @@ ipcez_result ipcez_socket_recv(const ipcez_socket *s,
 // Registers `cb` as the socket's message handler, called on a native thread of its own:
 // first with the messages already received (in order), then with each new one, then once
 // with the error that ended the connection. While a handler is set `ipcez_socket_recv`
-// fails; a second registration fails.
+// fails; a second registration fails. A close that gives up waiting for a stuck call
+// (see `ipcez_socket_close`) ends the calls early: there is then no final call.
 //
 // # Safety
 // `s` is NULL or a live socket; `cb` stays callable, and `userdata` valid for it, until
-// the final call (the one with a non-NULL `err`) has returned.
+// the final call (the one with a non-NULL `err`) has returned, or, when a close gave up
+// waiting, until the call then running has returned.
 ipcez_result ipcez_socket_set_handler(const ipcez_socket *s,
                                       ipcez_handler_fn cb,
                                       void *userdata,
                                       ipcez_error **out_err);
 
 // Closes the connection (idempotent). If a handler is set, waits until its final call has
-// returned, unless called on a handler thread (this socket's or another's: two handlers
-// closing each other's sockets must not wait for each other).
+// returned, but at most 1 s: a handler call still running then is left to return on its
+// own and the handler is not called again. Never waits when called on a handler thread
+// (this socket's or another's: two handlers closing each other's sockets must not wait for
+// each other). In a process forked after the socket was made, does nothing: the
+// connection is the parent's.
 //
 // # Safety
 // `s` is NULL or a live socket.
@@ -356,7 +367,8 @@ bool ipcez_socket_is_closed(const ipcez_socket *s);
 
 // Closes (as `ipcez_socket_close`, so it never waits when called on a handler thread)
 // and frees the socket. NULL is fine. Must not race any other call on `s`, and must not
-// be called twice.
+// be called twice. In a process forked after the socket was made, nothing of the
+// parent's connection is touched (its memory is leaked instead).
 //
 // # Safety
 // `s` is NULL or a socket not yet freed, used by no other thread.

@@ -5,7 +5,10 @@
 //! cast goes through that pairing: a `*const ipcez_listener` can only ever be borrowed as
 //! the listener it is, never as a socket (the compiler refuses the mix-up).
 
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ipcez::ProcessEpoch;
 
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 
@@ -20,6 +23,46 @@ pub(crate) trait Castable {
 // handle type declares its own beside its definition.
 impl Castable for ipcez_error {
     type Rust = FfiError;
+}
+
+/// The value of a handle that owns process-wide state (a connection, a listener), tied to
+/// the process that made it.
+///
+/// A `fork()` copies the handle into the child, but the connection, runtime and semaphores
+/// behind it stay the parent's. In the child the value is never used (borrowing it is a
+/// "created before fork" error) and never dropped, not even by `_free`: dropping would
+/// shut down the parent's sockets and deregister them from the epoll instance both
+/// processes share. It is leaked instead.
+pub(crate) struct ProcessBound<T> {
+    epoch: ProcessEpoch,
+    value: ManuallyDrop<T>,
+}
+
+impl<T> ProcessBound<T> {
+    pub(crate) fn new(value: T) -> Self {
+        ProcessBound {
+            epoch: ProcessEpoch::current(),
+            value: ManuallyDrop::new(value),
+        }
+    }
+
+    /// The value, or the "created before fork" error (naming `what`) in a forked child.
+    pub(crate) fn get(&self, what: &str) -> Result<&T, FfiError> {
+        if self.epoch.is_current() {
+            Ok(&self.value)
+        } else {
+            Err(FfiError::forked(what))
+        }
+    }
+}
+
+impl<T> Drop for ProcessBound<T> {
+    fn drop(&mut self) {
+        if self.epoch.is_current() {
+            // SAFETY: dropped once, here; the value is never touched again.
+            unsafe { ManuallyDrop::drop(&mut self.value) };
+        }
+    }
 }
 
 /// Moves `value` to the heap and hands its ownership to the caller as `*mut H`.

@@ -42,6 +42,10 @@ pub enum ipcez_error_kind {
     Panic = 8,
     /// A required pointer argument was NULL: a bug in the binding.
     NullParameter = 9,
+    /// The handle was made by the parent of this process, before a `fork()`: it is left
+    /// to the parent (using it fails, closing and freeing it do nothing); connect or
+    /// listen again in the child.
+    Forked = 10,
 }
 
 /// Which detail string `ipcez_error_detail` returns.
@@ -88,6 +92,14 @@ impl FfiError {
             ipcez_error_kind::NullParameter,
             libc::EINVAL,
             format!("ipcez: the {what} pointer is NULL (a bug in the caller)"),
+        )
+    }
+
+    pub(crate) fn forked(what: &str) -> Self {
+        Self::new(
+            ipcez_error_kind::Forked,
+            0,
+            format!("ipcez: this {what} was created before fork; connect again in the child"),
         )
     }
 

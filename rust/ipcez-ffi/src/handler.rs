@@ -2,7 +2,10 @@
 //! "this thread is a handler thread".
 
 use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{JoinHandle, ThreadId};
+use std::time::Duration;
 
 use ipcez::Socket;
 
@@ -36,10 +39,47 @@ struct Userdata(*mut c_void);
 // thread by registering a handler.
 unsafe impl Send for Userdata {}
 
+/// How long a close waits for the handler's final call before leaving a stuck call behind.
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// What a close and the handler thread share.
+#[derive(Default)]
+struct Progress {
+    /// Set by a close that gave up waiting: the handler is called no more.
+    abandoned: AtomicBool,
+    /// Set once the thread is done calling the handler.
+    finished: Mutex<bool>,
+    finished_changed: Condvar,
+}
+
+impl Progress {
+    /// Waits up to `limit` for the thread to finish; true when it did.
+    fn wait_finished(&self, limit: Duration) -> bool {
+        let finished = self.finished.lock().unwrap_or_else(|p| p.into_inner());
+        let (finished, _) = self
+            .finished_changed
+            .wait_timeout_while(finished, limit, |f| !*f)
+            .unwrap_or_else(|p| p.into_inner());
+        *finished
+    }
+}
+
+/// Owned by the handler closure: marks the thread finished when the closure is dropped,
+/// which is when the thread ends (normally or by unwinding).
+struct FinishOnDrop(Arc<Progress>);
+
+impl Drop for FinishOnDrop {
+    fn drop(&mut self) {
+        *self.0.finished.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.0.finished_changed.notify_all();
+    }
+}
+
 /// A running handler thread.
 pub(crate) struct HandlerThread {
     thread: JoinHandle<()>,
     id: ThreadId,
+    progress: Arc<Progress>,
 }
 
 impl HandlerThread {
@@ -54,8 +94,13 @@ impl HandlerThread {
         userdata: *mut c_void,
     ) -> Result<Self, FfiError> {
         let userdata = Userdata(userdata);
+        let progress = Arc::new(Progress::default());
+        let finish = FinishOnDrop(progress.clone());
         let thread = socket.message_handler_thread(move |next| {
             ON_HANDLER_THREAD.with(|on| on.set(true));
+            if finish.0.abandoned.load(Ordering::Acquire) {
+                return;
+            }
             let userdata = &userdata;
             match next {
                 // SAFETY: per the `# Safety` section, cb and userdata are valid until the final call.
@@ -68,16 +113,27 @@ impl HandlerThread {
             }
         })?;
         let id = thread.thread().id();
-        Ok(HandlerThread { thread, id })
+        Ok(HandlerThread {
+            thread,
+            id,
+            progress,
+        })
     }
 
-    /// Waits until the handler's final call has returned, unless the caller is itself a
-    /// handler thread (this one or another: two handlers closing each other's sockets must
-    /// not wait for each other). The connection must already be closed.
+    /// Waits until the handler's final call has returned, at most [`CLOSE_GRACE`]: a call
+    /// still running then is left to finish on its own, and the handler is not called
+    /// again. Never waits when the caller is itself a handler thread (this one or another:
+    /// two handlers closing each other's sockets must not wait for each other). The
+    /// connection must already be closed.
     pub(crate) fn join_unless_on_handler(self) {
         let on_a_handler = ON_HANDLER_THREAD.with(|on| on.get());
-        if self.id != std::thread::current().id() && !on_a_handler {
+        if self.id == std::thread::current().id() || on_a_handler {
+            return;
+        }
+        if self.progress.wait_finished(CLOSE_GRACE) {
             let _ = self.thread.join();
+        } else {
+            self.progress.abandoned.store(true, Ordering::Release);
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use ipcez::{ListenOptions, Listener};
 
-use crate::boundary::{Castable, call, call_or, free, into_handle, text, try_borrow, write_out};
+use crate::boundary::{
+    Castable, ProcessBound, call, call_or, free, into_handle, text, try_borrow, write_out,
+};
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::message::{ipcez_message, new_message};
 use crate::socket::{connect_options, ipcez_socket, new_socket, timeout_of};
@@ -14,7 +16,7 @@ pub struct ipcez_listener {
 }
 
 impl Castable for ipcez_listener {
-    type Rust = Listener;
+    type Rust = ProcessBound<Listener>;
 }
 
 /// Listens on an endpoint. `mode` sets a Unix socket file's permission bits; `certfile`
@@ -47,14 +49,19 @@ pub unsafe extern "C" fn ipcez_listen(
             connection: connect_options(ack_timeout_ms),
         };
         let listener = opts.listen_blocking(endpoint)?;
-        unsafe { write_out(out_listener, into_handle::<ipcez_listener>(listener)) };
+        unsafe {
+            write_out(
+                out_listener,
+                into_handle::<ipcez_listener>(ProcessBound::new(listener)),
+            )
+        };
         Ok(ipcez_result::Ok)
     })
 }
 
 fn listener_ref<'a>(l: *const ipcez_listener) -> Result<&'a Listener, FfiError> {
     // SAFETY: every export's `# Safety` section makes `l` NULL or a live listener.
-    unsafe { try_borrow(l, "listener") }
+    unsafe { try_borrow(l, "listener") }?.get("listener")
 }
 
 /// The address the listener listens on (the `ws://` URL with the real port when port 0
@@ -95,7 +102,8 @@ pub unsafe extern "C" fn ipcez_listener_accept(
     })
 }
 
-/// Stops accepting (idempotent): removes a Unix socket file and unlinks the ack names.
+/// Stops accepting (idempotent): removes a Unix socket file and unlinks the ack names. In
+/// a process forked after the listener was made, does nothing: they are the parent's.
 ///
 /// # Safety
 /// `l` is NULL or a live listener.
@@ -108,7 +116,8 @@ pub unsafe extern "C" fn ipcez_listener_close(l: *const ipcez_listener) {
     })
 }
 
-/// Closes and frees the listener. NULL is fine. Must not race any other call on `l`.
+/// Closes and frees the listener. NULL is fine. Must not race any other call on `l`. In a
+/// process forked after the listener was made, nothing of the parent's is touched.
 ///
 /// # Safety
 /// `l` is NULL or a listener not yet freed, used by no other thread.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ipcez::{ConnectOptions, Socket, SocketError};
 
 use crate::boundary::{
-    Castable, bytes, call, call_or, free, into_handle, text, try_borrow, write_out,
+    Castable, ProcessBound, bytes, call, call_or, free, into_handle, text, try_borrow, write_out,
 };
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::handler::{HandlerThread, ipcez_handler_fn};
@@ -24,7 +24,7 @@ pub struct ipcez_socket {
 }
 
 impl Castable for ipcez_socket {
-    type Rust = FfiSocket;
+    type Rust = ProcessBound<FfiSocket>;
 }
 
 /// The Rust value behind an `ipcez_socket` handle.
@@ -55,11 +55,11 @@ pub(crate) fn connect_options(ack_timeout_ms: u32) -> ConnectOptions {
 /// Hands `socket` to the caller as a new handle.
 pub(crate) fn new_socket(socket: Socket) -> *mut ipcez_socket {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    into_handle::<ipcez_socket>(FfiSocket {
+    into_handle::<ipcez_socket>(ProcessBound::new(FfiSocket {
         socket,
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         handler: Mutex::new(None),
-    })
+    }))
 }
 
 impl FfiSocket {
@@ -107,7 +107,7 @@ pub unsafe extern "C" fn ipcez_connect(
 
 fn socket_ref<'a>(s: *const ipcez_socket) -> Result<&'a FfiSocket, FfiError> {
     // SAFETY: every export's `# Safety` section makes `s` NULL or a live socket.
-    unsafe { try_borrow(s, "socket") }
+    unsafe { try_borrow(s, "socket") }?.get("socket")
 }
 
 /// The socket's transport (an `ipcez_transport`); 0 for NULL.
@@ -246,11 +246,13 @@ pub unsafe extern "C" fn ipcez_socket_recv(
 /// Registers `cb` as the socket's message handler, called on a native thread of its own:
 /// first with the messages already received (in order), then with each new one, then once
 /// with the error that ended the connection. While a handler is set `ipcez_socket_recv`
-/// fails; a second registration fails.
+/// fails; a second registration fails. A close that gives up waiting for a stuck call
+/// (see `ipcez_socket_close`) ends the calls early: there is then no final call.
 ///
 /// # Safety
 /// `s` is NULL or a live socket; `cb` stays callable, and `userdata` valid for it, until
-/// the final call (the one with a non-NULL `err`) has returned.
+/// the final call (the one with a non-NULL `err`) has returned, or, when a close gave up
+/// waiting, until the call then running has returned.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ipcez_socket_set_handler(
     s: *const ipcez_socket,
@@ -270,8 +272,11 @@ pub unsafe extern "C" fn ipcez_socket_set_handler(
 }
 
 /// Closes the connection (idempotent). If a handler is set, waits until its final call has
-/// returned, unless called on a handler thread (this socket's or another's: two handlers
-/// closing each other's sockets must not wait for each other).
+/// returned, but at most 1 s: a handler call still running then is left to return on its
+/// own and the handler is not called again. Never waits when called on a handler thread
+/// (this socket's or another's: two handlers closing each other's sockets must not wait for
+/// each other). In a process forked after the socket was made, does nothing: the
+/// connection is the parent's.
 ///
 /// # Safety
 /// `s` is NULL or a live socket.
@@ -300,7 +305,8 @@ pub unsafe extern "C" fn ipcez_socket_is_closed(s: *const ipcez_socket) -> bool 
 
 /// Closes (as `ipcez_socket_close`, so it never waits when called on a handler thread)
 /// and frees the socket. NULL is fine. Must not race any other call on `s`, and must not
-/// be called twice.
+/// be called twice. In a process forked after the socket was made, nothing of the
+/// parent's connection is touched (its memory is leaked instead).
 ///
 /// # Safety
 /// `s` is NULL or a socket not yet freed, used by no other thread.

@@ -46,7 +46,7 @@ pub use resolve::{
     Os, Resolution, Transport, ack_names, decide, pipe_ack_names, pipe_path, resolve,
     unix_ack_names,
 };
-pub use runtime::runtime;
+pub use runtime::{ProcessEpoch, runtime};
 pub use socket::Socket;
 
 /// Connects to `endpoint` with the default [`ConnectOptions`].

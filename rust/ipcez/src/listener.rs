@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use crate::error::{SocketError, connection_lost};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::resolve::{Resolution, Transport, resolve};
-use crate::runtime::{block_on, current_handle};
+use crate::runtime::{ProcessEpoch, block_on, current_handle};
 use crate::socket::Socket;
 
 /// Connections accepted in the background but not yet taken by `accept`.
@@ -62,6 +62,7 @@ impl ListenOptions {
                 closed: AtomicBool::new(false),
                 closing: tokio::sync::Notify::new(),
                 handle: current_handle(),
+                epoch: ProcessEpoch::current(),
             }),
         })
     }
@@ -125,13 +126,27 @@ struct ListenerShared {
     /// Wakes pending `accept` calls when the listener closes.
     closing: tokio::sync::Notify,
     handle: Handle,
+    /// The process the listener belongs to: a forked child leaves it alone.
+    epoch: ProcessEpoch,
 }
 
 /// Accepts connections on one endpoint. Cheap to clone; closes when
 /// [`close`](Listener::close) is called or the last clone is dropped.
+///
+/// After a `fork()`, a listener made by the parent is left to the parent: in the child
+/// `accept` fails, and `close` and dropping it leave the socket file and semaphores alone.
 #[derive(Clone)]
 pub struct Listener {
     shared: Arc<ListenerShared>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if !self.shared.epoch.is_current() {
+            // A forked child: see `Socket`'s drop. Kept alive forever instead.
+            std::mem::forget(Arc::clone(&self.shared));
+        }
+    }
 }
 
 impl std::fmt::Debug for Listener {
@@ -157,6 +172,7 @@ impl Listener {
 
     /// The next connection. After [`close`](Self::close): a connection-lost `Io` error.
     pub async fn accept(&self) -> Result<Socket, SocketError> {
+        self.shared.epoch.check("listener")?;
         let closing = self.shared.closing.notified();
         tokio::pin!(closing);
         closing.as_mut().enable();
@@ -189,6 +205,7 @@ impl Listener {
         &self,
         timeout: Option<Duration>,
     ) -> Result<Option<Socket>, SocketError> {
+        self.shared.epoch.check("listener")?;
         block_on(&self.shared.handle, async {
             match timeout {
                 None => self.accept().await.map(Some),
@@ -209,7 +226,7 @@ impl Listener {
 
 impl ListenerShared {
     fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if !self.epoch.is_current() || self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
         self.task.abort();

@@ -18,7 +18,7 @@ use crate::local::LocalConn;
 use crate::options::ConnectOptions;
 use crate::os::LocalStream;
 use crate::resolve::Transport;
-use crate::runtime::{current_handle, deadline_after};
+use crate::runtime::{ProcessEpoch, current_handle, deadline_after};
 use crate::ws::{WsConn, WsStream};
 
 struct Shared {
@@ -32,6 +32,8 @@ struct Shared {
     handle: Handle,
     reader: Mutex<Option<AbortHandle>>,
     handler_registered: AtomicBool,
+    /// The process the connection belongs to: a forked child leaves it alone.
+    epoch: ProcessEpoch,
 }
 
 /// One connection. Cheap to clone (clones share the connection); the connection closes
@@ -40,9 +42,22 @@ struct Shared {
 /// A background reader takes each message off the wire as soon as it arrives (and acks it,
 /// on local transports) into a bounded queue that [`recv`](Socket::recv) or a
 /// [`message_handler`](Socket::message_handler) drains.
+///
+/// After a `fork()`, a socket made by the parent is left to the parent: in the child its
+/// methods fail, `close` does nothing and dropping it leaks it.
 #[derive(Clone)]
 pub struct Socket {
     shared: Arc<Shared>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if !self.shared.epoch.is_current() {
+            // A forked child: the last drop would shut the parent's connection down and
+            // drop tokio objects of the parent's runtime. Keep it alive forever instead.
+            std::mem::forget(Arc::clone(&self.shared));
+        }
+    }
 }
 
 impl std::fmt::Debug for Socket {
@@ -76,6 +91,7 @@ impl Socket {
                 handle,
                 reader: Mutex::new(Some(task.abort_handle())),
                 handler_registered: AtomicBool::new(false),
+                epoch: ProcessEpoch::current(),
             }),
         }
     }
@@ -133,6 +149,7 @@ impl Socket {
 
     /// Refuses a send on an ended connection, or of a message over the limit.
     fn check_send(&self, msg: &[u8]) -> Result<(), SocketError> {
+        self.shared.epoch.check("socket")?;
         if self.is_closed() {
             return Err(connection_lost().into());
         }
@@ -167,6 +184,7 @@ impl Socket {
     /// at once, on WebSocket), `Ok(false)` when the time ran out, an error when the
     /// connection ended meanwhile.
     pub fn wait_ack_blocking(&self, timeout: Duration) -> Result<bool, SocketError> {
+        self.shared.epoch.check("socket")?;
         match self.shared.conn.wait_ack_until(deadline_after(timeout)) {
             Ok(()) => Ok(true),
             Err(SocketError::RecipientAckTimeout) => Ok(false),
@@ -190,6 +208,7 @@ impl Socket {
     }
 
     fn check_pull(&self) -> Result<(), SocketError> {
+        self.shared.epoch.check("socket")?;
         if self.shared.inbox.is_closed() {
             return Err(connection_lost().into());
         }
@@ -283,7 +302,7 @@ impl Socket {
 
 impl Shared {
     fn close(&self) {
-        if !self.inbox.close() {
+        if !self.epoch.is_current() || !self.inbox.close() {
             return;
         }
         if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
