@@ -122,6 +122,7 @@ def test_close_from_another_thread_ends_iteration(sock_path: str) -> None:
     def client() -> None:
         for _ in range(3):
             c = ipcez.connect(sock_path)
+            c.send(b"hi")  # one that ended with nothing sent would be skipped by accept
             c.close()
         time.sleep(0.2)
         listener.close()

@@ -212,8 +212,7 @@ def test_widened_listener_lets_another_user_in_semaphores_included(other_user_di
         assert out["raw-connect"] == "ok", out["_all"]
         assert out["sem-open"] == "ok", out["_all"]
         assert out["ipcez-connect"] == "ok", out["_all"]
-        with pytest.raises(ipcez.ConnectionLost):  # the raw probe's connection, closed at once
-            listener.accept(timeout=5).recv(timeout=5)
+        # The raw probe's connection ended with nothing sent: accept skips it.
         assert listener.accept(timeout=5).recv(timeout=5) == b"nobody was here"
 
 

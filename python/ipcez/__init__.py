@@ -30,6 +30,7 @@ from ._errors import (
     WsError,
 )
 from ._ffi import native_version as _native_version  # loads and checks the library
+from ._log import install as _install_logging
 from ._listener import Listener, listen
 from ._resolve import Resolution, ack_names, which
 from ._socket import MAX_MESSAGE_SIZE, Socket, connect
@@ -72,3 +73,7 @@ for _public in (
 ):
     _public.__module__ = "ipcez"  # tracebacks and reprs show the public name
 del _public, _native_version
+
+# Rust's log records go to logging.getLogger("ipcez"); the detection guidance to sys.stderr.
+_install_logging()
+del _install_logging

@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", type=_octal, metavar="OCTAL", help="permission bits of the socket file (default 600)")
     p.add_argument("--certfile", metavar="PEM", help="certificate chain for a wss:// listener")
     p.add_argument("--keyfile", metavar="PEM", help="private key for a wss:// listener")
+    p.add_argument("--max-connections", type=int, metavar="N",
+                   help="open connections at most; more are closed at once (default 1024)")
+    p.add_argument("--origin", action="append", metavar="ORIGIN", dest="origins",
+                   help="a WebSocket Origin to allow besides the listener's own (repeatable; * for any)")
+    p.add_argument("--subprotocol", action="append", metavar="NAME", dest="subprotocols",
+                   help="a WebSocket subprotocol this listener speaks (repeatable)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="what ipcez logs to stderr: refused handshakes, disconnected peers, ... "
+                   "(default warning)")
     p.set_defaults(func=cmd_listen)
 
     p = add("send", "send messages and print the replies", SEND_EPILOG)
@@ -107,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a local send waits for the recipient's ack (default 5)")
     p.add_argument("--hex", action="store_true", help="messages are hex strings (binary data)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--subprotocol", action="append", metavar="NAME", dest="subprotocols",
+                   help="a WebSocket subprotocol to offer (repeatable, in order of preference)")
     p.set_defaults(func=cmd_send)
 
     p = add("demo", "a self-contained demonstration of both transports (no setup)", DEMO_EPILOG)

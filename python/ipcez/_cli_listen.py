@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 import signal
 import threading
 import time
@@ -117,6 +119,15 @@ class _Server:
                 self.sockets.pop(conn_id, None)
 
 
+def _log_to_stderr(level: str) -> None:
+    """What the library logs (logger ``ipcez``) goes to stderr from ``level`` up."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+    logger = logging.getLogger("ipcez")
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         raise CliError("--count must be at least 1", EXIT_USAGE)
@@ -126,6 +137,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
         kwargs.update(certfile=args.certfile, keyfile=args.keyfile)
     if args.mode is not None:
         kwargs["mode"] = args.mode
+    if args.max_connections is not None:
+        if args.max_connections < 1:
+            raise CliError("--max-connections must be at least 1", EXIT_USAGE)
+        kwargs["max_connections"] = args.max_connections
+    kwargs.update(origins=args.origins, subprotocols=args.subprotocols)
+    _log_to_stderr(args.log_level)
     server = _Server(args.echo, args.count)
     with _SignalsToInterrupt() as signals:
         listener = ipcez.listen(args.endpoint, **kwargs)

@@ -85,7 +85,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         if sys.stdin.isatty() and not args.quiet:
             note("reading messages from stdin, one per line (Ctrl-D ends)")
     try:
-        sock = ipcez.connect(args.endpoint, ack_timeout=args.ack_timeout)
+        sock = ipcez.connect(args.endpoint, ack_timeout=args.ack_timeout, subprotocols=args.subprotocols)
     except ipcez.IoError as exc:
         raise CliError(error_text(exc)) from exc
     replies = [0]

@@ -5,7 +5,7 @@ code that knows nothing about ipcez still catches it sensibly::
 
     SocketError(Exception)
     ├── IoError(SocketError, OSError)                  .errno, .strerror
-    │   ├── ConnectionLost(IoError, ConnectionResetError)
+    │   ├── ConnectionLost(IoError, ConnectionResetError)  .code, .reason
     │   └── MessageTooLarge(IoError, ValueError)
     ├── WsError(SocketError)
     ├── UnsupportedCombination(SocketError)            .target, .os
@@ -61,7 +61,17 @@ class IoError(SocketError, OSError):
 
 
 class ConnectionLost(IoError, ConnectionResetError):
-    """The connection is gone: the peer closed or crashed, or this side closed it."""
+    """The connection is gone: the peer closed or crashed, or this side closed it.
+
+    When a WebSocket peer ended it with a close frame, ``code`` and ``reason``
+    hold that frame's close code (e.g. 1001 "going away") and reason text (the
+    message says them too); otherwise both are None.
+    """
+
+    #: The WebSocket close code the peer sent, or None.
+    code: Optional[int] = None
+    #: The WebSocket close reason the peer sent (possibly ""), or None.
+    reason: Optional[str] = None
 
 
 class MessageTooLarge(IoError, ValueError):
@@ -175,6 +185,7 @@ _DETAIL_FIELDS = (
     ("target", _abi.ERROR_FIELD_TARGET),
     ("os", _abi.ERROR_FIELD_OS),
     ("variable", _abi.ERROR_FIELD_VARIABLE),
+    ("guidance", _abi.ERROR_FIELD_GUIDANCE),
 )
 
 
@@ -195,7 +206,11 @@ def make_error(
         message = f"unknown ipcez error code {code}: {message}"
     if issubclass(cls, IoError):
         errno = errno or _DEFAULT_ERRNO.get(code, 0)
-        return cls(errno, message) if errno else cls(message)
+        error = cls(errno, message) if errno else cls(message)
+        if isinstance(error, ConnectionLost) and details.get("close_code", "").isdigit():
+            error.code = int(details["close_code"])
+            error.reason = details.get("close_reason", "")
+        return error
     if cls is UnsupportedCombination:
         return UnsupportedCombination(message, details.get("target", ""), details.get("os", ""))
     if cls is DetectionError:
@@ -221,12 +236,25 @@ def from_native(err: Any) -> SocketError:
     n = lib.ipcez_error_message(err, ctypes.byref(out))
     message = _ffi.borrowed_bytes(out.value, n).decode("utf-8", "replace")
     details: Dict[str, str] = {}
+
+    def detail(key: str, which: int) -> None:
+        out = ctypes.c_void_p()
+        n = lib.ipcez_error_detail(err, which, ctypes.byref(out))
+        if n:
+            details[key] = _ffi.borrowed_bytes(out.value, n).decode("utf-8", "replace")
+
     if code in (_abi.ERROR_KIND_UNSUPPORTED_COMBINATION, _abi.ERROR_KIND_DETECTION):
         for key, which in _DETAIL_FIELDS:
-            out = ctypes.c_void_p()
-            n = lib.ipcez_error_detail(err, which, ctypes.byref(out))
-            if n:
-                details[key] = _ffi.borrowed_bytes(out.value, n).decode("utf-8", "replace")
+            detail(key, which)
+    if code == _abi.ERROR_KIND_CONNECTION_LOST:
+        detail("close_code", _abi.ERROR_FIELD_CLOSE_CODE)
+        if "close_code" in details:
+            details["close_reason"] = ""
+            detail("close_reason", _abi.ERROR_FIELD_CLOSE_REASON)
+    if "guidance" in details:
+        from . import _log
+
+        _log.show_guidance(details["guidance"])
     return make_error(code, err_no, message or "ipcez error", details)
 
 

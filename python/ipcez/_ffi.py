@@ -51,6 +51,14 @@ class ipcez_error(ctypes.Structure):
     """Opaque ``ipcez_error``: an owned error, freed with ``ipcez_error_free``."""
 
 
+class ipcez_connect_options(ctypes.Structure):
+    """Opaque ``ipcez_connect_options``: settings for ``ipcez_connect_with``."""
+
+
+class ipcez_listen_options(ctypes.Structure):
+    """Opaque ``ipcez_listen_options``: settings for ``ipcez_listen_with``."""
+
+
 class ipcez_message(ctypes.Structure):
     """Opaque ``ipcez_message``: an owned byte buffer, freed with ``ipcez_message_free``."""
 
@@ -59,6 +67,8 @@ socket_p = POINTER(ipcez_socket)
 listener_p = POINTER(ipcez_listener)
 error_p = POINTER(ipcez_error)
 message_p = POINTER(ipcez_message)
+connect_options_p = POINTER(ipcez_connect_options)
+listen_options_p = POINTER(ipcez_listen_options)
 
 #: ``const uint8_t *`` inputs.  ``c_void_p`` accepts ``bytes`` (pointing at the
 #: object's own buffer, no copy), ctypes arrays, integer addresses and None.
@@ -68,10 +78,15 @@ ipcez_result = c_uint32
 #: ``void (*ipcez_handler_fn)(void *userdata, const uint8_t *data, size_t len, const ipcez_error *err)``
 HANDLER_FN = CFUNCTYPE(None, c_void_p, c_void_p, c_size_t, error_p)
 
+#: ``void (*ipcez_log_fn)(void *userdata, uint32_t level, const uint8_t *target, size_t target_len, const uint8_t *message, size_t message_len)``
+LOG_FN = CFUNCTYPE(None, c_void_p, c_uint32, c_void_p, c_size_t, c_void_p, c_size_t)
+
 #: The one table: name -> (argtypes, restype).  Keep in sync with ipcez.h
 #: (``tests/test_ffi_table.py`` fails when they drift).
 FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
     "ipcez_version": ([], c_char_p),
+    "ipcez_detection_guidance_to_stderr": ([c_bool], None),
+    "ipcez_set_log_callback": ([LOG_FN, c_void_p, c_uint32], c_bool),
     # errors
     "ipcez_error_code": ([error_p], c_uint32),
     "ipcez_error_errno": ([error_p], c_int32),
@@ -97,6 +112,7 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         ipcez_result,
     ),
     "ipcez_socket_transport": ([socket_p], c_uint32),
+    "ipcez_socket_subprotocol": ([socket_p], message_p),
     "ipcez_socket_endpoint": ([socket_p], message_p),
     "ipcez_socket_send": (
         [socket_p, bytes_in, c_size_t, c_uint32, POINTER(error_p)],
@@ -132,6 +148,39 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         ipcez_result,
     ),
     "ipcez_listener_address": ([listener_p], message_p),
+    # option handles
+    "ipcez_connect_options_new": ([], connect_options_p),
+    "ipcez_connect_options_set_ack_timeout_ms": ([connect_options_p, c_uint32], None),
+    "ipcez_connect_options_add_subprotocol": (
+        [connect_options_p, bytes_in, c_size_t, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_connect_options_free": ([connect_options_p], None),
+    "ipcez_connect_with": (
+        [bytes_in, c_size_t, connect_options_p, POINTER(socket_p), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_listen_options_new": ([], listen_options_p),
+    "ipcez_listen_options_set_mode": ([listen_options_p, c_uint32], None),
+    "ipcez_listen_options_set_ack_timeout_ms": ([listen_options_p, c_uint32], None),
+    "ipcez_listen_options_set_max_connections": ([listen_options_p, c_size_t], None),
+    "ipcez_listen_options_set_tls": (
+        [listen_options_p, bytes_in, c_size_t, bytes_in, c_size_t, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_listen_options_add_origin": (
+        [listen_options_p, bytes_in, c_size_t, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_listen_options_add_subprotocol": (
+        [listen_options_p, bytes_in, c_size_t, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_listen_options_free": ([listen_options_p], None),
+    "ipcez_listen_with": (
+        [bytes_in, c_size_t, listen_options_p, POINTER(listener_p), POINTER(error_p)],
+        ipcez_result,
+    ),
     "ipcez_listener_accept": (
         [listener_p, c_uint32, POINTER(socket_p), POINTER(error_p)],
         ipcez_result,

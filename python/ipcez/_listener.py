@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
-from . import _abi, _errors, _ffi, _fork
+from . import _abi, _errors, _ffi, _fork, _options
 from ._ffi import lib
 from ._managed import Managed
 from ._resolve import Endpoint
@@ -24,7 +24,9 @@ class Listener(Managed):
 
     Obtained from :func:`ipcez.listen`.  Closing it (or leaving a ``with``
     block) stops accepting, removes the Unix socket file and unlinks the
-    endpoint's acknowledgement semaphores; sockets already accepted stay open.
+    endpoint's acknowledgement semaphores, and closes the connections nobody
+    accepted yet (a WebSocket peer is sent close code 1001, going away);
+    sockets already accepted stay open.
 
     :func:`accept_slice` below is the internal interface :mod:`ipcez.aio` builds on.
     """
@@ -62,7 +64,8 @@ class Listener(Managed):
 
         Raises :class:`TimeoutError` when the time runs out and
         :class:`ConnectionLost` once the listener is closed.  Ctrl-C
-        interrupts the wait within 100 ms.
+        interrupts the wait within 100 ms.  A connection that ended before it
+        was accepted, with nothing sent, is skipped.
         """
         timeout = check_timeout(timeout)
         deadline = deadline_after(timeout)
@@ -83,7 +86,8 @@ class Listener(Managed):
             yield sock
 
     def close(self) -> None:
-        """Stop listening and remove the socket file.  Idempotent."""
+        """Stop listening, remove the socket file and close the connections not yet
+        accepted (WebSocket: close code 1001).  Idempotent."""
         super().close()
 
     def __enter__(self) -> "Listener":
@@ -126,6 +130,9 @@ def listen(
     certfile: _PathArg = None,
     keyfile: _PathArg = None,
     ack_timeout: float = 5.0,
+    max_connections: int = _options.DEFAULT_MAX_CONNECTIONS,
+    origins: Optional[Iterable[str]] = None,
+    subprotocols: Optional[Iterable[str]] = None,
 ) -> Listener:
     """Listen on ``endpoint`` (resolved like :func:`ipcez.connect`) and return a :class:`Listener`.
 
@@ -136,28 +143,39 @@ def listen(
     * ``wss://``: needs ``certfile`` and ``keyfile`` (PEM).
 
     ``ack_timeout`` (keyword-only, seconds) is the ack timeout of the accepted
-    sockets.
+    sockets.  ``max_connections`` caps the open connections, accepted plus
+    waiting for :meth:`Listener.accept` (default 1024); beyond it a new
+    connection is closed at once, and that is logged.
+
+    WebSocket only: ``origins`` lists the ``Origin`` values (as browsers send
+    them, e.g. ``"https://app.example.com"``; ``"*"`` for any) allowed besides
+    the listener's own origin; a request without ``Origin`` is always allowed,
+    any other gets 403.  ``subprotocols`` lists the subprotocols this listener
+    speaks: the first one a client offers that is listed is chosen (see
+    :attr:`Socket.subprotocol`); a client that offers only others is refused
+    with 400.
     """
     if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
         raise ValueError(f"mode must be an int between 0 and 0o7777, not {mode!r}")
     ack_ms = check_ack_timeout(ack_timeout)
+    cap = _options.check_max_connections(max_connections)
+    allowed = _options.names(origins, "origins")
+    protocols = _options.names(subprotocols, "subprotocols")
     ep = _ffi.encode_str(endpoint, "endpoint")
     cert = _opt_bytes(certfile, "certfile")
     key = _opt_bytes(keyfile, "keyfile")
     out = _ffi.listener_p()
     err = _ffi.error_p()
-    rc = lib.ipcez_listen(
-        ep,
-        len(ep),
-        mode,
-        cert or None,
-        len(cert or b""),
-        key or None,
-        len(key or b""),
-        ack_ms,
-        ctypes.byref(out),
-        ctypes.byref(err),
-    )
+    with _options.listen_options(
+        mode=mode,
+        cert=cert,
+        key=key,
+        ack_ms=ack_ms,
+        max_connections=cap,
+        origins=allowed,
+        subprotocols=protocols,
+    ) as opts:
+        rc = lib.ipcez_listen_with(ep, len(ep), opts, ctypes.byref(out), ctypes.byref(err))
     if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return Listener._adopt(out)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import threading
-from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TypeVar, Union
 
-from . import _abi, _errors, _ffi, _fork, _handler
+from . import _abi, _errors, _ffi, _fork, _handler, _options
 from ._buffer import borrow
 from ._ffi import lib
 from ._managed import Managed, check_open
@@ -47,6 +47,7 @@ class Socket(Managed):
     _handler_lock: threading.Lock
     _transport: str
     _endpoint: str
+    _subprotocol: Optional[str]
     _ack_timeout: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -63,9 +64,17 @@ class Socket(Managed):
         endpoint = lib.ipcez_socket_endpoint(ptr)
         self._endpoint = _ffi.take_text(endpoint) if endpoint else ""
         self._ack_timeout = lib.ipcez_socket_ack_timeout_ms(ptr) / 1000.0
+        protocol = lib.ipcez_socket_subprotocol(ptr)
+        self._subprotocol = _ffi.take_text(protocol) if protocol else None
         return self
 
     # -- properties -------------------------------------------------------
+
+    @property
+    def subprotocol(self) -> Optional[str]:
+        """The WebSocket subprotocol agreed on in the handshake, or None (always None on
+        local transports)."""
+        return self._subprotocol
 
     @property
     def endpoint(self) -> str:
@@ -230,16 +239,17 @@ def _check_no_handler(sock: Socket) -> None:
         raise _errors.IoError("a message handler is registered on this socket; messages go to it, not to recv")
 
 
-def _connect_native(ep: bytes, ack_ms: int) -> Socket:
+def _connect_native(ep: bytes, ack_ms: int, subprotocols: List[str]) -> Socket:
     out = _ffi.socket_p()
     err = _ffi.error_p()
-    rc = lib.ipcez_connect(ep, len(ep), ack_ms, ctypes.byref(out), ctypes.byref(err))
+    with _options.connect_options(ack_ms, subprotocols) as opts:
+        rc = lib.ipcez_connect_with(ep, len(ep), opts, ctypes.byref(out), ctypes.byref(err))
     if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return Socket._adopt(out)
 
 
-def _connect_interruptibly(ep: bytes, ack_ms: int) -> Socket:
+def _connect_interruptibly(ep: bytes, ack_ms: int, subprotocols: List[str]) -> Socket:
     """Run a possibly long connect (a WebSocket handshake) on a helper thread.
 
     The caller waits in slices, so Ctrl-C gets through; a connection that
@@ -251,7 +261,7 @@ def _connect_interruptibly(ep: bytes, ack_ms: int) -> Socket:
 
     def run() -> None:
         try:
-            sock: Optional[Socket] = _connect_native(ep, ack_ms)
+            sock: Optional[Socket] = _connect_native(ep, ack_ms, subprotocols)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
             with lock:
                 outcome["error"] = exc
@@ -282,7 +292,12 @@ def _connect_interruptibly(ep: bytes, ack_ms: int) -> Socket:
     return sock_ok
 
 
-def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> Socket:
+def connect(
+    endpoint: Endpoint,
+    *,
+    ack_timeout: float = 5.0,
+    subprotocols: Optional[Iterable[str]] = None,
+) -> Socket:
     """Connect to ``endpoint`` and return a :class:`Socket`.
 
     ``ws://``/``wss://`` URLs (any case) connect over WebSocket.  Anything else
@@ -292,16 +307,19 @@ def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> Socket:
     ``ack_timeout`` is how long a local :meth:`Socket.send` waits for the
     recipient's acknowledgement.  A WebSocket handshake (bounded at 30 s by the
     library) runs on a helper thread, so Ctrl-C interrupts it too.
+    ``subprotocols`` (WebSocket) are offered in order of preference; the one the
+    listener picks is :attr:`Socket.subprotocol`.
 
     Raises :class:`DetectionError`, :class:`UnsupportedCombination`,
     :class:`IoError` (e.g. errno ENOENT -- also a :class:`FileNotFoundError` --
     or ECONNREFUSED) or :class:`WsError`.
     """
     ack = check_ack_timeout(ack_timeout)
+    protocols = _options.names(subprotocols, "subprotocols")
     ep = _ffi.encode_str(endpoint, "endpoint")
     if ep[:5].lower() == b"ws://" or ep[:6].lower() == b"wss://":
-        return _connect_interruptibly(ep, ack)
-    return _connect_native(ep, ack)
+        return _connect_interruptibly(ep, ack, protocols)
+    return _connect_native(ep, ack, protocols)
 
 
 def check_ack_timeout(ack_timeout: Any) -> int:

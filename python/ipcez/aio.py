@@ -40,6 +40,7 @@ from typing import (
     Deque,
     Generator,
     Generic,
+    Iterable,
     Optional,
     Set,
     TypeVar,
@@ -49,6 +50,7 @@ from . import _errors, _fork
 from ._listener import Listener, accept_slice
 from ._listener import listen as _listen
 from ._managed import check_open
+from ._options import DEFAULT_MAX_CONNECTIONS
 from ._resolve import Endpoint
 from ._socket import Socket, check_ack_timeout, recv_slice
 from ._socket import connect as _connect
@@ -439,7 +441,12 @@ async def _open_in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         raise
 
 
-def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> "_Opening[AsyncSocket]":
+def connect(
+    endpoint: Endpoint,
+    *,
+    ack_timeout: float = 5.0,
+    subprotocols: Optional[Iterable[str]] = None,
+) -> "_Opening[AsyncSocket]":
     """Connect like :func:`ipcez.connect`, without blocking the loop.
 
     Use ``sock = await ipcez.aio.connect(...)`` or ``async with ipcez.aio.connect(...) as sock``.
@@ -447,7 +454,10 @@ def connect(endpoint: Endpoint, *, ack_timeout: float = 5.0) -> "_Opening[AsyncS
     check_ack_timeout(ack_timeout)  # a bad value fails here, not when awaited
 
     async def make() -> AsyncSocket:
-        return AsyncSocket(await _open_in_thread(_connect, endpoint, ack_timeout=ack_timeout))
+        sock = await _open_in_thread(
+            _connect, endpoint, ack_timeout=ack_timeout, subprotocols=subprotocols
+        )
+        return AsyncSocket(sock)
 
     return _Opening(make)
 
@@ -459,6 +469,9 @@ def listen(
     certfile: Any = None,
     keyfile: Any = None,
     ack_timeout: float = 5.0,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    origins: Optional[Iterable[str]] = None,
+    subprotocols: Optional[Iterable[str]] = None,
 ) -> "_Opening[AsyncListener]":
     """Listen like :func:`ipcez.listen`, without blocking the loop.
 
@@ -468,7 +481,15 @@ def listen(
 
     async def make() -> AsyncListener:
         listener = await _open_in_thread(
-            _listen, endpoint, mode=mode, certfile=certfile, keyfile=keyfile, ack_timeout=ack_timeout
+            _listen,
+            endpoint,
+            mode=mode,
+            certfile=certfile,
+            keyfile=keyfile,
+            ack_timeout=ack_timeout,
+            max_connections=max_connections,
+            origins=origins,
+            subprotocols=subprotocols,
         )
         return AsyncListener(listener)
 

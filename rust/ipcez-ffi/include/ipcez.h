@@ -81,6 +81,14 @@ enum ipcez_error_field
   IPCEZ_ERROR_FIELD_OS = 1,
   // The environment variable at fault in a detection error.
   IPCEZ_ERROR_FIELD_VARIABLE = 2,
+  // A detection error's message with how to fix it, for the binding to show its user
+  // (see `ipcez_detection_guidance_to_stderr`).
+  IPCEZ_ERROR_FIELD_GUIDANCE = 3,
+  // The close code a WebSocket peer ended the connection with, in decimal (e.g.
+  // `"1001"`), on a connection-lost error.
+  IPCEZ_ERROR_FIELD_CLOSE_CODE = 4,
+  // The reason text of that close frame (possibly empty).
+  IPCEZ_ERROR_FIELD_CLOSE_REASON = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -111,9 +119,15 @@ typedef uint32_t ipcez_transport;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Settings of a connection (`ipcez_connect_with`).
+typedef struct ipcez_connect_options ipcez_connect_options;
+
 // An error returned through an `ipcez_error **out_err` parameter. Owned by the caller, who
 // frees it with `ipcez_error_free`.
 typedef struct ipcez_error ipcez_error;
+
+// Settings of a listener (`ipcez_listen_with`).
+typedef struct ipcez_listen_options ipcez_listen_options;
 
 // A listener.
 typedef struct ipcez_listener ipcez_listener;
@@ -123,6 +137,17 @@ typedef struct ipcez_message ipcez_message;
 
 // A connection.
 typedef struct ipcez_socket ipcez_socket;
+
+// Receives one log record on the `ipcez-log` thread. `level` is 1 (error), 2 (warn),
+// 3 (info), 4 (debug) or 5 (trace). `target` is where the record comes from: a Rust module
+// path such as `ipcez::listener`, or a dependency's (`rustls::conn`). Both strings are
+// UTF-8, not NUL-terminated, and borrowed for the duration of the call only.
+typedef void (*ipcez_log_fn)(void *userdata,
+                             uint32_t level,
+                             const uint8_t *target,
+                             size_t target_len,
+                             const uint8_t *message,
+                             size_t message_len);
 
 // Called for each message and then once more with a non-NULL `err` when the connection
 // ends; after that call the handler is never called again and `userdata` is not touched.
@@ -220,6 +245,20 @@ void ipcez_listener_close(const ipcez_listener *l);
 // `l` is NULL or a listener not yet freed, used by no other thread.
 void ipcez_listener_free(ipcez_listener *l);
 
+// Routes Rust's log records to `cb` (NULL: to nowhere), keeping records up to `max_level`
+// (0 none, 1 error … 5 trace) of ipcez itself; a dependency's records pass at warn and
+// error only, unless `max_level` is 5. Returns false when another logger already owns the
+// process's `log` facade (a Rust host that set its own), in which case nothing changes.
+//
+// The callback runs on a thread of ipcez's own, one record at a time. Once this call
+// returns, a callback it replaced is not running and is never called again, so its
+// `userdata` may be freed (call with NULL before the host shuts down).
+//
+// # Safety
+// `cb`, when not NULL, may be called with `userdata` from another thread until it is
+// replaced.
+bool ipcez_set_log_callback(ipcez_log_fn cb, void *userdata, uint32_t max_level);
+
 // The message's bytes, valid until `ipcez_message_free`. NULL for a NULL message.
 //
 // # Safety
@@ -237,6 +276,109 @@ size_t ipcez_message_len(const ipcez_message *msg);
 // # Safety
 // `msg` is NULL or a message not yet freed.
 void ipcez_message_free(ipcez_message *msg);
+
+// New connection settings with the defaults (ack timeout 5 s, no subprotocols).
+ipcez_connect_options *ipcez_connect_options_new(void);
+
+// Sets how long a local send waits for the recipient's ack (0 is taken as 1 ms).
+//
+// # Safety
+// `o` is NULL or live options.
+void ipcez_connect_options_set_ack_timeout_ms(const ipcez_connect_options *o, uint32_t ms);
+
+// Adds a WebSocket subprotocol to offer (in order of preference).
+//
+// # Safety
+// `o` is NULL or live options; `(name, name_len)` is valid.
+ipcez_result ipcez_connect_options_add_subprotocol(const ipcez_connect_options *o,
+                                                   const uint8_t *name,
+                                                   size_t name_len,
+                                                   ipcez_error **out_err);
+
+// Frees connection settings. NULL is fine.
+//
+// # Safety
+// `o` is NULL or options not yet freed, used by no other call.
+void ipcez_connect_options_free(ipcez_connect_options *o);
+
+// Connects like `ipcez_connect`, with `options` (NULL: the defaults).
+//
+// # Safety
+// `(endpoint, endpoint_len)` is valid; `options` is NULL or live; out-pointers are valid.
+ipcez_result ipcez_connect_with(const uint8_t *endpoint,
+                                size_t endpoint_len,
+                                const ipcez_connect_options *options,
+                                ipcez_socket **out_socket,
+                                ipcez_error **out_err);
+
+// New listener settings with the defaults (mode 0600, ack timeout 5 s, max_connections
+// 1024, no extra origins, no subprotocols, no TLS files).
+ipcez_listen_options *ipcez_listen_options_new(void);
+
+// Sets the permission bits of a Unix socket file.
+//
+// # Safety
+// `o` is NULL or live options.
+void ipcez_listen_options_set_mode(const ipcez_listen_options *o, uint32_t mode);
+
+// Sets the ack timeout of accepted connections (0 is taken as 1 ms).
+//
+// # Safety
+// `o` is NULL or live options.
+void ipcez_listen_options_set_ack_timeout_ms(const ipcez_listen_options *o, uint32_t ms);
+
+// Sets the cap on open connections (accepted plus not yet accepted; at least 1).
+//
+// # Safety
+// `o` is NULL or live options.
+void ipcez_listen_options_set_max_connections(const ipcez_listen_options *o, size_t max);
+
+// Sets the PEM certificate chain and key files of a `wss://` listener (UTF-8 paths).
+//
+// # Safety
+// `o` is NULL or live options; each `(ptr, len)` pair is valid.
+ipcez_result ipcez_listen_options_set_tls(const ipcez_listen_options *o,
+                                          const uint8_t *certfile,
+                                          size_t certfile_len,
+                                          const uint8_t *keyfile,
+                                          size_t keyfile_len,
+                                          ipcez_error **out_err);
+
+// Allows WebSocket requests from another `Origin` (e.g. `https://app.example.com`; `*`
+// allows any). Without any, only requests without `Origin` or from the listener's own
+// origin are accepted.
+//
+// # Safety
+// `o` is NULL or live options; `(origin, origin_len)` is valid.
+ipcez_result ipcez_listen_options_add_origin(const ipcez_listen_options *o,
+                                             const uint8_t *origin,
+                                             size_t origin_len,
+                                             ipcez_error **out_err);
+
+// Adds a WebSocket subprotocol this listener speaks.
+//
+// # Safety
+// `o` is NULL or live options; `(name, name_len)` is valid.
+ipcez_result ipcez_listen_options_add_subprotocol(const ipcez_listen_options *o,
+                                                  const uint8_t *name,
+                                                  size_t name_len,
+                                                  ipcez_error **out_err);
+
+// Frees listener settings. NULL is fine.
+//
+// # Safety
+// `o` is NULL or options not yet freed, used by no other call.
+void ipcez_listen_options_free(ipcez_listen_options *o);
+
+// Listens like `ipcez_listen`, with `options` (NULL: the defaults).
+//
+// # Safety
+// `(endpoint, endpoint_len)` is valid; `options` is NULL or live; out-pointers are valid.
+ipcez_result ipcez_listen_with(const uint8_t *endpoint,
+                               size_t endpoint_len,
+                               const ipcez_listen_options *options,
+                               ipcez_listener **out_listener,
+                               ipcez_error **out_err);
 
 // Resolves an endpoint without connecting: the transport (an `ipcez_transport`) and the
 // normalized address as a new message.
@@ -259,6 +401,11 @@ ipcez_result ipcez_ack_names(const uint8_t *endpoint,
                              ipcez_message **out_acked,
                              ipcez_error **out_err);
 
+// Whether a failed endpoint detection also prints its guidance to stderr, once per
+// process (on by default). A binding that shows the `IPCEZ_ERROR_FIELD_GUIDANCE` detail
+// through its host's own stderr turns it off.
+void ipcez_detection_guidance_to_stderr(bool enabled);
+
 // Connects to an endpoint (blocking; a WebSocket handshake is bounded by 30 s). Local
 // sends on the new socket wait up to `ack_timeout_ms` for the recipient's ack.
 //
@@ -275,6 +422,13 @@ ipcez_result ipcez_connect(const uint8_t *endpoint,
 // # Safety
 // `s` is NULL or a live socket.
 uint32_t ipcez_socket_transport(const ipcez_socket *s);
+
+// The WebSocket subprotocol the handshake agreed on, as a new message; NULL when none was
+// (always on local transports) and for NULL.
+//
+// # Safety
+// `s` is NULL or a live socket.
+ipcez_message *ipcez_socket_subprotocol(const ipcez_socket *s);
 
 // The endpoint the socket was connected to (for accepted sockets, the listener's
 // address), as a new message; NULL for NULL.

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::io;
 
-use ipcez::{MessageTooLarge, SocketError};
+use ipcez::{MessageTooLarge, PeerClosed, SocketError};
 
 /// The outcome of a fallible call.
 #[repr(u32)]
@@ -59,6 +59,14 @@ pub enum ipcez_error_field {
     Os = 1,
     /// The environment variable at fault in a detection error.
     Variable = 2,
+    /// A detection error's message with how to fix it, for the binding to show its user
+    /// (see `ipcez_detection_guidance_to_stderr`).
+    Guidance = 3,
+    /// The close code a WebSocket peer ended the connection with, in decimal (e.g.
+    /// `"1001"`), on a connection-lost error.
+    CloseCode = 4,
+    /// The reason text of that close frame (possibly empty).
+    CloseReason = 5,
 }
 
 /// An error returned through an `ipcez_error **out_err` parameter. Owned by the caller, who
@@ -74,7 +82,7 @@ pub(crate) struct FfiError {
     pub(crate) code: ipcez_error_kind,
     pub(crate) errno: i32,
     pub(crate) message: String,
-    pub(crate) details: [String; 3],
+    pub(crate) details: Box<[String; 6]>,
 }
 
 impl FfiError {
@@ -126,6 +134,9 @@ impl FfiError {
             ipcez_error_field::Target,
             ipcez_error_field::Os,
             ipcez_error_field::Variable,
+            ipcez_error_field::Guidance,
+            ipcez_error_field::CloseCode,
+            ipcez_error_field::CloseReason,
         ];
         let f = fields.into_iter().find(|f| *f as u32 == field)?;
         Some(&self.details[f as usize])
@@ -144,15 +155,21 @@ impl From<SocketError> for FfiError {
                 } else {
                     ipcez_error_kind::Io
                 };
-                Self::new(code, errno_of(&io), message)
+                let close = io.get_ref().and_then(|i| i.downcast_ref::<PeerClosed>());
+                FfiError {
+                    details: close.map_or_else(Default::default, |c| {
+                        details([(4, c.code.to_string()), (5, c.reason.clone())])
+                    }),
+                    ..Self::new(code, errno_of(&io), message)
+                }
             }
             SocketError::Ws(_) => Self::new(ipcez_error_kind::Ws, 0, message),
             SocketError::UnsupportedCombination(target, os) => FfiError {
-                details: [target, os, String::new()],
+                details: details([(0, target), (1, os)]),
                 ..Self::new(ipcez_error_kind::UnsupportedCombination, 0, message)
             },
             SocketError::Detection(d) => FfiError {
-                details: [String::new(), String::new(), d.variable],
+                details: details([(2, d.variable.clone()), (3, d.guidance())]),
                 ..Self::new(ipcez_error_kind::Detection, libc::EINVAL, message)
             },
             SocketError::RecipientAckTimeout => Self::new(
@@ -162,6 +179,15 @@ impl From<SocketError> for FfiError {
             ),
         }
     }
+}
+
+/// Detail strings by `ipcez_error_field` number; the others empty.
+fn details<const N: usize>(set: [(usize, String); N]) -> Box<[String; 6]> {
+    let mut all: Box<[String; 6]> = Default::default();
+    for (i, text) in set {
+        all[i] = text;
+    }
+    all
 }
 
 /// The errno a binding should report: the OS's own when there is one, else the C library's

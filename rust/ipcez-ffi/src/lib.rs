@@ -17,7 +17,9 @@
 //!   any other call on the same handle.
 //!
 //! One file per handle type (`socket`, `listener`, `message`, `error` with
-//! `error_access`), plus `resolve` (endpoint questions), `handler` (handler threads) and
+//! `error_access`, `options` for connect and listen settings), plus `resolve` (endpoint
+//! questions and the detection guidance), `log` (Rust's log records to a callback),
+//! `handler` (handler threads) and
 //! `boundary`, the one audited file of pointer casts, NULL checks and the panic boundary.
 
 mod boundary;
@@ -25,7 +27,9 @@ mod error;
 mod error_access;
 mod handler;
 mod listener;
+mod log;
 mod message;
+mod options;
 mod resolve;
 mod socket;
 
@@ -35,7 +39,9 @@ pub use error::{ipcez_error, ipcez_error_field, ipcez_error_kind, ipcez_result};
 pub use error_access::*;
 pub use handler::ipcez_handler_fn;
 pub use listener::*;
+pub use log::*;
 pub use message::*;
+pub use options::*;
 pub use resolve::*;
 pub use socket::*;
 

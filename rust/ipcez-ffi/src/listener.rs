@@ -47,6 +47,7 @@ pub unsafe extern "C" fn ipcez_listen(
             certfile: path(unsafe { text(certfile, certfile_len, "certfile") }?),
             keyfile: path(unsafe { text(keyfile, keyfile_len, "keyfile") }?),
             connection: connect_options(ack_timeout_ms),
+            ..ListenOptions::default()
         };
         let listener = opts.listen_blocking(endpoint)?;
         unsafe {

@@ -3,7 +3,7 @@
 
 use ipcez::Transport;
 
-use crate::boundary::{call, text, write_out};
+use crate::boundary::{call, call_or, text, write_out};
 use crate::error::{ipcez_error, ipcez_result};
 use crate::message::{ipcez_message, new_message};
 
@@ -75,4 +75,12 @@ pub unsafe extern "C" fn ipcez_ack_names(
         }
         Ok(ipcez_result::Ok)
     })
+}
+
+/// Whether a failed endpoint detection also prints its guidance to stderr, once per
+/// process (on by default). A binding that shows the `IPCEZ_ERROR_FIELD_GUIDANCE` detail
+/// through its host's own stderr turns it off.
+#[unsafe(no_mangle)]
+pub extern "C" fn ipcez_detection_guidance_to_stderr(enabled: bool) {
+    call_or((), || ipcez::detection_guidance_to_stderr(enabled))
 }

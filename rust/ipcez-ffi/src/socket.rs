@@ -121,6 +121,19 @@ pub unsafe extern "C" fn ipcez_socket_transport(s: *const ipcez_socket) -> u32 {
     })
 }
 
+/// The WebSocket subprotocol the handshake agreed on, as a new message; NULL when none was
+/// (always on local transports) and for NULL.
+///
+/// # Safety
+/// `s` is NULL or a live socket.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_subprotocol(s: *const ipcez_socket) -> *mut ipcez_message {
+    call_or(std::ptr::null_mut(), || {
+        let protocol = socket_ref(s).ok().and_then(|s| s.socket.subprotocol());
+        protocol.map_or(std::ptr::null_mut(), |p| new_message(p.as_bytes().to_vec()))
+    })
+}
+
 /// The endpoint the socket was connected to (for accepted sockets, the listener's
 /// address), as a new message; NULL for NULL.
 ///

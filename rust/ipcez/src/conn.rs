@@ -69,11 +69,19 @@ impl Conn {
         }
     }
 
-    /// Ends the connection; never waits.
-    pub(crate) fn close(&self, handle: &Handle) {
+    /// True when a local peer is known to have hung up, before the reader noticed.
+    pub(crate) fn peer_hung_up(&self) -> bool {
+        match self {
+            Conn::Local(c) => c.peer_hung_up(),
+            Conn::Ws(_) => false,
+        }
+    }
+
+    /// Ends the connection (a WebSocket peer is sent `ws_code`); never waits.
+    pub(crate) fn close(&self, handle: &Handle, ws_code: u16) {
         match self {
             Conn::Local(c) => c.close(),
-            Conn::Ws(c) => c.close(handle),
+            Conn::Ws(c) => c.close(handle, ws_code),
         }
     }
 }

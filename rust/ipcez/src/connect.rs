@@ -1,7 +1,8 @@
 //! Connecting: resolve the endpoint, let its transport connect, wrap the stream in a
 //! `Socket`.
 
-use crate::error::SocketError;
+use crate::budget::ReadBudget;
+use crate::error::{SocketError, invalid_input};
 use crate::options::ConnectOptions;
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{block_on, runtime};
@@ -16,14 +17,28 @@ impl ConnectOptions {
     /// Connects to an already resolved endpoint (no environment is read).
     pub async fn connect_to(&self, resolution: &Resolution) -> Result<Socket, SocketError> {
         let address = resolution.address.clone();
+        if resolution.transport != Transport::WebSocket && !self.subprotocols.is_empty() {
+            return Err(invalid_input(format!(
+                "subprotocols apply to WebSocket connections only; {address} is a {} endpoint",
+                resolution.transport.as_str()
+            )));
+        }
         match resolution.transport {
             Transport::WebSocket => {
-                let ws = crate::ws::connect(&address, self.handshake_timeout).await?;
-                Ok(Socket::from_ws(address, ws, self))
+                let ws = crate::ws::connect(&address, &self.subprotocols, self.handshake_timeout)
+                    .await?;
+                Ok(Socket::from_ws(address, ws, None, self))
             }
             local if local == crate::os::TRANSPORT => {
                 let (stream, acks) = crate::os::connect(&address).await?;
-                Ok(Socket::from_local(local, address, stream, acks, self))
+                let gated = (ReadBudget::unlimited(), None);
+                Ok(Socket::from_local(
+                    (local, address),
+                    stream,
+                    acks,
+                    gated,
+                    self,
+                ))
             }
             other => Err(SocketError::UnsupportedCombination(
                 "local".into(),

@@ -57,6 +57,21 @@ impl fmt::Display for DetectionError {
     }
 }
 
+impl DetectionError {
+    /// The message with how to fix it: the text printed to stderr (once per process) when
+    /// detection fails.
+    pub fn guidance(&self) -> String {
+        format!(
+            "ipcez: {}\n\
+             ipcez: a local endpoint needs `target` (local or remote) and `os` (linux or windows) \
+             in the environment;\n\
+             ipcez: fix it with e.g. `export target=local os=linux` (IPCEZ_TARGET / IPCEZ_OS take \
+             precedence when set), or connect to a ws:// or wss:// URL for a remote peer.",
+            self.message
+        )
+    }
+}
+
 impl std::error::Error for DetectionError {}
 
 /// The payload of the `Io(InvalidInput)` error a send of more than 4 MiB returns.
@@ -81,6 +96,63 @@ impl fmt::Display for MessageTooLarge {
 }
 
 impl std::error::Error for MessageTooLarge {}
+
+/// The payload of the connection-lost `Io` error (`ConnectionReset`) when a WebSocket peer
+/// ended the connection with a close frame: its code and reason.
+///
+/// Bindings downcast to it (`io::Error::get_ref`) to show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerClosed {
+    /// The close code (1000 normal, 1001 going away, 1009 too big, …; 1005 when the frame
+    /// carried none).
+    pub code: u16,
+    /// The reason text, possibly empty.
+    pub reason: String,
+}
+
+impl fmt::Display for PeerClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "connection lost: the peer closed it with code {}",
+            self.code
+        )?;
+        if let Some(name) = close_code_name(self.code) {
+            write!(f, " ({name})")?;
+        }
+        if !self.reason.is_empty() {
+            write!(f, ": {}", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PeerClosed {}
+
+impl PeerClosed {
+    /// The connection-lost error that carries this close.
+    pub(crate) fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::ConnectionReset, self)
+    }
+}
+
+fn close_code_name(code: u16) -> Option<&'static str> {
+    Some(match code {
+        1000 => "normal closure",
+        1001 => "going away",
+        1002 => "protocol error",
+        1003 => "unsupported data",
+        1005 => "no status code",
+        1007 => "invalid data",
+        1008 => "policy violation",
+        1009 => "message too big",
+        1010 => "extension required",
+        1011 => "internal error",
+        1012 => "service restart",
+        1013 => "try again later",
+        _ => return None,
+    })
+}
 
 /// The one error every transport reports when the connection ends.
 pub(crate) fn connection_lost() -> io::Error {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use crate::error::SocketError;
+use crate::error::{PeerClosed, SocketError};
 
 /// Default bound on read-but-untaken messages per connection.
 pub const DEFAULT_MAX_MESSAGES: usize = 1024;
@@ -22,6 +22,8 @@ pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 struct End {
     kind: io::ErrorKind,
     message: String,
+    /// A WebSocket peer's close code and reason, kept for the error the first taker gets.
+    close: Option<PeerClosed>,
     reported: bool,
 }
 
@@ -134,6 +136,10 @@ impl Inbox {
             s.end = Some(End {
                 kind: error.kind(),
                 message: error.to_string(),
+                close: error
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<PeerClosed>())
+                    .cloned(),
                 reported: false,
             });
         }
@@ -220,7 +226,10 @@ fn to_error(e: &mut End) -> SocketError {
     if std::mem::replace(&mut e.reported, true) {
         return crate::error::connection_lost().into();
     }
-    SocketError::Io(io::Error::new(e.kind, e.message.clone()))
+    match &e.close {
+        Some(close) => SocketError::Io(io::Error::new(e.kind, close.clone())),
+        None => SocketError::Io(io::Error::new(e.kind, e.message.clone())),
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@
 //! * [`listen`] gives the server side with the same endpoint rules.
 
 mod ack;
+mod admission;
+mod budget;
 mod conn;
 mod connect;
 mod error;
@@ -37,14 +39,16 @@ mod runtime;
 mod socket;
 mod ws;
 
-pub use error::{DetectionError, MessageTooLarge, SocketError, WsError};
+pub use admission::DEFAULT_MAX_CONNECTIONS;
+pub use budget::PENDING_READ_BUDGET;
+pub use error::{DetectionError, MessageTooLarge, PeerClosed, SocketError, WsError};
 pub use frame::{FrameDecoder, MAX_MESSAGE_LEN};
 pub use inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
 pub use listener::Listener;
 pub use options::{ConnectOptions, DEFAULT_ACK_TIMEOUT, ListenOptions};
 pub use resolve::{
-    Os, Resolution, Transport, ack_names, decide, pipe_ack_names, pipe_path, resolve,
-    unix_ack_names,
+    Os, Resolution, Transport, ack_names, decide, detection_guidance_to_stderr, pipe_ack_names,
+    pipe_path, resolve, unix_ack_names,
 };
 pub use runtime::{ProcessEpoch, runtime};
 pub use socket::Socket;

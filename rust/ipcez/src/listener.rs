@@ -1,21 +1,20 @@
 //! `Listener`: the server side, on the same endpoint rules as `connect`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::error::{SocketError, connection_lost};
+use crate::admission::{Backoff, Gate};
+use crate::budget::ReadBudget;
+use crate::error::{SocketError, connection_lost, invalid_input};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{ProcessEpoch, block_on, current_handle};
 use crate::socket::Socket;
-
-/// Connections accepted in the background but not yet taken by `accept`.
-const ACCEPT_BACKLOG: usize = 128;
 
 impl ListenOptions {
     /// Resolves `endpoint` like [`crate::socket_init`] and starts listening on it.
@@ -26,11 +25,35 @@ impl ListenOptions {
     /// Listens on an already resolved endpoint (no environment is read).
     pub async fn listen_on(&self, resolution: &Resolution) -> Result<Listener, SocketError> {
         let transport = resolution.transport;
+        if transport != Transport::WebSocket
+            && !(self.origins.is_empty() && self.subprotocols.is_empty())
+        {
+            return Err(invalid_input(format!(
+                "origins and subprotocols apply to WebSocket listeners only; {} is a {} \
+                 endpoint",
+                resolution.address,
+                transport.as_str()
+            )));
+        }
+        let pending = Arc::new(Pending::default());
+        let gate = Gate::new(self.max_connections, &resolution.address, {
+            let pending = Arc::downgrade(&pending);
+            move || {
+                if let Some(p) = pending.upgrade() {
+                    p.prune();
+                }
+            }
+        });
         let (acceptor, address, cleanup) = match transport {
             Transport::WebSocket => {
-                let (certfile, keyfile) = (self.certfile.as_deref(), self.keyfile.as_deref());
+                let settings = crate::ws::ListenSettings {
+                    certfile: self.certfile.as_deref(),
+                    keyfile: self.keyfile.as_deref(),
+                    origins: &self.origins,
+                    subprotocols: &self.subprotocols,
+                };
                 let (acceptor, address) =
-                    crate::ws::listen(&resolution.address, certfile, keyfile).await?;
+                    crate::ws::listen(&resolution.address, settings, gate.clone()).await?;
                 (Acceptor::Ws(acceptor), address, None)
             }
             local if local == crate::os::TRANSPORT => {
@@ -45,18 +68,18 @@ impl ListenOptions {
                 ));
             }
         };
-        let (tx, rx) = mpsc::channel(ACCEPT_BACKLOG);
         let wrap = Wrap {
             transport,
             endpoint: address.clone(),
             opts: self.connection.clone(),
+            gate,
         };
-        let task = tokio::spawn(accept_loop(acceptor, wrap, tx));
+        let task = tokio::spawn(accept_loop(acceptor, wrap, pending.clone()));
         Ok(Listener {
             shared: Arc::new(ListenerShared {
                 address,
                 transport,
-                incoming: tokio::sync::Mutex::new(rx),
+                pending,
                 task,
                 cleanup: Mutex::new(cleanup),
                 closed: AtomicBool::new(false),
@@ -84,34 +107,102 @@ struct Wrap {
     transport: Transport,
     endpoint: String,
     opts: ConnectOptions,
+    gate: Arc<Gate>,
+}
+
+/// Connections accepted in the background, waiting for `accept`. Their number is bounded by
+/// the listener's cap (each holds a place), not by this queue.
+#[derive(Default)]
+struct Pending {
+    queue: Mutex<VecDeque<Socket>>,
+    /// Wakes an `accept` waiting for a connection.
+    ready: tokio::sync::Notify,
+}
+
+impl Pending {
+    fn push(&self, socket: Socket) {
+        lock(&self.queue).push_back(socket);
+        self.ready.notify_one();
+    }
+
+    /// The oldest connection worth handing out; spent ones are closed on the way (outside
+    /// the lock: the accept loop must not wait for that).
+    fn pop(&self) -> Option<Socket> {
+        let mut spent = Vec::new();
+        let found = {
+            let mut queue = lock(&self.queue);
+            loop {
+                match queue.pop_front() {
+                    Some(socket) if socket.is_spent() => spent.push(socket),
+                    other => break other,
+                }
+            }
+        };
+        spent.iter().for_each(Socket::close);
+        found
+    }
+
+    /// Closes the connections that ended before anyone took them, giving back their
+    /// places (called when the cap is reached, e.g. under a connect/close flood).
+    fn prune(&self) {
+        let spent = {
+            let mut queue = lock(&self.queue);
+            let (spent, live): (VecDeque<Socket>, VecDeque<Socket>) =
+                queue.drain(..).partition(Socket::is_spent);
+            *queue = live;
+            spent
+        };
+        spent.iter().for_each(Socket::close);
+    }
+
+    /// Closes every waiting connection, telling WebSocket peers the listener went away.
+    fn close_all(&self) {
+        let all: Vec<Socket> = lock(&self.queue).drain(..).collect();
+        all.iter().for_each(Socket::close_going_away);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Accepts connections, starts each one's reader at once (so messages are read and acked
-/// before `accept` is called) and queues it for `accept`; ends when the listener closes.
-async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, tx: mpsc::Sender<Socket>) {
+/// before `accept` is called, up to a pending connection's budget) and queues it for
+/// `accept`; ends when the listener closes. A connection over the cap is closed at once;
+/// a failing accept (out of file descriptors, say) is retried after a growing pause.
+async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) {
     let Wrap {
         transport,
         endpoint,
         opts,
+        gate,
     } = wrap;
+    let mut backoff = Backoff::new();
     loop {
-        let socket = match &mut acceptor {
+        let accepted = match &mut acceptor {
             Acceptor::Local(a) => a.accept().await.map(|(stream, acks)| {
-                Socket::from_local(transport, endpoint.clone(), stream, acks, &opts)
+                // Dropped when over the cap: the connection closes at once.
+                gate.admit("a local peer").map(|permit| {
+                    let gated = (ReadBudget::pending(), Some(permit));
+                    let name = (transport, endpoint.clone());
+                    Socket::from_local(name, stream, acks, gated, &opts)
+                })
             }),
-            Acceptor::Ws(a) => a
-                .accept()
-                .await
-                .map(|ws| Socket::from_ws(endpoint.clone(), ws, &opts)),
+            Acceptor::Ws(a) => a.accept().await.map(|(ws, permit)| {
+                Some(Socket::from_ws(endpoint.clone(), ws, Some(permit), &opts))
+            }),
         };
-        match socket {
-            Ok(socket) => {
-                if tx.send(socket).await.is_err() {
-                    break;
+        match accepted {
+            Ok(admitted) => {
+                backoff.succeeded(&endpoint);
+                match admitted {
+                    Some(socket) => pending.push(socket),
+                    // Refused at the cap: let the connections that are closing finish
+                    // (giving their places back) before turning the next one away.
+                    None => tokio::task::yield_now().await,
                 }
             }
-            // Out of file descriptors and the like: back off instead of spinning.
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(e) => tokio::time::sleep(backoff.failed(&e, &endpoint)).await,
         }
     }
 }
@@ -119,7 +210,7 @@ async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, tx: mpsc::Sender<Socket
 struct ListenerShared {
     address: String,
     transport: Transport,
-    incoming: tokio::sync::Mutex<mpsc::Receiver<Socket>>,
+    pending: Arc<Pending>,
     task: JoinHandle<()>,
     cleanup: Mutex<Option<crate::os::Cleanup>>,
     closed: AtomicBool,
@@ -171,30 +262,26 @@ impl Listener {
     }
 
     /// The next connection. After [`close`](Self::close): a connection-lost `Io` error.
+    /// Connections that ended before they were taken, with nothing to read, are skipped.
     pub async fn accept(&self) -> Result<Socket, SocketError> {
         self.shared.epoch.check("listener")?;
-        let closing = self.shared.closing.notified();
-        tokio::pin!(closing);
-        closing.as_mut().enable();
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(connection_lost().into());
-        }
-        let next = async { self.shared.incoming.lock().await.recv().await };
-        let socket = tokio::select! {
-            biased;
-            () = closing => None,
-            socket = next => socket,
-        };
-        match socket {
-            Some(socket) if !self.shared.closed.load(Ordering::Acquire) => Ok(socket),
-            other => {
-                // Closed meanwhile: this connection, and any still queued, go with it
-                // (`close` cannot drain the queue while an accept holds it).
-                if let Some(socket) = other {
-                    socket.close();
-                }
-                self.shared.close_queued();
-                Err(connection_lost().into())
+        loop {
+            let closing = self.shared.closing.notified();
+            let ready = self.shared.pending.ready.notified();
+            tokio::pin!(closing, ready);
+            closing.as_mut().enable();
+            ready.as_mut().enable();
+            if self.shared.closed.load(Ordering::Acquire) {
+                return Err(connection_lost().into());
+            }
+            if let Some(socket) = self.shared.pending.pop() {
+                socket.mark_accepted();
+                return Ok(socket);
+            }
+            tokio::select! {
+                biased;
+                () = closing => return Err(connection_lost().into()),
+                () = ready => {}
             }
         }
     }
@@ -218,7 +305,8 @@ impl Listener {
     }
 
     /// Stops accepting (idempotent): removes the socket file and unlinks the ack names of a
-    /// Unix endpoint. Connections already accepted stay open.
+    /// Unix endpoint, and closes the connections nobody accepted (a WebSocket peer is told
+    /// 1001, going away). Connections already accepted stay open.
     pub fn close(&self) {
         self.shared.close();
     }
@@ -231,26 +319,10 @@ impl ListenerShared {
         }
         self.task.abort();
         self.closing.notify_waiters();
-        if let Some(cleanup) = self
-            .cleanup
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(cleanup) = lock(&self.cleanup).take() {
             cleanup.run();
         }
-        self.close_queued();
-    }
-
-    /// Closes connections accepted in the background that nobody took (if no `accept`
-    /// holds the queue right now; that `accept` does it when it wakes up).
-    fn close_queued(&self) {
-        if let Ok(mut rx) = self.incoming.try_lock() {
-            rx.close();
-            while let Ok(socket) = rx.try_recv() {
-                socket.close();
-            }
-        }
+        self.pending.close_all();
     }
 }
 

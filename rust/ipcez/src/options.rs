@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::admission::DEFAULT_MAX_CONNECTIONS;
 use crate::inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
 
 /// The default time a local send waits for the recipient's ack.
@@ -24,6 +25,9 @@ pub struct ConnectOptions {
     /// ping; if another such period passes in silence, the connection is lost (default
     /// 20 s). This is how a silent network drop is noticed. Zero turns it off.
     pub ws_keepalive: Duration,
+    /// WebSocket subprotocols to offer, in order of preference (default none). The one the
+    /// listener picks is [`Socket::subprotocol`](crate::Socket::subprotocol).
+    pub subprotocols: Vec<String>,
 }
 
 impl Default for ConnectOptions {
@@ -34,6 +38,7 @@ impl Default for ConnectOptions {
             max_queued_bytes: DEFAULT_MAX_BYTES,
             handshake_timeout: Duration::from_secs(30),
             ws_keepalive: Duration::from_secs(20),
+            subprotocols: Vec::new(),
         }
     }
 }
@@ -64,6 +69,15 @@ pub struct ListenOptions {
     pub keyfile: Option<PathBuf>,
     /// Settings of each accepted connection.
     pub connection: ConnectOptions,
+    /// Open connections at most, accepted plus not yet accepted (default
+    /// [`DEFAULT_MAX_CONNECTIONS`], 1,024); beyond it new connections are closed at once.
+    pub max_connections: usize,
+    /// WebSocket: `Origin` values allowed besides the listener's own (default none; `*`
+    /// allows any). A request without `Origin` is always allowed; others get 403.
+    pub origins: Vec<String>,
+    /// WebSocket: subprotocols this listener speaks; the first one the client offers that
+    /// is listed here is chosen. A client that offers only others is refused (400).
+    pub subprotocols: Vec<String>,
 }
 
 impl Default for ListenOptions {
@@ -73,6 +87,9 @@ impl Default for ListenOptions {
             certfile: None,
             keyfile: None,
             connection: ConnectOptions::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            origins: Vec::new(),
+            subprotocols: Vec::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -94,18 +95,23 @@ fn read_var(preferred: &str, fallback: &str) -> Option<(String, String)> {
         .find_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
 }
 
+/// Whether [`resolve`] prints the detection guidance to stderr (see
+/// [`detection_guidance_to_stderr`]).
+static GUIDANCE_TO_STDERR: AtomicBool = AtomicBool::new(true);
+
+/// Turns the stderr copy of the detection guidance on (the default) or off. A binding that
+/// shows [`DetectionError::guidance`] through its host (Python's `sys.stderr`, say) turns it
+/// off, so that nothing is written to file descriptor 2 behind the host's back.
+pub fn detection_guidance_to_stderr(enabled: bool) {
+    GUIDANCE_TO_STDERR.store(enabled, Ordering::Relaxed);
+}
+
 fn print_guidance_once(d: &DetectionError) {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        eprintln!(
-            "ipcez: {}\n\
-             ipcez: a local endpoint needs `target` (local or remote) and `os` (linux or windows) \
-             in the environment;\n\
-             ipcez: fix it with e.g. `export target=local os=linux` (IPCEZ_TARGET / IPCEZ_OS take \
-             precedence when set), or connect to a ws:// or wss:// URL for a remote peer.",
-            d.message
-        );
-    });
+    if !GUIDANCE_TO_STDERR.load(Ordering::Relaxed) {
+        return;
+    }
+    ONCE.call_once(|| eprintln!("{}", d.guidance()));
 }
 
 /// The scheme of an endpoint written as a URL (`scheme://…`, the scheme being a letter

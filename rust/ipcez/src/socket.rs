@@ -10,6 +10,8 @@ use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
 use crate::ack::AckPair;
+use crate::admission::Permit;
+use crate::budget::ReadBudget;
 use crate::conn::Conn;
 use crate::error::{SocketError, connection_lost};
 use crate::frame::check_len;
@@ -20,6 +22,10 @@ use crate::os::LocalStream;
 use crate::resolve::Transport;
 use crate::runtime::{ProcessEpoch, current_handle, deadline_after};
 use crate::ws::{WsConn, WsStream};
+
+/// What a socket is started with besides its connection: the subprotocol, the read
+/// budget and the place under a listener's cap.
+type Extra = (Option<String>, Arc<ReadBudget>, Option<Permit>);
 
 struct Shared {
     transport: Transport,
@@ -34,6 +40,13 @@ struct Shared {
     handler_registered: AtomicBool,
     /// The process the connection belongs to: a forked child leaves it alone.
     epoch: ProcessEpoch,
+    /// The WebSocket subprotocol agreed on in the handshake.
+    subprotocol: Option<String>,
+    /// What the reader may read; limited until a listener's `accept` hands this out.
+    budget: Arc<ReadBudget>,
+    /// This connection's place under its listener's cap (shared with the reader task, so
+    /// it is given back once both are gone: when the descriptor is really closed).
+    _permit: Option<Arc<Permit>>,
 }
 
 /// One connection. Cheap to clone (clones share the connection); the connection closes
@@ -77,10 +90,16 @@ impl Socket {
         endpoint: String,
         (conn, inbox): (Conn, Arc<Inbox>),
         reader: impl Future<Output = ()> + Send + 'static,
+        (subprotocol, budget, permit): Extra,
         opts: &ConnectOptions,
     ) -> Self {
         let handle = current_handle();
-        let task = handle.spawn(reader);
+        let permit = permit.map(Arc::new);
+        let held = permit.clone();
+        let task = handle.spawn(async move {
+            reader.await;
+            drop(held);
+        });
         Socket {
             shared: Arc::new(Shared {
                 transport,
@@ -92,6 +111,9 @@ impl Socket {
                 reader: Mutex::new(Some(task.abort_handle())),
                 handler_registered: AtomicBool::new(false),
                 epoch: ProcessEpoch::current(),
+                subprotocol,
+                budget,
+                _permit: permit,
             }),
         }
     }
@@ -100,26 +122,64 @@ impl Socket {
         Arc::new(Inbox::new(opts.max_queued_messages, opts.max_queued_bytes))
     }
 
-    /// Wraps a connected local stream and its ack signals.
+    /// Wraps a connected local stream and its ack signals; it reads within `budget`, and
+    /// holds `permit` (a place under a listener's cap) until its descriptor is closed.
     pub(crate) fn from_local(
-        transport: Transport,
-        endpoint: String,
+        (transport, endpoint): (Transport, String),
         stream: LocalStream,
         acks: Arc<AckPair>,
+        (budget, permit): (Arc<ReadBudget>, Option<Permit>),
         opts: &ConnectOptions,
     ) -> Self {
         let inbox = Self::inbox(opts);
-        let (conn, reader) = LocalConn::start(stream, acks, inbox.clone());
+        let (conn, reader) = LocalConn::start(stream, acks, inbox.clone(), budget.clone());
         let conn = (Conn::Local(conn), inbox);
-        Socket::start(transport, endpoint, conn, reader, opts)
+        Socket::start(
+            transport,
+            endpoint,
+            conn,
+            reader,
+            (None, budget, permit),
+            opts,
+        )
     }
 
-    /// Wraps an upgraded WebSocket.
-    pub(crate) fn from_ws(endpoint: String, ws: WsStream, opts: &ConnectOptions) -> Self {
+    /// Wraps an upgraded WebSocket (holding `permit` like [`from_local`](Self::from_local)).
+    pub(crate) fn from_ws(
+        endpoint: String,
+        ws: WsStream,
+        permit: Option<Permit>,
+        opts: &ConnectOptions,
+    ) -> Self {
         let inbox = Self::inbox(opts);
+        let extra = (ws.subprotocol.clone(), ws.budget.clone(), permit);
         let (conn, reader) = WsConn::start(ws, inbox.clone(), opts.ws_keepalive);
         let conn = (Conn::Ws(conn), inbox);
-        Socket::start(Transport::WebSocket, endpoint, conn, reader, opts)
+        Socket::start(Transport::WebSocket, endpoint, conn, reader, extra, opts)
+    }
+
+    /// `accept` hands this connection out: its reader may read without limit now.
+    pub(crate) fn mark_accepted(&self) {
+        self.shared.budget.lift();
+    }
+
+    /// Ended (or its peer hung up) before anyone took it, with no message read: not worth
+    /// handing out. (Bytes a gone peer left unread were never acked to it.)
+    pub(crate) fn is_spent(&self) -> bool {
+        let inbox = &self.shared.inbox;
+        inbox.is_empty() && (inbox.has_ended() || self.shared.conn.peer_hung_up())
+    }
+
+    /// Closes like [`close`](Self::close), telling a WebSocket peer the listener is going
+    /// away (close code 1001) rather than a normal closure (1000).
+    pub(crate) fn close_going_away(&self) {
+        self.shared.close(CLOSE_GOING_AWAY);
+    }
+
+    /// The WebSocket subprotocol the handshake agreed on; `None` when none was (and on
+    /// local transports).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.shared.subprotocol.as_deref()
     }
 
     /// The transport this connection uses.
@@ -296,24 +356,31 @@ impl Socket {
 
     /// [`disconnect`](Self::disconnect) without `async`: it never waits.
     pub fn close(&self) {
-        self.shared.close();
+        self.shared.close(CLOSE_NORMAL);
     }
 }
 
+/// WebSocket close codes ipcez sends when it closes.
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+
 impl Shared {
-    fn close(&self) {
+    /// Closes once; `ws_code` is the close code a WebSocket peer is sent.
+    fn close(&self, ws_code: u16) {
         if !self.epoch.is_current() || !self.inbox.close() {
             return;
         }
-        if let Some(reader) = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        // A WebSocket reader says goodbye itself (see `WsConn::close`); a local one stops.
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let (Some(reader), Conn::Local(_)) = (reader, &self.conn) {
             reader.abort();
         }
-        self.conn.close(&self.handle);
+        self.conn.close(&self.handle, ws_code);
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        self.close();
+        self.close(CLOSE_NORMAL);
     }
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::time::Duration;
 
 use common::*;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use ipcez::{ConnectOptions, ListenOptions, Resolution, SocketError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -216,16 +216,27 @@ async fn oversized_websocket_message_closes_only_that_connection() {
             .unwrap();
         let server = listener.accept().await.unwrap();
         let big = vec![0u8; ipcez::MAX_MESSAGE_LEN + 1];
-        // The send may never finish (ipcez stops reading): it runs on its own.
-        let sending = tokio::spawn(async move { raw.send(Message::Binary(big.into())).await });
+        // The send runs on its own (ipcez reads the rest of it only to throw it away).
+        let sending = tokio::spawn(async move {
+            let sent = raw.send(Message::Binary(big.into())).await;
+            (raw, sent)
+        });
         let e = server.recv().await.unwrap_err();
         assert!(
             matches!(&e, SocketError::Io(io) if io.kind() == io::ErrorKind::InvalidData
                 && io.to_string().contains("4 MiB")),
             "{e:?}"
         );
-        // ipcez closed that connection: the hostile sender's send fails.
-        assert!(sending.await.unwrap().is_err());
+        // ipcez closed that connection with 1009, and the sender sees that code.
+        let (mut raw, _) = sending.await.unwrap();
+        let close = loop {
+            match raw.next().await {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1009));
         good_connection_still_works(&listener, &ws(listener.address())).await;
     })
     .await

@@ -359,10 +359,8 @@ async fn stale_socket_is_replaced_live_one_is_addr_in_use_other_files_untouched(
             }
             other => panic!("{other:?}"),
         }
-        // (The liveness probe was itself a connection: the live listener sees it come and
-        // go, as any server would.)
-        let probe = live.accept().await.unwrap();
-        assert!(is_connection_lost(&probe.recv().await.unwrap_err()));
+        // (The liveness probe was itself a connection; it ended with nothing sent, so
+        // `accept` skips it.)
         let c = connect(&unix(&path)).await;
         let s = live.accept().await.unwrap();
         c.send_message(b"ok").await.unwrap();

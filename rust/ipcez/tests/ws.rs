@@ -88,6 +88,15 @@ async fn peer_close_is_one_connection_lost() {
         server.disconnect().await;
         let e = client.recv().await.unwrap_err();
         assert!(is_connection_lost(&e), "{e:?}");
+        // The peer's close code comes along: `close` sends 1000, normal closure.
+        let SocketError::Io(io) = &e else {
+            panic!("{e:?}")
+        };
+        let close = io
+            .get_ref()
+            .and_then(|d| d.downcast_ref::<ipcez::PeerClosed>());
+        assert_eq!(close.map(|c| c.code), Some(1000), "{e}");
+        assert!(e.to_string().contains("1000"), "{e}");
         assert!(is_connection_lost(
             &client.send_message(b"x").await.unwrap_err()
         ));

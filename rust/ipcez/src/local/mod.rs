@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
 use crate::ack::AckPair;
+use crate::budget::ReadBudget;
 use crate::error::SocketError;
 use crate::inbox::{BlockingTaker, Inbox};
 use crate::os::LocalStream;
@@ -35,10 +36,16 @@ impl LocalConn {
         stream: LocalStream,
         acks: Arc<AckPair>,
         inbox: Arc<Inbox>,
+        budget: Arc<ReadBudget>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let stream = Arc::new(stream);
         let acks = Arc::new(ConnAck::new(acks));
-        let reader = Arc::new(ReadSide::new(stream.clone(), acks.clone(), inbox.clone()));
+        let reader = Arc::new(ReadSide::new(
+            stream.clone(),
+            acks.clone(),
+            inbox.clone(),
+            budget,
+        ));
         let writer = Arc::new(Writer::new(stream, acks, inbox));
         let task = reader::run(reader.clone());
         (LocalConn { writer, reader }, task)
@@ -90,6 +97,11 @@ impl LocalConn {
     pub(crate) fn blocking_taker(&self) -> BlockingTaker {
         let reader = self.reader.clone();
         Box::new(move || reader.recv_blocking(None))
+    }
+
+    /// True once the peer has hung up.
+    pub(crate) fn peer_hung_up(&self) -> bool {
+        self.reader.peer_hung_up()
     }
 
     /// Ends the connection in both directions now; never waits.

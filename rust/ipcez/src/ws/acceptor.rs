@@ -1,6 +1,7 @@
 //! The listening side: binds `host:port` and hands up upgraded WebSockets for the URL's
 //! path. Every handshake runs in a task of its own, so a slow or hostile client holds up
-//! nobody.
+//! nobody; each counts against the listener's connection cap from its first byte, and
+//! reads no more than a pending connection's budget.
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,10 +13,13 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use super::policy::Policy;
 use super::server::upgrade;
 use super::stream::WsStream;
 use super::tls::server_tls;
 use super::url::WsUrl;
+use crate::admission::{Gate, Permit};
+use crate::budget::{Budgeted, ReadBudget};
 use crate::error::SocketError;
 
 /// How long an incoming connection may take to finish its TLS and upgrade handshakes.
@@ -24,25 +28,37 @@ const SERVER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upgraded connections not yet taken by `accept`.
 const UPGRADED_BACKLOG: usize = 16;
 
+/// An upgraded connection with its place under the listener's cap.
+type Upgraded = (WsStream, Permit);
+
 /// Accepts TCP connections and upgrades them.
 pub(crate) struct Acceptor {
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
-    path: Arc<str>,
-    upgraded_tx: mpsc::Sender<WsStream>,
-    upgraded: mpsc::Receiver<WsStream>,
+    policy: Policy,
+    gate: Arc<Gate>,
+    upgraded_tx: mpsc::Sender<Upgraded>,
+    upgraded: mpsc::Receiver<Upgraded>,
+}
+
+/// What a WebSocket listener is told besides its URL.
+pub(crate) struct ListenSettings<'a> {
+    pub(crate) certfile: Option<&'a Path>,
+    pub(crate) keyfile: Option<&'a Path>,
+    pub(crate) origins: &'a [String],
+    pub(crate) subprotocols: &'a [String],
 }
 
 /// Binds the host and port of `url` (the certificate and key are needed for `wss://`).
 /// Returns the acceptor and the URL it serves, with the real port when port 0 was asked.
 pub(crate) async fn listen(
     url: &str,
-    certfile: Option<&Path>,
-    keyfile: Option<&Path>,
+    settings: ListenSettings<'_>,
+    gate: Arc<Gate>,
 ) -> Result<(Acceptor, String), SocketError> {
     let parsed = WsUrl::parse(url)?;
     let tls = if parsed.secure {
-        Some(server_tls(certfile, keyfile)?)
+        Some(server_tls(settings.certfile, settings.keyfile)?)
     } else {
         None
     };
@@ -58,10 +74,17 @@ pub(crate) async fn listen(
     let scheme = if parsed.secure { "wss" } else { "ws" };
     let address = format!("{scheme}://{local}{}", parsed.path);
     let (upgraded_tx, upgraded) = mpsc::channel(UPGRADED_BACKLOG);
+    let policy = Policy {
+        path: parsed.path.into(),
+        origins: settings.origins.into(),
+        subprotocols: settings.subprotocols.into(),
+        secure: parsed.secure,
+    };
     let acceptor = Acceptor {
         tcp,
         tls,
-        path: parsed.path.into(),
+        policy,
+        gate,
         upgraded_tx,
         upgraded,
     };
@@ -70,38 +93,58 @@ pub(crate) async fn listen(
 
 impl Acceptor {
     /// The next upgraded connection (cancel-safe). An error is one failed TCP accept (out
-    /// of file descriptors and the like); failed handshakes are dropped silently.
-    pub(crate) async fn accept(&mut self) -> io::Result<WsStream> {
+    /// of file descriptors and the like); failed handshakes are logged and dropped.
+    pub(crate) async fn accept(&mut self) -> io::Result<Upgraded> {
         loop {
             tokio::select! {
                 // Never `None`: this acceptor holds a sender.
-                Some(ws) = self.upgraded.recv() => return Ok(ws),
+                Some(upgraded) = self.upgraded.recv() => return Ok(upgraded),
                 tcp = self.tcp.accept() => {
-                    let (tcp, _peer) = tcp?;
-                    self.start_handshake(tcp);
+                    let (tcp, peer) = tcp?;
+                    // Over the cap: dropped here, so closed at once (and logged by the gate);
+                    // then the connections that are closing get to finish first.
+                    match self.gate.admit(&peer.to_string()) {
+                        Some(permit) => self.start_handshake(tcp, peer, permit),
+                        None => {
+                            drop(tcp);
+                            tokio::task::yield_now().await;
+                        }
+                    }
                 }
             }
         }
     }
 
-    fn start_handshake(&self, tcp: tokio::net::TcpStream) {
+    fn start_handshake(&self, tcp: tokio::net::TcpStream, peer: SocketAddr, permit: Permit) {
         let _ = tcp.set_nodelay(true);
-        let (tls, path, done) = (
+        let (tls, policy, done) = (
             self.tls.clone(),
-            self.path.clone(),
+            self.policy.clone(),
             self.upgraded_tx.clone(),
         );
         tokio::spawn(async move {
-            let ws = tokio::time::timeout(SERVER_HANDSHAKE_TIMEOUT, async {
+            let peer = peer.to_string();
+            let budget = ReadBudget::pending();
+            let tcp = Budgeted::new(tcp, budget.clone());
+            let handshake = async {
                 match tls {
-                    Some(tls) => upgrade(tls.accept(tcp).await?, &path).await,
-                    None => upgrade(tcp, &path).await,
+                    Some(tls) => {
+                        let tls = tls.accept(tcp).await.inspect_err(|e| {
+                            log::info!("TLS handshake with {peer} failed: {e}");
+                        })?;
+                        upgrade(tls, &policy, peer.clone(), budget).await
+                    }
+                    None => upgrade(tcp, &policy, peer.clone(), budget).await,
                 }
-            })
-            .await;
-            if let Ok(Ok(ws)) = ws {
+            };
+            match tokio::time::timeout(SERVER_HANDSHAKE_TIMEOUT, handshake).await {
                 // Fails only once the listener is gone; the connection closes with it.
-                let _ = done.send(ws).await;
+                Ok(Ok(ws)) => drop(done.send((ws, permit)).await),
+                Ok(Err(e)) => log::debug!("handshake with {peer} failed: {e}"),
+                Err(_) => log::info!(
+                    "handshake with {peer} did not finish within {SERVER_HANDSHAKE_TIMEOUT:?}; \
+                     closed"
+                ),
             }
         });
     }

@@ -1,21 +1,30 @@
 //! A WebSocket connection above the transport: sending, closing, and its reader task
 //! (which answers silence with a ping and a misbehaving peer with a Close frame).
+//!
+//! Closing is the reader's job, whoever starts it, so that it happens the way peers expect:
+//! a Close frame with a code (1000 from `close`, 1001 when a listener shuts down, 1009 for
+//! an oversize message, 1002/1007 for other violations), then reading on — and throwing
+//! away — until the peer's Close frame or its end of the stream, at most [`LINGER`]; only
+//! then is the TCP connection closed, so the peer sees the code, not a reset.
 
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use futures_util::StreamExt;
 use tokio::runtime::Handle;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::errors::{ws_error_to_io, ws_error_to_socket_error};
 use super::stream::{WsSink, WsSource, WsStream};
-use crate::error::{SocketError, WsError, connection_lost};
+use crate::budget::ReadBudget;
+use crate::error::{PeerClosed, SocketError, WsError, connection_lost};
 use crate::inbox::{BlockingTaker, Inbox};
 use crate::runtime::block_on;
 
@@ -23,10 +32,23 @@ use crate::runtime::block_on;
 /// `None` once closed: dropping it (with the reader's half) closes the TCP stream.
 type SharedSink = Arc<tokio::sync::Mutex<Option<WsSink>>>;
 
+/// How long closing waits for the Close frame to go out, and then for the peer's.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Ping payload a peer may send before ipcez makes sure the pongs are being read.
+const CONTROL_BUDGET: usize = 64 * 1024;
+
+/// The user's request to close, with the code to send.
+struct Closing {
+    requested: Notify,
+    code: AtomicU16,
+}
+
 /// One WebSocket connection. Its reader fills `inbox`.
 pub(crate) struct WsConn {
     sink: SharedSink,
     inbox: Arc<Inbox>,
+    closing: Arc<Closing>,
 }
 
 impl WsConn {
@@ -37,8 +59,25 @@ impl WsConn {
         keepalive: Duration,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let sink: SharedSink = Arc::new(tokio::sync::Mutex::new(Some(ws.sink)));
-        let reader = read(ws.source, inbox.clone(), sink.clone(), keepalive);
-        (WsConn { sink, inbox }, reader)
+        let closing = Arc::new(Closing {
+            requested: Notify::new(),
+            code: AtomicU16::new(1000),
+        });
+        let reader = Reader {
+            source: ws.source,
+            sink: sink.clone(),
+            inbox: inbox.clone(),
+            budget: ws.budget,
+            closing: closing.clone(),
+            peer: ws.peer,
+            keepalive,
+        };
+        let conn = WsConn {
+            sink,
+            inbox,
+            closing,
+        };
+        (conn, reader.run())
     }
 
     /// Sends one message (checked by the caller), giving up at `deadline`.
@@ -90,76 +129,214 @@ impl WsConn {
         Box::new(move || inbox.pop_blocking(None))
     }
 
-    /// Says goodbye in the background; never waits.
-    pub(crate) fn close(&self, handle: &Handle) {
-        handle.spawn(close(self.sink.clone(), None));
+    /// Asks the reader to say goodbye with close code `code`; never waits. (When the
+    /// reader has already ended, it said goodbye already.)
+    pub(crate) fn close(&self, _handle: &Handle, code: u16) {
+        self.closing.code.store(code, Ordering::Release);
+        self.closing.requested.notify_one();
     }
 }
 
-/// Says goodbye with a Close frame (with `frame`'s code when given), briefly; then the
-/// sink is dropped and, with the reader's half gone too, the TCP stream closes.
-async fn close(sink: SharedSink, frame: Option<CloseFrame>) {
-    let Some(mut sink) = sink.lock().await.take() else {
-        return;
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        if let Some(frame) = frame {
-            sink.send(Message::Close(Some(frame))).await?;
-        }
-        sink.close().await
-    })
-    .await;
+/// How the read loop ended.
+enum End {
+    /// The user closed: send this code, then wait for the peer's Close frame.
+    Local(u16),
+    /// The peer sent its Close frame (tungstenite answers it): wait for the end.
+    Peer(io::Error),
+    /// The peer broke the protocol: send this Close frame and drain what still comes.
+    Violation(io::Error, CloseFrame),
+    /// The connection is simply gone (or must be cut off without ceremony).
+    Lost(io::Error),
 }
 
-/// The reader of a WebSocket connection. When the connection ends for any reason it is
-/// closed, so a misbehaving peer is cut off rather than left hanging.
-async fn read(mut stream: WsSource, inbox: Arc<Inbox>, sink: SharedSink, keepalive: Duration) {
-    let mut goodbye = None;
-    let mut pinged = false;
-    let end = loop {
-        let next = if keepalive.is_zero() {
-            stream.next().await
-        } else {
-            match tokio::time::timeout(keepalive, stream.next()).await {
-                Ok(next) => next,
-                // Silent for a whole period after our ping: the network is gone.
-                Err(_) if pinged => break connection_lost(),
-                Err(_) => {
-                    pinged = true;
-                    let ping = async {
-                        match sink.lock().await.as_mut() {
-                            Some(sink) => sink.send(Message::Ping(Bytes::new())).await,
-                            None => Err(WsError::AlreadyClosed),
-                        }
-                    };
-                    match tokio::time::timeout(keepalive, ping).await {
-                        Ok(Ok(())) => continue,
-                        _ => break connection_lost(),
+struct Reader {
+    source: WsSource,
+    sink: SharedSink,
+    inbox: Arc<Inbox>,
+    budget: Arc<ReadBudget>,
+    closing: Arc<Closing>,
+    peer: String,
+    keepalive: Duration,
+}
+
+impl Reader {
+    /// Reads until the connection ends, then closes it as described in the module comment.
+    async fn run(mut self) {
+        let end = self.read_loop().await;
+        let (error, goodbye) = match end {
+            End::Local(code) => (connection_lost(), Some(close_frame(code, ""))),
+            End::Peer(e) => (e, None),
+            End::Violation(e, frame) => {
+                self.budget.drain();
+                (e, Some(frame))
+            }
+            End::Lost(e) => {
+                self.inbox.end(&e);
+                // Dropping both halves closes the stream.
+                drop(self.sink.lock().await.take());
+                return;
+            }
+        };
+        self.inbox.end(&error);
+        let Some(mut sink) = self.sink.lock().await.take() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + LINGER;
+        if let Some(frame) = goodbye {
+            let sent = tokio::time::timeout_at(deadline, sink.send(Message::Close(Some(frame))));
+            if !matches!(sent.await, Ok(Ok(()))) {
+                return;
+            }
+        }
+        // Read on (and throw away) until the peer's Close frame and its end of the stream.
+        // After a protocol error the WebSocket layer reads no more: the flush drains then.
+        let _ = tokio::time::timeout_at(deadline + LINGER, async {
+            while let Some(Ok(_)) = self.source.next().await {}
+            sink.flush().await
+        })
+        .await;
+    }
+
+    async fn read_loop(&mut self) -> End {
+        let mut pinged = false;
+        let mut control = 0usize;
+        loop {
+            // With pings answered but not seen to leave, wait no longer than the pongs may
+            // take: reading can stall while they cannot be written.
+            let wait = match control {
+                0 => self.keepalive,
+                _ if self.keepalive.is_zero() => LINGER,
+                _ => self.keepalive.min(LINGER),
+            };
+            let next = tokio::select! {
+                biased;
+                () = self.closing.requested.notified() => {
+                    return End::Local(self.closing.code.load(Ordering::Acquire));
+                }
+                next = next_within(&mut self.source, wait) => next,
+            };
+            let next = match next {
+                Some(next) => next,
+                None if control > 0 => {
+                    if !pongs_leave(&self.sink).await {
+                        return End::Lost(self.pongs_unread());
                     }
+                    control = 0;
+                    continue;
                 }
-            }
-        };
-        pinged = false; // anything from the peer, a pong included, proves it is there
-        let msg = match next {
-            None | Some(Ok(Message::Close(_))) => break connection_lost(),
-            Some(Ok(Message::Binary(b))) => Vec::from(b),
-            Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
-            Some(Ok(_)) => continue, // ping/pong (answered by tungstenite), raw frames
-            Some(Err(e)) => {
-                if matches!(e, WsError::Capacity(_)) {
-                    goodbye = Some(CloseFrame {
-                        code: CloseCode::Size,
-                        reason: "message larger than the 4 MiB limit".into(),
-                    });
+                // A connection not yet accepted that spent its budget is not read, so
+                // silence proves nothing about it.
+                None if self.budget.allowance() == 0 => continue,
+                // Silent for a whole period after our ping: the network is gone.
+                None if pinged => return End::Lost(connection_lost()),
+                None => {
+                    pinged = true;
+                    let ping = Message::Ping(Bytes::new());
+                    if !send_now(&self.sink, ping, self.keepalive.max(LINGER)).await {
+                        return End::Lost(connection_lost());
+                    }
+                    continue;
                 }
-                break ws_error_to_io(e);
+            };
+            pinged = false; // anything from the peer, a pong included, proves it is there
+            let msg = match next {
+                None => return End::Lost(connection_lost()),
+                Some(Ok(Message::Binary(b))) => Vec::from(b),
+                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                Some(Ok(Message::Close(frame))) => return End::Peer(peer_closed(frame)),
+                Some(Ok(Message::Ping(data))) => {
+                    control += data.len() + 2;
+                    if control > CONTROL_BUDGET {
+                        if !pongs_leave(&self.sink).await {
+                            return End::Lost(self.pongs_unread());
+                        }
+                        control = 0;
+                    }
+                    continue;
+                }
+                Some(Ok(_)) => continue, // pongs, raw frames
+                Some(Err(e)) => return self.violation(e),
+            };
+            if !self.inbox.push(msg).await {
+                return End::Local(self.closing.code.load(Ordering::Acquire));
             }
+        }
+    }
+
+    fn pongs_unread(&self) -> io::Error {
+        let why = format!(
+            "the WebSocket peer {} sends pings but does not read the pongs; disconnected",
+            self.peer
+        );
+        log::warn!("{why}");
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    }
+
+    /// The end for a read error: a protocol violation gets a Close frame and is logged.
+    fn violation(&self, e: WsError) -> End {
+        let frame = match &e {
+            WsError::Capacity(_) => close_frame(1009, "message larger than the 4 MiB limit"),
+            WsError::Utf8(_) => close_frame(1007, "text message that is not UTF-8"),
+            WsError::Protocol(p) if !is_plain_loss(p) => close_frame(1002, "protocol error"),
+            _ => return End::Lost(ws_error_to_io(e)),
         };
-        if !inbox.push(msg).await {
-            break connection_lost();
+        let error = ws_error_to_io(e);
+        log::info!("WebSocket peer {}: {error}", self.peer);
+        End::Violation(error, frame)
+    }
+}
+
+/// Sends `msg` (a ping) at once, giving up after `limit`; false when it failed.
+async fn send_now(sink: &SharedSink, msg: Message, limit: Duration) -> bool {
+    let send = async {
+        match sink.lock().await.as_mut() {
+            Some(sink) => sink.send(msg).await,
+            None => Err(WsError::AlreadyClosed),
         }
     };
-    inbox.end(&end);
-    drop(stream);
-    close(sink, goodbye).await;
+    matches!(tokio::time::timeout(limit, send).await, Ok(Ok(())))
+}
+
+/// True when the queued pongs can be written out within [`LINGER`].
+async fn pongs_leave(sink: &SharedSink) -> bool {
+    let flush = async {
+        match sink.lock().await.as_mut() {
+            Some(sink) => sink.flush().await,
+            None => Err(WsError::AlreadyClosed),
+        }
+    };
+    matches!(tokio::time::timeout(LINGER, flush).await, Ok(Ok(())))
+}
+
+/// The next frame, or `None` when the peer was silent for `keepalive` (zero: no limit).
+async fn next_within(
+    source: &mut WsSource,
+    keepalive: Duration,
+) -> Option<Option<Result<Message, WsError>>> {
+    if keepalive.is_zero() {
+        return Some(source.next().await);
+    }
+    tokio::time::timeout(keepalive, source.next()).await.ok()
+}
+
+fn is_plain_loss(p: &tokio_tungstenite::tungstenite::error::ProtocolError) -> bool {
+    matches!(
+        p,
+        tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+    )
+}
+
+fn close_frame(code: u16, reason: &str) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }
+}
+
+/// The connection-lost error for a peer's Close frame (1005 when it carried no code).
+fn peer_closed(frame: Option<CloseFrame>) -> io::Error {
+    let (code, reason) = frame.map_or((1005, String::new()), |f| {
+        (u16::from(f.code), f.reason.to_string())
+    });
+    PeerClosed { code, reason }.into_io()
 }

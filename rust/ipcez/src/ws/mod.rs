@@ -7,12 +7,13 @@ mod acceptor;
 mod client;
 mod conn;
 mod errors;
+mod policy;
 mod server;
 mod stream;
 mod tls;
 mod url;
 
-pub(crate) use acceptor::{Acceptor, listen};
+pub(crate) use acceptor::{Acceptor, ListenSettings, listen};
 pub(crate) use client::connect;
 pub(crate) use conn::WsConn;
 pub(crate) use stream::WsStream;

@@ -4,13 +4,13 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::StatusCode;
-
+use super::policy::{Chosen, Policy};
 use super::stream::{WsStream, config};
+use crate::budget::ReadBudget;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// The most an HTTP request head may take before it is refused.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -18,7 +18,7 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Reads the HTTP request head so that a request that is no WebSocket upgrade gets a real
 /// HTTP answer (400 or 426) instead of the silent close tungstenite gives it. Returns the
 /// bytes read, to be replayed to tungstenite, or `None` after answering.
-async fn read_upgrade_request<S>(stream: &mut S) -> io::Result<Option<Vec<u8>>>
+async fn read_upgrade_request<S>(stream: &mut S, peer: &str) -> io::Result<Option<Vec<u8>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -62,6 +62,7 @@ where
     match verdict {
         None => Ok(Some(head)),
         Some((status, why)) => {
+            log::info!("request from {peer} refused with {status}: {why}");
             answer(stream, status, why).await;
             Ok(None)
         }
@@ -123,12 +124,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 }
 
 /// Answers one incoming connection: a real HTTP error unless it asks for a WebSocket
-/// upgrade at `path`, otherwise the upgraded WebSocket.
-pub(crate) async fn upgrade<S>(mut stream: S, path: &str) -> io::Result<WsStream>
+/// upgrade that `policy` allows, otherwise the upgraded WebSocket. `stream` is read
+/// through `budget`.
+pub(crate) async fn upgrade<S>(
+    mut stream: S,
+    policy: &Policy,
+    peer: String,
+    budget: Arc<ReadBudget>,
+) -> io::Result<WsStream>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(head) = read_upgrade_request(&mut stream).await? else {
+    let Some(head) = read_upgrade_request(&mut stream, &peer).await? else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not a WebSocket upgrade",
@@ -139,21 +146,11 @@ where
         pos: 0,
         inner: stream,
     };
-    // The callback's signature is tungstenite's; its error type is simply large.
-    #[allow(clippy::result_large_err)]
-    let check_path = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        if req.uri().path() == path {
-            return Ok(resp);
-        }
-        let mut not_found = ErrorResponse::new(Some(format!(
-            "ipcez: no WebSocket endpoint at {}; this listener serves {path}\n",
-            req.uri().path()
-        )));
-        *not_found.status_mut() = StatusCode::NOT_FOUND;
-        Err(not_found)
-    };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, check_path, Some(config()))
+    let chosen = Chosen::default();
+    let callback = policy.clone().callback(peer.clone(), chosen.clone());
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config()))
         .await
         .map_err(io::Error::other)?;
-    Ok(WsStream::new(ws))
+    let subprotocol = chosen.lock().unwrap_or_else(|p| p.into_inner()).take();
+    Ok(WsStream::new(ws, subprotocol, budget, peer))
 }

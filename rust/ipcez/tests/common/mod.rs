@@ -64,7 +64,8 @@ pub async fn within<F: Future>(secs: u64, f: F) -> F::Output {
 
 pub fn is_connection_lost(e: &ipcez::SocketError) -> bool {
     matches!(e, ipcez::SocketError::Io(io)
-        if io.kind() == std::io::ErrorKind::ConnectionReset && io.to_string() == "connection lost")
+        if io.kind() == std::io::ErrorKind::ConnectionReset
+            && io.to_string().starts_with("connection lost"))
 }
 
 /// The ipcez semaphores present in /dev/shm whose names contain `tag`.

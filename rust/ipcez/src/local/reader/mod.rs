@@ -19,6 +19,7 @@ use bytes::BufMut;
 use tokio::sync::Notify;
 
 use super::acks::{ConnAck, PeerSide};
+use crate::budget::ReadBudget;
 use crate::error::{connection_lost, is_disconnect};
 use crate::frame::FrameDecoder;
 use crate::inbox::Inbox;
@@ -43,6 +44,8 @@ pub(crate) struct ReadSide {
     stream: Arc<LocalStream>,
     acks: Arc<ConnAck>,
     inbox: Arc<Inbox>,
+    /// Limits reading while the connection waits for `accept`.
+    pub(crate) budget: Arc<ReadBudget>,
     state: Mutex<ReadState>,
     /// Wakes the background task when a direct reader lets go of `state`.
     resume: Notify,
@@ -57,11 +60,17 @@ pub(crate) enum Step {
 }
 
 impl ReadSide {
-    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<ConnAck>, inbox: Arc<Inbox>) -> Self {
+    pub(crate) fn new(
+        stream: Arc<LocalStream>,
+        acks: Arc<ConnAck>,
+        inbox: Arc<Inbox>,
+        budget: Arc<ReadBudget>,
+    ) -> Self {
         ReadSide {
             stream,
             acks,
             inbox,
+            budget,
             state: Mutex::new(ReadState {
                 decoder: FrameDecoder::new(),
                 buf: Vec::with_capacity(READ_BUFFER),
@@ -69,6 +78,11 @@ impl ReadSide {
             }),
             resume: Notify::new(),
         }
+    }
+
+    /// True once the peer has hung up (it may have left unread bytes behind).
+    pub(crate) fn peer_hung_up(&self) -> bool {
+        self.stream.peer_hung_up()
     }
 
     /// Takes the reader's role if nobody has it.
@@ -96,18 +110,26 @@ impl ReadSide {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<Step, io::Error> {
         let ReadState { decoder, buf, peer } = st;
+        // The caller waits while the budget is spent; otherwise it bounds this read.
+        let allowance = self.budget.allowance();
         // Large bodies are read straight into their own buffer, small ones via `buf`.
         let (read, into_body) = match decoder.direct_target() {
-            Some((body, missing)) => (self.read(&mut body.limit(missing), direct), true),
+            Some((body, missing)) => (
+                self.read(&mut body.limit(missing.min(allowance)), direct),
+                true,
+            ),
             None if peer.wants_channel() => {
                 buf.clear();
                 (self.read_first(buf, direct, peer), false)
             }
             None => {
                 buf.clear();
-                (self.read(buf, direct), false)
+                (self.read(&mut buf.limit(allowance), direct), false)
             }
         };
+        if let Ok(n) = read {
+            self.budget.spend(n);
+        }
         match read {
             // End of stream; a partial frame is dropped, never delivered.
             Ok(0) => return Err(connection_lost()),
@@ -213,7 +235,14 @@ async fn hang_up(stream: &LocalStream) {
 pub(crate) async fn run(side: Arc<ReadSide>) {
     let mut frames = Vec::new();
     let end = loop {
-        let open = if side.inbox.has_room() {
+        let open = if side.budget.allowance() == 0 {
+            // Not accepted yet and its budget spent: read on once `accept` takes it.
+            tokio::select! {
+                biased;
+                () = side.budget.lifted() => !side.inbox.has_ended(),
+                () = hang_up(&side.stream) => false,
+            }
+        } else if side.inbox.has_room() {
             !side.inbox.has_ended()
         } else {
             // Paused on a full queue: still notice a peer that went away meanwhile.

@@ -18,9 +18,33 @@ use crate::resolve::unix_ack_names;
 /// (an existing one is opened as it is, never widened).
 const SEM_MODE: u32 = 0o600;
 
+/// How long a connect waits for room in a busy listener's backlog.
+const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Connects like a blocking `connect(2)` would: while the listener's backlog is full
+/// (EAGAIN, e.g. during a flood of connections), tries again every few milliseconds, for
+/// up to [`BACKLOG_WAIT`].
+async fn connect_waiting(path: &str) -> io::Result<UnixStream> {
+    let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+    loop {
+        match UnixStream::connect(path).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{e}: the listener's backlog stayed full for {BACKLOG_WAIT:?}"),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Connects to the socket at `path` and opens its ack signals.
 pub(crate) async fn connect(path: &str) -> Result<(UdsStream, Arc<AckPair>), SocketError> {
-    let stream = UnixStream::connect(path)
+    let stream = connect_waiting(path)
         .await
         .map_err(|e| with_path(e, "cannot connect to the Unix socket", path))?;
     // After connecting: the socket file exists, so its canonical path is known, and the

@@ -1,0 +1,237 @@
+//! Rust's log records (the `log` facade: ipcez's own events and those of its dependencies)
+//! handed to a C callback, so a binding can route them into its host's logging.
+//!
+//! Records never call the callback from the thread that made them: the runtime's threads
+//! must not wait for a host lock (Python's GIL, say). They go into a bounded queue that a
+//! thread of their own, `ipcez-log`, drains; when the queue is full a record is dropped and
+//! counted, and the count is reported as a record of its own once there is room again.
+
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, OnceLock};
+
+use crate::boundary::call_or;
+
+/// Records waiting for the callback; beyond this they are dropped (and counted).
+const QUEUE: usize = 1024;
+
+/// Receives one log record on the `ipcez-log` thread. `level` is 1 (error), 2 (warn),
+/// 3 (info), 4 (debug) or 5 (trace). `target` is where the record comes from: a Rust module
+/// path such as `ipcez::listener`, or a dependency's (`rustls::conn`). Both strings are
+/// UTF-8, not NUL-terminated, and borrowed for the duration of the call only.
+#[allow(non_camel_case_types)]
+pub type ipcez_log_fn = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        level: u32,
+        target: *const u8,
+        target_len: usize,
+        message: *const u8,
+        message_len: usize,
+    ),
+>;
+
+struct Callback {
+    f: unsafe extern "C" fn(*mut c_void, u32, *const u8, usize, *const u8, usize),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the caller of `ipcez_set_log_callback` promises the callback and its userdata may
+// be used from the `ipcez-log` thread.
+unsafe impl Send for Callback {}
+
+/// The callback, held while it runs so that replacing it waits for a call in progress.
+static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
+/// The most verbose level passed on for ipcez's own records (0: none).
+static MAX_LEVEL: AtomicU32 = AtomicU32::new(0);
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+struct Record {
+    level: u32,
+    target: String,
+    message: String,
+}
+
+/// The queue's sending end, with the process it was made in: after `fork` the child has
+/// no `ipcez-log` thread, so it starts its own.
+static QUEUE_TX: Mutex<Option<(u32, SyncSender<Record>)>> = Mutex::new(None);
+
+struct Forwarder;
+
+impl log::Log for Forwarder {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        let max = MAX_LEVEL.load(Ordering::Relaxed);
+        let level = meta.level() as u32;
+        // Dependencies are chatty below warn (tungstenite traces every frame): their
+        // records pass only when everything is asked for.
+        let own = meta.target() == "ipcez" || meta.target().starts_with("ipcez::");
+        level <= max && (own || level <= log::Level::Warn as u32 || max >= 5)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            enqueue(Record {
+                level: record.level() as u32,
+                target: record.target().to_string(),
+                message: record.args().to_string(),
+            });
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn enqueue(record: Record) {
+    let mut tx = QUEUE_TX.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    if tx.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+        let (sender, receiver) = sync_channel(QUEUE);
+        let started = std::thread::Builder::new()
+            .name("ipcez-log".into())
+            .spawn(move || deliver_all(receiver));
+        if started.is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *tx = Some((pid, sender));
+    }
+    if let Some((_, sender)) = tx.as_ref() {
+        match sender.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn deliver_all(records: Receiver<Record>) {
+    while let Ok(record) = records.recv() {
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            deliver(&Record {
+                level: log::Level::Warn as u32,
+                target: "ipcez::log".into(),
+                message: format!(
+                    "{dropped} log records were dropped: they came faster than the log callback took them"
+                ),
+            });
+        }
+        deliver(&record);
+    }
+}
+
+fn deliver(record: &Record) {
+    let callback = CALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(cb) = callback.as_ref() {
+        // SAFETY: the callback's contract (see `ipcez_set_log_callback`); the strings live
+        // for the call.
+        unsafe {
+            (cb.f)(
+                cb.userdata,
+                record.level,
+                record.target.as_ptr(),
+                record.target.len(),
+                record.message.as_ptr(),
+                record.message.len(),
+            )
+        };
+    }
+}
+
+static INSTALLED: OnceLock<bool> = OnceLock::new();
+
+/// Routes Rust's log records to `cb` (NULL: to nowhere), keeping records up to `max_level`
+/// (0 none, 1 error … 5 trace) of ipcez itself; a dependency's records pass at warn and
+/// error only, unless `max_level` is 5. Returns false when another logger already owns the
+/// process's `log` facade (a Rust host that set its own), in which case nothing changes.
+///
+/// The callback runs on a thread of ipcez's own, one record at a time. Once this call
+/// returns, a callback it replaced is not running and is never called again, so its
+/// `userdata` may be freed (call with NULL before the host shuts down).
+///
+/// # Safety
+/// `cb`, when not NULL, may be called with `userdata` from another thread until it is
+/// replaced.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_set_log_callback(
+    cb: ipcez_log_fn,
+    userdata: *mut c_void,
+    max_level: u32,
+) -> bool {
+    call_or(false, || {
+        let installed = *INSTALLED.get_or_init(|| {
+            let ok = log::set_logger(&Forwarder).is_ok();
+            if ok {
+                log::set_max_level(log::LevelFilter::Trace);
+            }
+            ok
+        });
+        if !installed {
+            return false;
+        }
+        let mut slot = CALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = cb.map(|f| Callback { f, userdata });
+        MAX_LEVEL.store(
+            if slot.is_some() { max_level.min(5) } else { 0 },
+            Ordering::Relaxed,
+        );
+        true
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    static SEEN: Mutex<Option<mpsc::Sender<(u32, String, String)>>> = Mutex::new(None);
+
+    unsafe extern "C" fn collect(
+        _userdata: *mut c_void,
+        level: u32,
+        target: *const u8,
+        target_len: usize,
+        message: *const u8,
+        message_len: usize,
+    ) {
+        let text = |p: *const u8, n: usize| {
+            // SAFETY: the strings are valid for the call.
+            String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(p, n) }).into_owned()
+        };
+        if let Some(tx) = SEEN.lock().unwrap().as_ref() {
+            let _ = tx.send((level, text(target, target_len), text(message, message_len)));
+        }
+    }
+
+    #[test]
+    fn records_reach_the_callback_filtered_by_level_and_origin() {
+        let (tx, rx) = mpsc::channel();
+        *SEEN.lock().unwrap() = Some(tx);
+        // SAFETY: `collect` is thread-safe and uses no userdata.
+        assert!(unsafe { ipcez_set_log_callback(Some(collect), std::ptr::null_mut(), 3) });
+        log::debug!(target: "ipcez::listener", "too verbose");
+        log::info!(target: "rustls::conn", "a dependency's info");
+        log::info!(target: "ipcez::listener", "accepted from {}", "peer");
+        log::warn!(target: "tungstenite::protocol", "a dependency's warning");
+        let got = |rx: &mpsc::Receiver<_>| rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            got(&rx),
+            (3, "ipcez::listener".into(), "accepted from peer".into())
+        );
+        assert_eq!(
+            got(&rx),
+            (
+                2,
+                "tungstenite::protocol".into(),
+                "a dependency's warning".into()
+            )
+        );
+        // SAFETY: NULL unregisters.
+        assert!(unsafe { ipcez_set_log_callback(None, std::ptr::null_mut(), 5) });
+        log::error!(target: "ipcez::listener", "nobody listens");
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+    }
+}

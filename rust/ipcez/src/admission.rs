@@ -1,0 +1,190 @@
+//! What a listener lets in: at most `max_connections` open connections (accepted by the
+//! application or still waiting for `accept`), and an accept loop that backs off when the
+//! process runs out of file descriptors instead of spinning on the error.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often refusals at the cap are logged, at most.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Default cap on a listener's open connections (accepted plus not yet accepted).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// Counts a listener's open connections against its cap.
+pub(crate) struct Gate {
+    open: AtomicUsize,
+    max: usize,
+    /// Refusals since the last log line about them, and when that was.
+    refused: AtomicU64,
+    logged: Mutex<Option<Instant>>,
+    endpoint: String,
+    /// Called once at the cap before refusing: gives back the places of connections that
+    /// ended while waiting for `accept`.
+    prune: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("open", &self.open)
+            .field("max", &self.max)
+            .finish()
+    }
+}
+
+/// One open connection's place under the cap, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    gate: Arc<Gate>,
+}
+
+impl Gate {
+    pub(crate) fn new(
+        max: usize,
+        endpoint: &str,
+        prune: impl Fn() + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Gate {
+            open: AtomicUsize::new(0),
+            max: max.max(1),
+            refused: AtomicU64::new(0),
+            logged: Mutex::new(None),
+            endpoint: endpoint.to_string(),
+            prune: Box::new(prune),
+        })
+    }
+
+    fn take_place(&self) -> bool {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// A place for a new connection, or `None` at the cap (the caller closes it at once).
+    pub(crate) fn admit(self: &Arc<Self>, peer: &str) -> Option<Permit> {
+        let admitted = self.take_place() || {
+            (self.prune)();
+            self.take_place()
+        };
+        if admitted {
+            return Some(Permit { gate: self.clone() });
+        }
+        // Logged at the first refusal, then at most every few seconds with a count, so a
+        // flood does not flood the log too.
+        let refused = self.refused.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut last = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL) {
+            *last = Some(Instant::now());
+            self.refused.store(0, Ordering::Release);
+            log::warn!(
+                "{}: max_connections={} reached; {refused} new connection(s) closed at once \
+                 (latest from {peer})",
+                self.endpoint,
+                self.max
+            );
+        }
+        None
+    }
+
+    /// Connections open now.
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.gate.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Pauses of an accept loop whose `accept` keeps failing: 10 ms, doubling up to 640 ms,
+/// back to the start after a success. Logged once per episode, not per failure.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    next: Option<Duration>,
+    failures: u64,
+}
+
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const LONGEST_PAUSE: Duration = Duration::from_millis(640);
+
+impl Backoff {
+    pub(crate) fn new() -> Self {
+        Backoff {
+            next: None,
+            failures: 0,
+        }
+    }
+
+    /// How long to wait after `error`; the first failure of an episode is logged.
+    pub(crate) fn failed(&mut self, error: &io::Error, endpoint: &str) -> Duration {
+        let pause = self.next.unwrap_or(FIRST_PAUSE);
+        if self.failures == 0 {
+            let why = if is_out_of_descriptors(error) {
+                "the process is out of file descriptors (raise `ulimit -n` or lower \
+                 max_connections)"
+            } else {
+                "accepting failed"
+            };
+            log::warn!("{endpoint}: {why}: {error}; retrying with a growing pause");
+        }
+        self.failures += 1;
+        self.next = Some((pause * 2).min(LONGEST_PAUSE));
+        pause
+    }
+
+    /// An accept succeeded: the episode, if any, is over.
+    pub(crate) fn succeeded(&mut self, endpoint: &str) {
+        if self.failures > 0 {
+            log::info!(
+                "{endpoint}: accepting again after {} failed attempts",
+                self.failures
+            );
+        }
+        self.failures = 0;
+        self.next = None;
+    }
+}
+
+/// EMFILE / ENFILE (and the Windows equivalent).
+fn is_out_of_descriptors(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    if let Some(n) = e.raw_os_error() {
+        return n == libc::EMFILE || n == libc::ENFILE;
+    }
+    let _ = e;
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_admits_up_to_the_cap_and_frees_places() {
+        let gate = Gate::new(2, "test", || {});
+        let a = gate.admit("a").unwrap();
+        let _b = gate.admit("b").unwrap();
+        assert!(gate.admit("c").is_none());
+        assert_eq!(gate.open(), 2);
+        drop(a);
+        assert!(gate.admit("d").is_some());
+    }
+
+    #[test]
+    fn backoff_grows_to_its_cap_and_resets() {
+        let mut b = Backoff::new();
+        let e = io::Error::from_raw_os_error(24);
+        let pauses: Vec<_> = (0..9).map(|_| b.failed(&e, "x").as_millis()).collect();
+        assert_eq!(pauses, [10, 20, 40, 80, 160, 320, 640, 640, 640]);
+        b.succeeded("x");
+        assert_eq!(b.failed(&e, "x"), FIRST_PAUSE);
+    }
+}
