@@ -1,5 +1,5 @@
 """ipcez.aio: the event loop keeps running while a recv/accept waits, cancellation and
-timeouts lose nothing, async for / async with work (SPEC §6)."""
+timeouts lose nothing, async for / async with work."""
 
 from __future__ import annotations
 

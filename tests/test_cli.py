@@ -1,4 +1,4 @@
-"""The command line (SPEC §7): `ipcez which|listen|send|demo`, exit codes and messages."""
+"""The command line: `ipcez which|listen|send|demo`, exit codes and messages."""
 
 from __future__ import annotations
 

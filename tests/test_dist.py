@@ -1,4 +1,4 @@
-"""Release artifacts (issue 7): the manylinux tag set and wheel metadata that build.py
+"""Release artifacts: the manylinux tag set and wheel metadata that build.py
 writes, what the sdist carries (and never carries), the zigbuild plumbing of build.py,
 and Python 3.9 compatibility of the package (vermin).  No cargo: a prebuilt library
 (IPCEZ_PREBUILT) stands in for the release build; .ci/run does the real thing."""

@@ -1,5 +1,5 @@
 """message_handler: delivery on a background thread, queued messages first, exactly one
-final error, exceptions to sys.unraisablehook, the trampoline's lifetime (SPEC §4, §6)."""
+final error, exceptions to sys.unraisablehook, the trampoline's lifetime."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Process-level behaviour, each in a child process so a crash or hang is a clean failure:
 Ctrl-C in blocked calls, interpreter exit with open handles, use after close, a peer
-killed with SIGKILL (SPEC §4, §6)."""
+killed with SIGKILL."""
 
 from __future__ import annotations
 
@@ -306,7 +306,7 @@ def test_peer_killed_gives_connection_lost_promptly(sock_path: str, use_handler:
                 with pytest.raises(ipcez.ConnectionLost):
                     peer.recv(timeout=2)
                 delay = time.monotonic() - t0
-            assert delay < 0.5, f"connection loss noticed after {delay:.3f} s (SPEC: 50 ms)"
+            assert delay < 0.5, f"connection loss noticed after {delay:.3f} s (the bound is 50 ms)"
             peer.close()
         finally:
             proc.kill()

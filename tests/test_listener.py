@@ -1,4 +1,4 @@
-"""Listener behaviour on Unix sockets (SPEC §5) and connect errors with errno (SPEC §6)."""
+"""Listener behaviour on Unix sockets and connect errors with errno."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The package surface and packaging: versions in sync, public names documented and
 typed, Python 3.9 compatibility, the loader's error, and a py3-none-<platform> wheel
-(SPEC §6, issue: packaging)."""
+."""
 
 from __future__ import annotations
 

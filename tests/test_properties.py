@@ -1,6 +1,6 @@
 """Property tests (hypothesis): whatever the bytes, sizes, sequence or the way the wire is
 cut into pieces, a message comes out of ipcez exactly as it went in, in order, over a Unix
-socket and over a WebSocket (issue 6, Python side)."""
+socket and over a WebSocket."""
 
 from __future__ import annotations
 

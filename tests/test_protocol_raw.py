@@ -220,7 +220,7 @@ def test_oversized_announcement_reported_as_invalid_data(sock_path: str, sems: C
         raw.sendall(struct.pack(">I", 0xFFFFFFFF))
         with pytest.raises(ipcez.IoError) as info:
             peer.recv(timeout=5)
-        assert not isinstance(info.value, ipcez.ConnectionLost), "SPEC §2: an InvalidData Io error"
+        assert not isinstance(info.value, ipcez.ConnectionLost), "an InvalidData Io error"
         assert info.value.errno in (None, 0, errno.EINVAL, errno.EPROTO, errno.EBADMSG), info.value
         raw.close()
         peer.close()

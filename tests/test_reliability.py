@@ -1,4 +1,4 @@
-"""Reliability under load, faults and hostile input (issue 6, Python side).
+"""Reliability under load, faults and hostile input.
 
 - load: many clients through one listener, both transports (a reduced run of bench/load.py);
 - faults: a peer SIGKILLed mid-frame, a peer that stops reading, a listener restarted under

@@ -1,6 +1,6 @@
 """Who can get in: file modes of the socket and the ack semaphores, another user's access,
 wss certificate verification (SSL_CERT_FILE, bogus CAs, wrong names, expired certificates)
-and a WebSocket through an nginx reverse proxy (issue 6, Python side)."""
+and a WebSocket through an nginx reverse proxy."""
 
 from __future__ import annotations
 

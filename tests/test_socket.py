@@ -1,5 +1,5 @@
 """Socket behaviour over a Unix domain socket: sending any bytes-like object, sizes,
-timeouts, iteration, closing, thread safety, GIL release (SPEC §2, §4, §6)."""
+timeouts, iteration, closing, thread safety, GIL release."""
 
 from __future__ import annotations
 

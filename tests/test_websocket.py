@@ -1,6 +1,6 @@
 """ws:// and wss:// against the ``websockets`` package, in both roles: binary messages,
 text delivered as UTF-8 bytes, 0 B and 4 MiB, the 4 MiB limit, close -> ConnectionLost,
-404 for other paths, port 0 (SPEC §2, §4, §5)."""
+404 for other paths, port 0."""
 
 from __future__ import annotations
 

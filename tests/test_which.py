@@ -1,5 +1,5 @@
-"""Transport selection (SPEC §1): which(), the detection errors, ack_names() (SPEC §3),
-and the exception hierarchy (SPEC §6)."""
+"""Transport selection: which(), the detection errors, ack_names(),
+and the exception hierarchy."""
 
 from __future__ import annotations
 
@@ -149,7 +149,7 @@ def test_detection_guidance_printed_once_to_stderr(sock_path: str) -> None:
     result = run_python(code, sock_path)
     assert result.stdout.split() == ["DetectionError", "target"] * 3, result.stdout
     err = result.stderr
-    assert "target" in err, f"SPEC §1: guidance goes to stderr; got {err!r}"
+    assert "target" in err, f"guidance goes to stderr; got {err!r}"
     assert "local" in err and "remote" in err, err
     assert "export" in err or "set" in err, f"the guidance says how to fix it: {err!r}"
     first = err.split("\n")[0]
