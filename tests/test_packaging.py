@@ -1,6 +1,5 @@
 """The package surface and packaging: versions in sync, public names documented and
-typed, Python 3.9 compatibility, the loader's error, and a py3-none-<platform> wheel
-."""
+typed, Python 3.9 compatibility, the loader's error, and a py3-none-<platform> wheel."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The local wire protocol, proven against a peer that does not use ipcez at all:
 ``socket`` + ``struct`` for frames (4-byte big-endian length, then the payload) and
-``posix_ipc`` for the two named semaphores whose names ``ipcez.ack_names`` gives
-(SPEC §2, §3).  Both directions, the ack rules, RecipientAckTimeout, and a peer
+``posix_ipc`` for the two named semaphores whose names ``ipcez.ack_names`` gives.
+Both directions, the ack rules, RecipientAckTimeout, and a peer
 that announces an oversized frame."""
 
 from __future__ import annotations
