@@ -15,8 +15,8 @@ The protocol, for an endpoint path P:
 * Frames on the Unix stream socket: a 4-byte big-endian length, then that many
   bytes (0 to 4 MiB; a larger announced length is a protocol violation).
 * Two POSIX named semaphores, ``/ipcez.<tag>.<hash>.data_ready`` and
-  ``.data_acked``: ``<tag>`` is P's file name with every byte outside
-  ``[A-Za-z0-9_-]`` replaced by ``_``, cut to 32 bytes; ``<hash>`` is the first
+  ``.data_acked``: ``<tag>`` is the file name of P's canonical path with every byte
+  outside ``[A-Za-z0-9_-]`` replaced by ``_``, cut to 32 bytes; ``<hash>`` is the first
   16 hex digits of SHA-256 of P's canonical path (``os.path.realpath``: symlinks
   and ``..`` resolved, so every spelling of P gives the same names;
   ``ipcez.ack_names(P)`` gives the same two names, and the client below checks

@@ -59,7 +59,7 @@ def ack_names(endpoint: Endpoint) -> Tuple[str, str]:
     and ``….data_acked``), computed from the canonical path (symlinks and ``..``
     resolved, so every spelling of one socket gives the same names); on Windows
     named events (``Global\\<pipe>.data_ready``).  No ``target``/``os`` is needed.
-    A custom peer uses them to take part in the ack protocol (see the README);
+    A custom peer uses them to take part in the ack protocol (see docs/protocol.md in the repository);
     between two ipcez endpoints acks are private to the connection instead.
     """
     ep = _ffi.encode_str(endpoint, "endpoint")

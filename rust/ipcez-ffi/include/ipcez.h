@@ -1,4 +1,4 @@
-/* ipcez: the C ABI. Conventions: see the README's "C ABI" section. */
+/* ipcez: the C ABI. Conventions: see docs/c-abi-and-rust.md. */
 
 #ifndef IPCEZ_H
 #define IPCEZ_H

@@ -1,6 +1,6 @@
 //! # ipcez-ffi: the C ABI of ipcez
 //!
-//! Conventions (the README's "C ABI" section says the same):
+//! Conventions (`docs/c-abi-and-rust.md` says the same):
 //! * Every export starts with `ipcez_`; handles are opaque, made by one call and freed by
 //!   its `_free`, which accepts NULL.
 //! * Bytes and strings go in as `(const uint8_t *ptr, size_t len)`; strings are UTF-8, not

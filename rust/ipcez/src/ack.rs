@@ -1,4 +1,4 @@
-//! The ack protocol of the local transports (README, "Ack protocol"): after writing a frame
+//! The ack protocol of the local transports (`docs/protocol.md`): after writing a frame
 //! the sender signals `data_ready` and waits for `data_acked`; the reader signals
 //! `data_acked` for every whole message it reads and takes one `data_ready` token.
 

@@ -17,7 +17,7 @@
 //! * Messages are 0 to 4 MiB, delivered whole, in order, once.
 //! * Local sends wait for the recipient's ack: between two ipcez endpoints on Linux a
 //!   channel private to the connection, with a custom peer the endpoint's named
-//!   semaphores (named events on Windows); see [`ack_names`] and the README's ack protocol.
+//!   semaphores (named events on Windows); see [`ack_names`] and `docs/protocol.md`.
 //! * Connection loss reaches [`Socket::message_handler`] (or a pending
 //!   [`Socket::recv`]) as one `Io` error of kind `ConnectionReset`, "connection lost".
 //! * [`listen`] gives the server side with the same endpoint rules.

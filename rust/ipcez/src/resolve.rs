@@ -223,7 +223,7 @@ pub fn pipe_path(name: &str) -> String {
     }
 }
 
-/// The `(data_ready, data_acked)` names for an endpoint; see the README's ack protocol.
+/// The `(data_ready, data_acked)` names for an endpoint; see `docs/protocol.md`.
 ///
 /// No environment is read: a `\\.\pipe\` name (or any endpoint on Windows) gets the
 /// named-pipe events, any other path the Unix semaphores of its canonical path.

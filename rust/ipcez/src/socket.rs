@@ -240,9 +240,10 @@ impl Socket {
             .send_frame_blocking(msg, deadline, &shared.handle, self)
     }
 
-    /// Waits up to `timeout` for one "data acked" token: `Ok(true)` when it came (always,
-    /// at once, on WebSocket), `Ok(false)` when the time ran out, an error when the
-    /// connection ended meanwhile.
+    /// Waits up to `timeout` for the ack of the last frame this thread sent on this socket
+    /// (on a thread that sent none: of the last frame sent): `Ok(true)` when it came
+    /// (always, at once, on WebSocket), `Ok(false)` when the time ran out, an error when
+    /// the connection ended meanwhile.
     pub fn wait_ack_blocking(&self, timeout: Duration) -> Result<bool, SocketError> {
         self.shared.epoch.check("socket")?;
         match self.shared.conn.wait_ack_until(deadline_after(timeout)) {

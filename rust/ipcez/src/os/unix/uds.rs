@@ -93,7 +93,7 @@ impl Acceptor {
     }
 }
 
-/// Binds `path` (see the README for the stale-file rule) with permission bits `mode`.
+/// Binds `path` (see `docs/protocol.md`, "The socket file", for the stale-file rule) with permission bits `mode`.
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
     // A live listener's path (and so its semaphores) is left alone.
