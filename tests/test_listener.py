@@ -66,6 +66,39 @@ def test_live_socket_is_addr_in_use(sock_path: str) -> None:
             pass
 
 
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="named semaphores shown in /dev/shm")
+def test_two_listeners_racing_for_a_path_leave_the_winner_whole(sock_path: str) -> None:
+    """Exactly one of two simultaneous listens wins, and its ack semaphores stay in place."""
+    sems = ["/dev/shm/sem." + n.lstrip("/") for n in ipcez.ack_names(sock_path)]
+    lock_file = os.path.join(os.path.dirname(sock_path), "." + os.path.basename(sock_path) + ".lock")
+    broken = []
+    for round_ in range(300):
+        barrier = threading.Barrier(2)
+        won: "list[ipcez.Listener]" = []
+        lost: "list[BaseException]" = []
+
+        def race() -> None:
+            barrier.wait(timeout=5)
+            try:
+                won.append(ipcez.listen(sock_path))
+            except ipcez.IoError as e:
+                lost.append(e)
+
+        threads = [threading.Thread(target=race) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert not any(t.is_alive() for t in threads), "a listen hung"
+        assert len(won) == 1, (round_, won, lost)
+        assert [getattr(e, "errno", None) for e in lost] == [errno.EADDRINUSE], lost
+        if not all(os.path.exists(f) for f in sems):
+            broken.append(round_)
+        won[0].close()
+    assert broken == [], f"the winner's semaphores were removed in rounds {broken}"
+    assert not os.path.exists(lock_file), "the lock file goes with the listener"
+
+
 def test_stale_socket_file_is_replaced(sock_path: str) -> None:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(sock_path)

@@ -138,6 +138,17 @@ impl Drop for PrivateDir {
     }
 }
 
+/// The error for a path another listener serves.
+pub(crate) fn in_use(shown: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "cannot listen on {shown}: another process is listening on it; stop it or choose \
+             another path"
+        ),
+    )
+}
+
 /// Makes room for a new socket at `path`: a socket file nobody answers on is removed; a
 /// live one, or anything that is not a socket, is an error and left untouched.
 pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
@@ -156,13 +167,7 @@ pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
         ));
     }
     match std::os::unix::net::UnixStream::connect(absolute) {
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!(
-                "cannot listen on {shown}: another process is listening on it; stop it or \
-                 choose another path"
-            ),
-        )),
+        Ok(_) => Err(in_use(shown)),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(absolute)
             .or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),

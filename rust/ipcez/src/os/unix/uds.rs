@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use tokio::net::{UnixListener, UnixStream};
 
-use super::bind::{BoundFile, bind_exclusive, clear_stale, with_path};
+use super::bind::{BoundFile, bind_exclusive, clear_stale, in_use, with_path};
+use super::lock::{PathLock, lock_path};
 use super::sem::{FileId, NamedSemaphore};
 use super::stream::UdsStream;
 use crate::ack::AckPair;
 use crate::error::SocketError;
-use crate::resolve::unix_ack_names;
+use crate::resolve::{canonical_path, unix_ack_names};
 
 /// Mode of ack semaphores a client creates, where a custom listener has not: owner only
 /// (an existing one is opened as it is, never widened).
@@ -41,6 +42,8 @@ pub(crate) struct Cleanup {
     /// Kept open (mapped) until the names are removed, so that their inodes cannot be
     /// reused by a newer listener's semaphores meanwhile.
     _acks: Option<Arc<AckPair>>,
+    /// Held until this is dropped: the path stays this listener's while it is.
+    lock: PathLock,
 }
 
 impl Cleanup {
@@ -51,6 +54,7 @@ impl Cleanup {
         for (name, id) in &self.names {
             let _ = NamedSemaphore::unlink_if_same(name, *id);
         }
+        self.lock.remove();
     }
 }
 
@@ -72,6 +76,11 @@ impl Acceptor {
 /// Binds `path` (see the README for the stale-file rule) with permission bits `mode`.
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
+    // Listeners starting on one path take turns: the semaphores below are replaced only
+    // by the one holding the lock, and a held lock is a live listener's.
+    let lock = PathLock::try_acquire(&lock_path(&canonical_path(&absolute)?))
+        .map_err(|e| with_path(e, "cannot lock the path to listen on", path))?
+        .ok_or_else(|| in_use(path))?;
     // A live listener's path (and so its semaphores) is left alone.
     clear_stale(&absolute, path)?;
     // The ack names are ready before the path is: a client that connects the moment the
@@ -82,6 +91,7 @@ pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup),
         file: None,
         names: Vec::new(),
         _acks: None,
+        lock,
     };
     let mut sems = Vec::new();
     for name in [&names.0, &names.1] {
