@@ -14,6 +14,8 @@ import pytest
 
 import ipcez
 
+from conftest import run_python
+
 
 def test_connect_to_missing_path_is_enoent(sock_path: str) -> None:
     with pytest.raises(ipcez.IoError) as info:
@@ -97,6 +99,36 @@ def test_two_listeners_racing_for_a_path_leave_the_winner_whole(sock_path: str) 
         won[0].close()
     assert broken == [], f"the winner's semaphores were removed in rounds {broken}"
     assert not os.path.exists(lock_file), "the lock file goes with the listener"
+
+
+def test_a_live_socket_with_a_full_backlog_is_addr_in_use_at_once(sock_path: str) -> None:
+    """A raw listener that never accepts, its backlog full: listen fails at once, no hang."""
+    code = """
+import errno, socket, sys, time
+import ipcez
+path = sys.argv[1]
+busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+busy.bind(path)
+busy.listen(0)
+clients = []
+for _ in range(4096):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.setblocking(False)
+    rc = c.connect_ex(path)
+    if rc != 0:
+        assert rc == errno.EAGAIN, rc
+        break
+    clients.append(c)
+t = time.monotonic()
+try:
+    ipcez.listen(path)
+except ipcez.IoError as e:
+    print(e.errno == errno.EADDRINUSE, time.monotonic() - t < 1)
+"""
+    out = run_python(code, sock_path, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"], out.stdout
+    assert os.path.exists(sock_path), "the live socket is left alone"
 
 
 def test_stale_socket_file_is_replaced(sock_path: str) -> None:

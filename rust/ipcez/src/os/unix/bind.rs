@@ -166,8 +166,8 @@ pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
             ),
         ));
     }
-    match std::os::unix::net::UnixStream::connect(absolute) {
-        Ok(_) => Err(in_use(shown)),
+    match probe(absolute) {
+        Ok(()) => Err(in_use(shown)),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(absolute)
             .or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),
@@ -175,6 +175,62 @@ pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
             }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(with_path(e, "cannot check the existing socket", shown)),
+    }
+}
+
+/// Connects to `path` without waiting: `Ok` when something listens there, even with a full
+/// backlog (a blocking connect would wait until it accepts, maybe forever).
+fn probe(path: &Path) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path is too long for a Unix socket",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &b) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = b as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the result is checked and owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            (&raw const addr).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
+        // Listening, with no room in its backlog right now.
+        e if matches!(
+            e.raw_os_error(),
+            Some(libc::EAGAIN | libc::EINPROGRESS | libc::EINTR)
+        ) =>
+        {
+            Ok(())
+        }
+        e => Err(e),
     }
 }
 
