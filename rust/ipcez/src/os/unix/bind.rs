@@ -139,7 +139,7 @@ impl Drop for PrivateDir {
 }
 
 /// The error for a path another listener serves.
-pub(crate) fn in_use(shown: &str) -> io::Error {
+fn in_use(shown: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::AddrInUse,
         format!(

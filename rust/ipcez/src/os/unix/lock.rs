@@ -1,6 +1,6 @@
-//! The advisory lock a Unix listener holds on its path for its whole life: listeners
-//! starting on one path take turns setting up, and a held lock means a live ipcez
-//! listener, so a second one is refused without touching the socket or the semaphores.
+//! The advisory lock a Unix listener holds on its path while it sets up: listeners
+//! starting on one path take turns, so the one that finds the path live leaves it alone
+//! instead of replacing the semaphores of one that has not bound yet.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The lock file of the socket at `canonical`: `.<name>.lock` beside it.
 pub(crate) fn lock_path(canonical: &Path) -> PathBuf {
@@ -17,7 +18,8 @@ pub(crate) fn lock_path(canonical: &Path) -> PathBuf {
     canonical.with_file_name(name)
 }
 
-/// A held lock on a listener's path; released when dropped.
+/// A held lock on a listener's path; its file is removed and the lock released when
+/// dropped.
 #[derive(Debug)]
 pub(crate) struct PathLock {
     path: PathBuf,
@@ -25,9 +27,32 @@ pub(crate) struct PathLock {
 }
 
 impl PathLock {
+    /// Takes the lock at `path`, waiting up to `wait` for another listener's setup (a
+    /// holder that takes longer is stuck: an `AddrInUse` error).
+    pub(crate) async fn acquire(path: &Path, wait: Duration) -> io::Result<Self> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = Self::try_acquire(path)? {
+                return Ok(lock);
+            }
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "another listener has been starting on this path for more than {} s \
+                         (it holds {})",
+                        wait.as_secs_f64(),
+                        path.display()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Takes the lock at `path` without waiting. `Ok(None)` when another process (or
     /// another listener of this one) holds it.
-    pub(crate) fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
+    fn try_acquire(path: &Path) -> io::Result<Option<Self>> {
         // A holder may remove the file as it closes, after we opened it: the lock we then
         // take is on a file nobody else will find, so open the path again.
         for _ in 0..8 {
@@ -65,9 +90,11 @@ impl PathLock {
             ),
         ))
     }
+}
 
-    /// Removes the lock file while it is still the one held (the lock itself goes on drop).
-    pub(crate) fn remove(&self) {
+impl Drop for PathLock {
+    /// Removes the lock file while it is still the one held, then lets go of the lock.
+    fn drop(&mut self) {
         let ours = match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
             (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
             _ => false,
@@ -82,28 +109,30 @@ impl PathLock {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_holder_at_a_time_and_the_file_goes_while_ours() {
+    #[tokio::test]
+    async fn one_holder_at_a_time_and_the_file_goes_with_it() {
         let d = std::env::temp_dir().join(format!("ipcez-lock-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir(&d).unwrap();
         let path = lock_path(&d.join("s.sock"));
         assert_eq!(path, d.join(".s.sock.lock"));
-        let first = PathLock::try_acquire(&path).unwrap().expect("free");
+        let first = PathLock::acquire(&path, Duration::ZERO).await.unwrap();
         assert!(PathLock::try_acquire(&path).unwrap().is_none(), "held");
-        first.remove();
-        assert!(!path.exists());
-        // A newer holder's file is left alone by the older one.
-        let second = PathLock::try_acquire(&path).unwrap().expect("free again");
-        first.remove();
-        assert!(path.exists());
+        let e = PathLock::acquire(&path, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        // A waiter gets it once the holder is done.
+        let waiter = {
+            let path = path.clone();
+            tokio::spawn(async move { PathLock::acquire(&path, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
-        assert!(
-            PathLock::try_acquire(&path).unwrap().is_none(),
-            "still held"
-        );
-        second.remove();
+        let second = waiter.await.unwrap().unwrap();
+        assert!(path.exists());
         drop(second);
+        assert!(!path.exists(), "the file goes with the lock");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

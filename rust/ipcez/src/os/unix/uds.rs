@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::{UnixListener, UnixStream};
 
-use super::bind::{BoundFile, bind_exclusive, clear_stale, in_use, with_path};
+use super::bind::{BoundFile, bind_exclusive, clear_stale, with_path};
 use super::lock::{PathLock, lock_path};
 use super::sem::{FileId, NamedSemaphore};
 use super::stream::UdsStream;
@@ -18,6 +18,10 @@ use crate::resolve::{canonical_path, unix_ack_names};
 /// Mode of ack semaphores a client creates, where a custom listener has not: owner only
 /// (an existing one is opened as it is, never widened).
 const SEM_MODE: u32 = 0o600;
+
+/// How long a listener waits for another one starting on the same path (a setup takes
+/// milliseconds).
+const SETUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Connects to the socket at `path` and opens its ack signals.
 pub(crate) async fn connect(path: &str) -> Result<(UdsStream, Arc<AckPair>), SocketError> {
@@ -42,8 +46,6 @@ pub(crate) struct Cleanup {
     /// Kept open (mapped) until the names are removed, so that their inodes cannot be
     /// reused by a newer listener's semaphores meanwhile.
     _acks: Option<Arc<AckPair>>,
-    /// Held until this is dropped: the path stays this listener's while it is.
-    lock: PathLock,
 }
 
 impl Cleanup {
@@ -54,7 +56,6 @@ impl Cleanup {
         for (name, id) in &self.names {
             let _ = NamedSemaphore::unlink_if_same(name, *id);
         }
-        self.lock.remove();
     }
 }
 
@@ -76,11 +77,11 @@ impl Acceptor {
 /// Binds `path` (see the README for the stale-file rule) with permission bits `mode`.
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
-    // Listeners starting on one path take turns: the semaphores below are replaced only
-    // by the one holding the lock, and a held lock is a live listener's.
-    let lock = PathLock::try_acquire(&lock_path(&canonical_path(&absolute)?))
-        .map_err(|e| with_path(e, "cannot lock the path to listen on", path))?
-        .ok_or_else(|| in_use(path))?;
+    // Listeners starting on one path take turns until bound: the semaphores below are
+    // replaced only after the path was found free by the one holding the lock.
+    let _setup = PathLock::acquire(&lock_path(&canonical_path(&absolute)?), SETUP_WAIT)
+        .await
+        .map_err(|e| with_path(e, "cannot listen on", path))?;
     // A live listener's path (and so its semaphores) is left alone.
     clear_stale(&absolute, path)?;
     // The ack names are ready before the path is: a client that connects the moment the
@@ -91,7 +92,6 @@ pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup),
         file: None,
         names: Vec::new(),
         _acks: None,
-        lock,
     };
     let mut sems = Vec::new();
     for name in [&names.0, &names.1] {
