@@ -21,7 +21,7 @@ import pytest
 
 import ipcez
 
-from conftest import child_env
+from conftest import child_env, run_python
 
 posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
 
@@ -430,3 +430,54 @@ def test_close_leaves_a_newer_listeners_socket_and_semaphores_alone(sock_path: s
             client.send(b"still b's")
             assert b.accept(timeout=5).recv(timeout=5) == b"still b's"
     assert not any(os.path.exists(p) for p in [sock_path] + names)
+
+
+NESTED_PEER = """
+import sys, threading, ipcez
+listener = ipcez.listen(sys.argv[1])
+print("ready", flush=True)
+def serve(c):
+    while True:
+        c.recv()
+for _ in range(2):
+    threading.Thread(target=serve, args=(listener.accept(),), daemon=True).start()
+threading.Event().wait()
+"""
+
+NESTED_SENDER = """
+import os, signal, subprocess, sys, threading, time
+import ipcez
+path, peer_code = sys.argv[1], sys.argv[2]
+peer = subprocess.Popen([sys.executable, "-c", peer_code, path], stdout=subprocess.PIPE, text=True)
+try:
+    assert peer.stdout.readline().strip() == "ready"
+    s1, s2 = ipcez.connect(path), ipcez.connect(path)
+    s1.send(b"warm")
+    s2.send(b"warm")
+    inner = []
+    def on_alarm(signum, frame):
+        s2.send(b"inner")
+        inner.append("inner sent")
+    signal.signal(signal.SIGALRM, on_alarm)
+    os.kill(peer.pid, signal.SIGSTOP)
+    while not all(open(f"/proc/{peer.pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()[0] in "tT"
+                  for t in os.listdir(f"/proc/{peer.pid}/task")):
+        time.sleep(0.001)
+    threading.Timer(0.6, os.kill, (peer.pid, signal.SIGCONT)).start()
+    signal.setitimer(signal.ITIMER_REAL, 0.2)
+    s1.send(b"outer")
+    print("outer sent", inner)
+finally:
+    os.kill(peer.pid, signal.SIGCONT)
+    peer.kill()
+    peer.wait()
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs SIGALRM")
+def test_a_send_from_a_signal_handler_leaves_the_outer_send_whole(sock_path: str) -> None:
+    """A signal handler that sends on another socket while a send on this thread awaits its
+    ack: both sends succeed."""
+    out = run_python(NESTED_SENDER, sock_path, textwrap.dedent(NESTED_PEER), timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "outer sent ['inner sent']", (out.stdout, out.stderr)

@@ -14,6 +14,8 @@ import pytest
 
 import ipcez
 
+from conftest import run_python
+
 
 def test_connect_to_missing_path_is_enoent(sock_path: str) -> None:
     with pytest.raises(ipcez.IoError) as info:
@@ -64,6 +66,69 @@ def test_live_socket_is_addr_in_use(sock_path: str) -> None:
         assert os.path.exists(sock_path), "a live socket is never removed"
         with ipcez.connect(sock_path):
             pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="named semaphores shown in /dev/shm")
+def test_two_listeners_racing_for_a_path_leave_the_winner_whole(sock_path: str) -> None:
+    """Exactly one of two simultaneous listens wins, and its ack semaphores stay in place."""
+    sems = ["/dev/shm/sem." + n.lstrip("/") for n in ipcez.ack_names(sock_path)]
+    lock_file = os.path.join(os.path.dirname(sock_path), "." + os.path.basename(sock_path) + ".lock")
+    broken = []
+    for round_ in range(300):
+        barrier = threading.Barrier(2)
+        won: "list[ipcez.Listener]" = []
+        lost: "list[BaseException]" = []
+
+        def race() -> None:
+            barrier.wait(timeout=5)
+            try:
+                won.append(ipcez.listen(sock_path))
+            except ipcez.IoError as e:
+                lost.append(e)
+
+        threads = [threading.Thread(target=race) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert not any(t.is_alive() for t in threads), "a listen hung"
+        assert len(won) == 1, (round_, won, lost)
+        assert [getattr(e, "errno", None) for e in lost] == [errno.EADDRINUSE], lost
+        if not all(os.path.exists(f) for f in sems):
+            broken.append(round_)
+        won[0].close()
+    assert broken == [], f"the winner's semaphores were removed in rounds {broken}"
+    assert not os.path.exists(lock_file), "the lock file goes with the listener"
+
+
+def test_a_live_socket_with_a_full_backlog_is_addr_in_use_at_once(sock_path: str) -> None:
+    """A raw listener that never accepts, its backlog full: listen fails at once, no hang."""
+    code = """
+import errno, socket, sys, time
+import ipcez
+path = sys.argv[1]
+busy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+busy.bind(path)
+busy.listen(0)
+clients = []
+for _ in range(4096):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.setblocking(False)
+    rc = c.connect_ex(path)
+    if rc != 0:
+        assert rc == errno.EAGAIN, rc
+        break
+    clients.append(c)
+t = time.monotonic()
+try:
+    ipcez.listen(path)
+except ipcez.IoError as e:
+    print(e.errno == errno.EADDRINUSE, time.monotonic() - t < 1)
+"""
+    out = run_python(code, sock_path, timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "True"], out.stdout
+    assert os.path.exists(sock_path), "the live socket is left alone"
 
 
 def test_stale_socket_file_is_replaced(sock_path: str) -> None:

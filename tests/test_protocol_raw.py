@@ -212,6 +212,34 @@ def test_oversized_announcement_is_one_error_then_close(sock_path: str, sems: Ca
         peer.close()
 
 
+@pytest.mark.parametrize("taker", ["recv", "background"])
+def test_whole_frames_before_a_bad_one_are_acked(sock_path: str, sems: Callable[[], Sems], taker: str) -> None:
+    """A whole message and a bad announcement in one write: the message is delivered and
+    acked, then the error ends the connection."""
+    with ipcez.listen(sock_path) as listener:
+        sem = sems()
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(sock_path)
+        peer = listener.accept(timeout=5)
+        if taker == "recv":  # a thread waiting in recv reads the socket itself
+            got: List[bytes] = []
+            t = threading.Thread(target=lambda: got.append(peer.recv(timeout=5)))
+            t.start()
+            time.sleep(0.1)
+        raw.sendall(struct.pack(">I", 5) + b"whole" + struct.pack(">I", 0xFFFFFFFF))
+        sem.ready.release()
+        sem.acked.acquire(5)  # posix_ipc.BusyError when the ack never comes
+        if taker == "recv":
+            t.join(timeout=10)
+            assert got == [b"whole"]
+        else:
+            assert peer.recv(timeout=5) == b"whole"
+        with pytest.raises(ipcez.IoError):
+            peer.recv(timeout=5)
+        raw.close()
+        peer.close()
+
+
 def test_oversized_announcement_reported_as_invalid_data(sock_path: str, sems: Callable[[], Sems]) -> None:
     with ipcez.listen(sock_path) as listener:
         raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

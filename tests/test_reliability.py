@@ -892,3 +892,39 @@ def test_bench_load_full_size() -> None:
                        capture_output=True, text=True, timeout=3600)
     print(r.stdout)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_receiver_that_exits_right_after_recv_has_acked(sock_path: str) -> None:
+    """The ack goes out before the message can be taken: a child that receives one message
+    and exits at once never leaves its sender without the ack."""
+    child = """
+    import os, sys
+    import ipcez
+    c = ipcez.connect(sys.argv[1])
+    print("connected", flush=True)
+    while True:  # takes the message the moment it can be taken, then exits
+        try:
+            c.recv(timeout=0)
+            os._exit(0)
+        except TimeoutError:
+            pass
+    """
+    failures = []
+    with ipcez.listen(sock_path) as listener:
+        for i in range(50):
+            proc = python_child(child, sock_path)
+            try:
+                wait_for_line(proc, "connected")
+                peer = listener.accept(timeout=10)
+                try:
+                    peer.send(b"one")
+                except ipcez.SocketError as e:
+                    failures.append((i, repr(e)))
+                finally:
+                    peer.close()
+                assert proc.wait(timeout=10) == 0, proc.stderr.read() if proc.stderr else ""
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
+    assert failures == []

@@ -510,3 +510,51 @@ def test_websocket_through_an_nginx_reverse_proxy(tmp_path: Path) -> None:
                 proc.wait()
             if proc.stderr is not None:
                 proc.stderr.close()
+
+
+MANY_IN_FLIGHT = """
+import errno, os, resource, socket, sys
+sys.path.insert(0, sys.argv[2])
+import ipcez
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+path = sys.argv[1]
+raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+raw.bind(path)
+raw.listen(1000)  # never accepts: every channel sent to it stays in flight
+kinds = {}
+for _ in range(60):
+    c = ipcez.connect(path, ack_timeout=0.01)
+    try:
+        c.send(b"x")
+        k = "sent"
+    except ipcez.SocketError as e:
+        k = type(e).__name__ + ":" + errno.errorcode.get(getattr(e, "errno", None) or 0, "-")
+    kinds[k] = kinds.get(k, 0) + 1
+    c.close()
+print(sorted(kinds.items()))
+"""
+
+
+def test_many_descriptors_in_flight_do_not_fail_a_send(other_user_dir: Path) -> None:
+    """Past the kernel's limit of descriptors in flight (RLIMIT_NOFILE, binding for users
+    without CAP_SYS_RESOURCE) the first frame goes without the private channel: the send
+    is acked the shared way (here: never, as the raw peer never reads) instead of failing
+    with ETOOMANYREFS."""
+    py = _python_for_nobody()
+    if py is None:
+        pytest.skip("no Python 3.9+ interpreter that user nobody can execute")
+
+    def drop() -> None:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+    os.chown(other_user_dir, NOBODY, NOBODY)  # nobody binds the raw listener there
+    env = child_env()
+    env.pop("PYTHONPATH", None)
+    r = subprocess.run(
+        [py, "-c", textwrap.dedent(MANY_IN_FLIGHT), str(other_user_dir / "s"), str(PYTHON_DIR)],
+        preexec_fn=drop, env=env, capture_output=True, text=True, timeout=60, cwd="/",
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[('RecipientAckTimeout:-', 60)]", r.stdout

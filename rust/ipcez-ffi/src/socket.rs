@@ -1,7 +1,7 @@
 //! `ipcez_socket`: connecting, sending (with the ack wait and its deadline), receiving,
 //! message handlers and closing.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::ffi::c_void;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,10 +37,33 @@ pub(crate) struct FfiSocket {
 }
 
 thread_local! {
-    /// The send this thread started and whose ack it still awaits: (socket id, deadline).
-    /// A thread waits for one ack at a time, so one slot per thread suffices; the next
-    /// send on the thread replaces an abandoned one.
-    static PENDING_ACK: Cell<Option<(u64, Instant)>> = const { Cell::new(None) };
+    /// The sends this thread started and whose acks it still awaits: (socket id, deadline).
+    /// Usually one, but a send from a signal handler can run while an outer send on
+    /// another socket waits: each socket keeps its own entry.
+    static PENDING_ACK: RefCell<Vec<(u64, Instant)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Most sends a thread can leave awaiting their acks (abandoned ones: the oldest goes).
+const MAX_PENDING: usize = 16;
+
+/// The deadline of the send on socket `id` this thread awaits the ack of, now taken.
+fn take_pending(id: u64) -> Option<Instant> {
+    PENDING_ACK.with(|p| {
+        let mut p = p.borrow_mut();
+        let i = p.iter().position(|&(s, _)| s == id)?;
+        Some(p.remove(i).1)
+    })
+}
+
+fn set_pending(id: u64, deadline: Instant) {
+    PENDING_ACK.with(|p| {
+        let mut p = p.borrow_mut();
+        p.retain(|&(s, _)| s != id);
+        if p.len() >= MAX_PENDING {
+            p.remove(0);
+        }
+        p.push((id, deadline));
+    });
 }
 
 /// `timeout_ms` as a duration; `UINT32_MAX` means no limit.
@@ -67,7 +90,7 @@ impl FfiSocket {
     /// OK, TIMEOUT (still pending: remembered for `ipcez_socket_wait_ack`), or the
     /// recipient-ack-timeout error once the deadline has passed.
     fn wait_ack(&self, deadline: Instant, slice_ms: u32) -> Result<ipcez_result, FfiError> {
-        PENDING_ACK.with(|p| p.set(None));
+        take_pending(self.id);
         let left = deadline.saturating_duration_since(Instant::now());
         let slice = timeout_of(slice_ms).map_or(left, |s| s.min(left));
         if self.socket.wait_ack_blocking(slice)? {
@@ -79,7 +102,7 @@ impl FfiSocket {
             e.message = format!("{} (ack timeout: {secs} s)", e.message);
             return Err(e);
         }
-        PENDING_ACK.with(|p| p.set(Some((self.id, deadline))));
+        set_pending(self.id, deadline);
         Ok(ipcez_result::Timeout)
     }
 }
@@ -212,9 +235,9 @@ pub unsafe extern "C" fn ipcez_socket_wait_ack(
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
-        match PENDING_ACK.with(|p| p.get()) {
-            Some((id, deadline)) if id == s.id => s.wait_ack(deadline, slice_ms),
-            _ => Err(FfiError::invalid_input(
+        match take_pending(s.id) {
+            Some(deadline) => s.wait_ack(deadline, slice_ms),
+            None => Err(FfiError::invalid_input(
                 "ipcez: no message sent on this thread awaits its ack on this socket; \
                  call ipcez_socket_wait_ack only after ipcez_socket_send returned \
                  IPCEZ_RESULT_TIMEOUT"

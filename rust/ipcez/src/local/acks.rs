@@ -178,7 +178,7 @@ impl ConnAck {
     #[cfg(target_os = "linux")]
     pub(crate) fn write(
         &self,
-        write: impl FnOnce(&[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize>,
+        write: impl FnMut(&[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize>,
     ) -> io::Result<usize> {
         match self.channel.write_with(write) {
             linux::Sent::Written(r) => r,
@@ -295,7 +295,7 @@ mod linux {
     impl Channel {
         pub(super) fn write_with(
             &self,
-            write: impl FnOnce(&[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize>,
+            mut write: impl FnMut(&[std::os::fd::BorrowedFd<'_>]) -> io::Result<usize>,
         ) -> Sent {
             if self.settled.load(Ordering::Acquire) {
                 return Sent::Written(write(&[]));
@@ -318,6 +318,15 @@ mod linux {
                 return Sent::Written(write(&[]));
             };
             let result = write(&to_send.fds());
+            if let Err(e) = &result
+                && matches!(e.raw_os_error(), Some(libc::ETOOMANYREFS | libc::EPERM))
+            {
+                // The kernel refuses descriptors in flight (too many of this user's are
+                // queued unread): go without the channel, acked like a custom peer.
+                *end = WriteEnd::Gone;
+                self.settled.store(true, Ordering::Release);
+                return Sent::NoChannel(write(&[]));
+            }
             if matches!(result, Ok(n) if n > 0) {
                 // It went with these bytes; our copies must go, so that the peer's kernel
                 // dropping its copy of the write end shows here as end-of-file.
@@ -361,5 +370,68 @@ mod linux {
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::os::unix::sem::NamedSemaphore;
+
+    fn conn(what: &str) -> ConnAck {
+        let name = format!("/ipcez.ackstest-{what}.{}", std::process::id());
+        let pair = AckPair::new(
+            NamedSemaphore::open(&format!("{name}.r"), 0o600).unwrap(),
+            NamedSemaphore::open(&format!("{name}.a"), 0o600).unwrap(),
+        );
+        NamedSemaphore::unlink(&format!("{name}.r")).unwrap();
+        NamedSemaphore::unlink(&format!("{name}.a")).unwrap();
+        ConnAck::new(Arc::new(pair))
+    }
+
+    #[test]
+    fn a_refused_channel_is_dropped_and_the_frame_goes_plain() {
+        for errno in [libc::ETOOMANYREFS, libc::EPERM] {
+            let acks = conn("refs");
+            let mut calls = Vec::new();
+            let n = acks
+                .write(|fds| {
+                    calls.push(fds.len());
+                    if fds.is_empty() {
+                        Ok(7)
+                    } else {
+                        Err(io::Error::from_raw_os_error(errno))
+                    }
+                })
+                .expect("the frame is written without the channel");
+            assert_eq!(n, 7);
+            assert_eq!(calls, [2, 0], "tried with the channel, then without");
+            assert_eq!(acks.mode.load(Ordering::Acquire), CUSTOM);
+            // Later frames go plain at once.
+            calls.clear();
+            acks.write(|fds| {
+                calls.push(fds.len());
+                Ok(1)
+            })
+            .unwrap();
+            assert_eq!(calls, [0]);
+        }
+    }
+
+    #[test]
+    fn other_errors_keep_the_channel_for_the_retry() {
+        let acks = conn("again");
+        let e = acks
+            .write(|_| Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let mut sent = 0;
+        acks.write(|fds| {
+            sent = fds.len();
+            Ok(1)
+        })
+        .unwrap();
+        assert_eq!(sent, 2, "the channel still rides with the first bytes");
+        assert_eq!(acks.mode.load(Ordering::Acquire), UNKNOWN);
     }
 }

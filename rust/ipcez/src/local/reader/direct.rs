@@ -54,10 +54,11 @@ impl ReadSide {
                     }
                 }
             };
-            let n = frames.len();
+            // Acked before any can be taken, also those read whole before an error.
+            let acked = self.acknowledge(&mut st, frames.len());
             let first = (!frames.is_empty()).then(|| frames.remove(0));
             self.queue(&mut frames);
-            let outcome = outcome.and_then(|got| self.acknowledge(&mut st, n).map(|()| got));
+            let outcome = outcome.and_then(|got| acked.map(|()| got));
             if let Err(e) = &outcome {
                 self.finish(e);
             }

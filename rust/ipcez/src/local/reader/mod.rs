@@ -8,7 +8,7 @@
 //!   to the waiting thread — on two cores a cross-core wake-up costs tens of microseconds,
 //!   the largest part of a local round trip.
 //!
-//! Frames are acked and queued while the lock is held, so the order on the wire is the
+//! Frames are acked, then queued, while the lock is held, so the order on the wire is the
 //! order of the inbox; a direct reader hands a frame straight to its caller only when the
 //! inbox is empty.
 
@@ -150,8 +150,8 @@ impl ReadSide {
         Ok(Step::Progress)
     }
 
-    /// Acks `n` messages read whole. Called once they are queued (or about to be returned),
-    /// so a sender released by the ack finds its message already takeable.
+    /// Acks `n` messages read whole. Called before they are queued or returned: a receiver
+    /// that takes a message and exits at once must not take its ack with it.
     pub(crate) fn acknowledge(&self, st: &mut ReadState, n: usize) -> io::Result<()> {
         st.peer.acknowledge(&self.acks, n)
     }
@@ -257,12 +257,11 @@ pub(crate) async fn run(side: Arc<ReadSide>) {
         }
         let attempt = side.try_lock().map(|mut st| {
             let step = side.step(&mut st, false, &mut frames);
-            let n = frames.len();
+            // Acked before they can be taken (a taker may exit at once), also the frames
+            // read whole before an error.
+            let acked = side.acknowledge(&mut st, frames.len());
             let open = side.queue(&mut frames);
-            (
-                step.and_then(|s| side.acknowledge(&mut st, n).map(|()| s)),
-                open,
-            )
+            (step.and_then(|s| acked.map(|()| s)), open)
         });
         let Some((step, open)) = attempt else {
             // A direct reader has the stream; wait until it lets go.

@@ -53,6 +53,7 @@ pub(crate) fn bind_exclusive(
     mode: u32,
     shown: &str,
 ) -> io::Result<(std::os::unix::net::UnixListener, BoundFile)> {
+    remove_leftover_dirs(absolute.parent().unwrap_or(Path::new("/")));
     // A second listener racing us to the path: check again, once.
     for attempt in 0..2 {
         clear_stale(absolute, shown)?;
@@ -107,6 +108,61 @@ fn bind_once(
     ))
 }
 
+/// The name of a private bind directory, up to its random part.
+const BIND_DIR_PREFIX: &str = ".ipcez-bind-";
+
+/// How old a bind directory must be to count as left over: a listener is done with its own
+/// in milliseconds.
+const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes the private bind directories in `parent` that a crashed listener left: named
+/// like ours, this user's, mode 0700, not touched for a while, and whose socket (if any)
+/// nobody answers on. Anything else is left alone; failures are ignored.
+fn remove_leftover_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let matches = name.to_str().is_some_and(|n| {
+            n.strip_prefix(BIND_DIR_PREFIX).is_some_and(|rest| {
+                rest.len() == 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
+        });
+        let dir = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= LEFTOVER_AGE);
+        if !matches
+            || !meta.file_type().is_dir()
+            || meta.uid() != me
+            || meta.mode() & 0o7777 != 0o700
+            || !old
+        {
+            continue;
+        }
+        let sock = dir.join("s");
+        match std::fs::symlink_metadata(&sock) {
+            Ok(m) if m.file_type().is_socket() => {
+                if !matches!(probe(&sock), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused) {
+                    continue;
+                }
+                let _ = std::fs::remove_file(&sock);
+            }
+            Ok(_) => continue, // not ours to judge
+            Err(_) => {}
+        }
+        let _ = std::fs::remove_dir(&dir);
+    }
+}
+
 /// A fresh 0700 directory beside the target, removed (with what is in it) when dropped.
 struct PrivateDir {
     path: PathBuf,
@@ -115,7 +171,7 @@ struct PrivateDir {
 impl PrivateDir {
     fn new(parent: &Path) -> io::Result<Self> {
         let mut template = parent
-            .join(".ipcez-bind-XXXXXX")
+            .join(format!("{BIND_DIR_PREFIX}XXXXXX"))
             .into_os_string()
             .into_vec();
         template.push(0);
@@ -138,6 +194,17 @@ impl Drop for PrivateDir {
     }
 }
 
+/// The error for a path another listener serves.
+fn in_use(shown: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!(
+            "cannot listen on {shown}: another process is listening on it; stop it or choose \
+             another path"
+        ),
+    )
+}
+
 /// Makes room for a new socket at `path`: a socket file nobody answers on is removed; a
 /// live one, or anything that is not a socket, is an error and left untouched.
 pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
@@ -155,14 +222,8 @@ pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
             ),
         ));
     }
-    match std::os::unix::net::UnixStream::connect(absolute) {
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            format!(
-                "cannot listen on {shown}: another process is listening on it; stop it or \
-                 choose another path"
-            ),
-        )),
+    match probe(absolute) {
+        Ok(()) => Err(in_use(shown)),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(absolute)
             .or_else(|e| match e.kind() {
                 io::ErrorKind::NotFound => Ok(()),
@@ -170,6 +231,62 @@ pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
             }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(with_path(e, "cannot check the existing socket", shown)),
+    }
+}
+
+/// Connects to `path` without waiting: `Ok` when something listens there, even with a full
+/// backlog (a blocking connect would wait until it accepts, maybe forever).
+fn probe(path: &Path) -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path is too long for a Unix socket",
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &b) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = b as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the result is checked and owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            (&raw const addr).cast::<libc::sockaddr>(),
+            len,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
+        // Listening, with no room in its backlog right now.
+        e if matches!(
+            e.raw_os_error(),
+            Some(libc::EAGAIN | libc::EINPROGRESS | libc::EINTR)
+        ) =>
+        {
+            Ok(())
+        }
+        e => Err(e),
     }
 }
 
@@ -236,6 +353,45 @@ mod tests {
         let e = bind_exclusive(&target, 0o600, "s.sock").unwrap_err();
         assert!(e.to_string().contains("not a socket"), "{e}");
         assert_eq!(std::fs::read(&target).unwrap(), b"data");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn only_a_crashed_listeners_bind_dirs_are_removed() {
+        let d = dir("leftover");
+        let old = std::time::SystemTime::now() - 2 * LEFTOVER_AGE;
+        let make = |name: &str, mode: u32, sock: Option<bool>, age| {
+            let p = d.join(name);
+            std::fs::create_dir(&p).unwrap();
+            let live = sock.map(|live| {
+                let l = std::os::unix::net::UnixListener::bind(p.join("s")).unwrap();
+                live.then_some(l)
+            });
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            std::fs::File::open(&p).unwrap().set_modified(age).unwrap();
+            live.flatten()
+        };
+        let now = std::time::SystemTime::now();
+        make(".ipcez-bind-dead01", 0o700, Some(false), old);
+        make(".ipcez-bind-empty1", 0o700, None, old);
+        let _live = make(".ipcez-bind-live01", 0o700, Some(true), old);
+        make(".ipcez-bind-fresh1", 0o700, Some(false), now);
+        make(".ipcez-bind-wide01", 0o755, Some(false), old);
+        make(".ipcez-bind-toolong", 0o700, Some(false), old);
+        make("ipcez-bind-other1", 0o700, Some(false), old);
+        let (_l, file) = bind_exclusive(&d.join("s.sock"), 0o600, "s.sock").unwrap();
+        assert_eq!(
+            entries(&d),
+            [
+                ".ipcez-bind-fresh1",
+                ".ipcez-bind-live01",
+                ".ipcez-bind-toolong",
+                ".ipcez-bind-wide01",
+                "ipcez-bind-other1",
+                "s.sock"
+            ]
+        );
+        file.remove();
         std::fs::remove_dir_all(&d).unwrap();
     }
 

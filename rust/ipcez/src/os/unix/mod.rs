@@ -3,6 +3,7 @@
 
 mod bind;
 mod fdpass;
+mod lock;
 #[cfg(target_os = "linux")]
 pub(crate) mod private_ack;
 pub(crate) mod sem;

@@ -173,13 +173,15 @@ impl OwnEnds {
         let Some(alive) = alive.as_ref() else {
             return Ok(false);
         };
-        let mut b = [0u8; 16];
-        loop {
+        // Bounded: the peer may write all the time, and the caller holds locks. Junk it
+        // wrote is taken in slices over later calls; any means not dropped yet.
+        let mut b = [0u8; 4096];
+        for _ in 0..4 {
             // SAFETY: `b` is writable for its length.
             let n = unsafe { libc::read(alive.as_raw_fd(), b.as_mut_ptr().cast(), b.len()) };
             match n {
                 0 => return Ok(true),
-                n if n > 0 => continue, // nothing is ever written; a peer that does is ignored
+                n if n > 0 => return Ok(false),
                 _ => {}
             }
             let e = io::Error::last_os_error();
@@ -189,6 +191,7 @@ impl OwnEnds {
                 _ => return Err(e),
             }
         }
+        Ok(false)
     }
 
     /// Sleeps until the count moves past what was taken in, at most `timeout` (with `alive`,
@@ -290,17 +293,21 @@ impl PeerAcks {
     }
 }
 
-/// A memfd that cannot shrink and holds at least a page (so mapping it cannot fault).
+/// A memfd of ordinary shared memory (not huge pages, whose mappings come in other sizes)
+/// that cannot shrink and holds at least a page (so mapping it cannot fault).
 fn is_sealed_page(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: F_GET_SEALS only reads; stat is plain data filled by fstat.
+    // SAFETY: F_GET_SEALS only reads; stat and statfs are plain data filled by the calls.
     unsafe {
         let seals = libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS);
         let mut st: libc::stat = std::mem::zeroed();
+        let mut fs: libc::statfs = std::mem::zeroed();
         seals >= 0
             && seals & libc::F_SEAL_SHRINK != 0
             && libc::fstat(fd.as_raw_fd(), &mut st) == 0
             && st.st_mode & libc::S_IFMT == libc::S_IFREG
             && st.st_size >= PAGE as libc::off_t
+            && libc::fstatfs(fd.as_raw_fd(), &mut fs) == 0
+            && fs.f_type == libc::TMPFS_MAGIC
     }
 }
 
@@ -317,4 +324,68 @@ fn is_pipe_write_end(fd: BorrowedFd<'_>) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFIFO
         && flags >= 0
         && flags & libc::O_ACCMODE == libc::O_WRONLY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_look_reads_a_bounded_amount() {
+        let (own, to_send) = channel().unwrap();
+        let junk = [7u8; 4096];
+        // SAFETY: `junk` is readable; the write end is non-blocking: fill the pipe.
+        while unsafe { libc::write(to_send.write.as_raw_fd(), junk.as_ptr().cast(), junk.len()) }
+            > 0
+        {}
+        assert!(!own.peer_dropped().unwrap());
+        let alive = own.alive.lock().unwrap();
+        let mut left: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int.
+        let rc = unsafe {
+            libc::ioctl(
+                alive.as_ref().unwrap().as_raw_fd(),
+                libc::FIONREAD,
+                &mut left,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert!(
+            left > 0,
+            "the look stopped early instead of draining the pipe"
+        );
+    }
+
+    fn memfd(flags: libc::c_uint) -> io::Result<OwnedFd> {
+        // SAFETY: as in `channel`.
+        let fd =
+            cvt(unsafe { libc::syscall(libc::SYS_memfd_create, c"ipcez-test".as_ptr(), flags) })?;
+        // SAFETY: a new descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    }
+
+    fn sealed(fd: &OwnedFd, size: usize) -> io::Result<()> {
+        // SAFETY: plain calls on a descriptor we own.
+        unsafe {
+            cvt(libc::ftruncate(fd.as_raw_fd(), size as libc::off_t).into())?;
+            cvt(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK).into())?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_sealed_page_of_ordinary_memory_is_taken() {
+        let ok = memfd(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING).unwrap();
+        sealed(&ok, PAGE).unwrap();
+        assert!(is_sealed_page(ok.as_fd()));
+        let unsealed = memfd(libc::MFD_CLOEXEC).unwrap();
+        assert!(!is_sealed_page(unsealed.as_fd()));
+        let huge = 2 * 1024 * 1024;
+        match memfd(libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | libc::MFD_HUGETLB)
+            .and_then(|fd| sealed(&fd, huge).map(|()| fd))
+        {
+            Ok(fd) => assert!(!is_sealed_page(fd.as_fd()), "huge pages are refused"),
+            Err(e) => eprintln!("skipped the huge-page case: {e}"),
+        }
+    }
 }

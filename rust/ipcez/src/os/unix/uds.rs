@@ -8,11 +8,12 @@ use std::sync::Arc;
 use tokio::net::{UnixListener, UnixStream};
 
 use super::bind::{BoundFile, bind_exclusive, clear_stale, with_path};
+use super::lock::{PathLock, lock_path};
 use super::sem::{FileId, NamedSemaphore};
 use super::stream::UdsStream;
 use crate::ack::AckPair;
 use crate::error::SocketError;
-use crate::resolve::unix_ack_names;
+use crate::resolve::{canonical_path, unix_ack_names};
 
 /// Mode of ack semaphores a client creates, where a custom listener has not: owner only
 /// (an existing one is opened as it is, never widened).
@@ -41,6 +42,10 @@ async fn connect_waiting(path: &str) -> io::Result<UnixStream> {
         }
     }
 }
+
+/// How long a listener waits for another one starting on the same path (a setup takes
+/// milliseconds).
+const SETUP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Connects to the socket at `path` and opens its ack signals.
 pub(crate) async fn connect(path: &str) -> Result<(UdsStream, Arc<AckPair>), SocketError> {
@@ -96,6 +101,11 @@ impl Acceptor {
 /// Binds `path` (see `docs/protocol.md`, "The socket file", for the stale-file rule) with permission bits `mode`.
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
+    // Listeners starting on one path take turns until bound: the semaphores below are
+    // replaced only after the path was found free by the one holding the lock.
+    let _setup = PathLock::acquire(&lock_path(&canonical_path(&absolute)?), SETUP_WAIT)
+        .await
+        .map_err(|e| with_path(e, "cannot listen on", path))?;
     // A live listener's path (and so its semaphores) is left alone.
     clear_stale(&absolute, path)?;
     // The ack names are ready before the path is: a client that connects the moment the
