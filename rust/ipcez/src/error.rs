@@ -162,7 +162,7 @@ pub(crate) fn connection_lost() -> io::Error {
 /// True for the errors a dead peer produces on a write.
 pub(crate) fn is_disconnect(e: &io::Error) -> bool {
     #[cfg(windows)]
-    if crate::os::windows::is_pipe_disconnect(e) {
+    if is_pipe_disconnect(e) {
         return true;
     }
     matches!(
@@ -177,4 +177,18 @@ pub(crate) fn is_disconnect(e: &io::Error) -> bool {
 
 pub(crate) fn invalid_input(msg: impl Into<String>) -> SocketError {
     SocketError::Io(io::Error::new(io::ErrorKind::InvalidInput, msg.into()))
+}
+
+/// True for the errors a named pipe gives once the other end has gone: closed
+/// (`ERROR_BROKEN_PIPE`), closing (`ERROR_NO_DATA`) or disconnected by the server
+/// (`ERROR_PIPE_NOT_CONNECTED`, which std does not map to an `ErrorKind`).
+#[cfg(windows)]
+fn is_pipe_disconnect(e: &io::Error) -> bool {
+    use windows_sys::Win32::Foundation::{
+        ERROR_BROKEN_PIPE, ERROR_NO_DATA, ERROR_PIPE_NOT_CONNECTED,
+    };
+    matches!(
+        e.raw_os_error().map(|c| c as u32),
+        Some(ERROR_BROKEN_PIPE | ERROR_NO_DATA | ERROR_PIPE_NOT_CONNECTED)
+    )
 }

@@ -98,7 +98,7 @@ impl Acceptor {
     }
 }
 
-/// Binds `path` (see `docs/protocol.md`, "The socket file", for the stale-file rule) with permission bits `mode`.
+/// Binds `path` with permission bits `mode` (the stale-file rule: `docs/protocol.md`).
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
     // Listeners starting on one path take turns until bound: the semaphores below are
