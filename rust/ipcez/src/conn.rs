@@ -45,6 +45,25 @@ impl Conn {
         }
     }
 
+    /// Writes several checked messages back to back from a thread outside the runtime,
+    /// without the ack waits. Without `wait` it never waits: on a Unix socket the rest is
+    /// finished in the background, in order.
+    pub(crate) fn send_frames_blocking<K: Clone + Send + 'static>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+        wait: bool,
+    ) -> Result<(), SocketError> {
+        match self {
+            Conn::Local(c) => c.send_frames_blocking(msgs, deadline, handle, owner, wait),
+            Conn::Ws(c) => msgs
+                .iter()
+                .try_for_each(|m| c.send_frame_blocking(m, deadline, handle)),
+        }
+    }
+
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
         match self {
             Conn::Local(c) => c.wait_ack_until(deadline),

@@ -31,6 +31,7 @@ mod listener;
 mod local;
 mod options;
 mod os;
+mod readiness;
 mod resolve;
 mod runtime;
 mod socket;
@@ -41,6 +42,7 @@ pub use frame::{FrameDecoder, MAX_MESSAGE_LEN};
 pub use inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
 pub use listener::Listener;
 pub use options::{ConnectOptions, DEFAULT_ACK_TIMEOUT, ListenOptions};
+pub use readiness::Poller;
 pub use resolve::{
     Os, Resolution, Transport, ack_names, decide, pipe_ack_names, pipe_path, resolve,
     unix_ack_names,

@@ -163,6 +163,39 @@ impl Socket {
             .send_frame_blocking(msg, deadline, &shared.handle, self)
     }
 
+    /// Like [`send_frame_blocking`](Self::send_frame_blocking), but never waits (for an
+    /// event loop's thread): on a Unix socket what the socket takes now is written on this
+    /// thread and the rest by the runtime, in order behind earlier such frames (the frame
+    /// stays whole, or the connection ends). On other transports this is
+    /// `send_frame_blocking`, which may wait, so call it from a helper thread there.
+    pub fn start_send(&self, msg: &[u8]) -> Result<(), SocketError> {
+        self.start_send_many(&[msg])
+    }
+
+    /// Sends several messages as frames written back to back (on a Unix socket in as few
+    /// system calls as possible, so the peer also reads them in a batch) and signals "data
+    /// ready" once per message, without waiting for acks: follow it with one
+    /// [`wait_ack_blocking`](Self::wait_ack_blocking) per message. Frames from other senders
+    /// never come between them. Every message is checked before anything is written.
+    pub fn send_many_frames_blocking(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
+        self.send_frames(msgs, true)
+    }
+
+    /// [`send_many_frames_blocking`](Self::send_many_frames_blocking) that never waits, like
+    /// [`start_send`](Self::start_send).
+    pub fn start_send_many(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
+        self.send_frames(msgs, false)
+    }
+
+    fn send_frames(&self, msgs: &[&[u8]], wait: bool) -> Result<(), SocketError> {
+        let deadline = self.ack_deadline();
+        msgs.iter().try_for_each(|m| self.check_send(m))?;
+        let shared = &self.shared;
+        shared
+            .conn
+            .send_frames_blocking(msgs, deadline, &shared.handle, self, wait)
+    }
+
     /// Waits up to `timeout` for one "data acked" token: `Ok(true)` when it came (always,
     /// at once, on WebSocket), `Ok(false)` when the time ran out, an error when the
     /// connection ended meanwhile.
@@ -187,6 +220,49 @@ impl Socket {
     pub fn recv_blocking(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, SocketError> {
         self.check_pull()?;
         self.shared.conn.recv_blocking(timeout)
+    }
+
+    /// The next message if one is waiting, without blocking: `Ok(None)` when none is.
+    /// (On a local connection the socket itself is read on this thread when nothing is
+    /// queued, which saves a thread hop.)
+    pub fn try_recv(&self) -> Result<Option<Vec<u8>>, SocketError> {
+        self.recv_blocking(Some(Duration::ZERO))
+    }
+
+    /// Like [`recv_blocking`](Self::recv_blocking), into `buf`: `Ok(Some(n))` with the
+    /// message in `buf[..n]`. When the message is longer than `buf`, nothing is written and
+    /// `Ok(Some(len))` gives its length (`len > buf.len()`); the message stays first in
+    /// line for the next receive.
+    pub fn recv_into_blocking(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<Option<usize>, SocketError> {
+        let Some(msg) = self.recv_blocking(timeout)? else {
+            return Ok(None);
+        };
+        let n = msg.len();
+        match buf.get_mut(..n) {
+            Some(dst) => dst.copy_from_slice(&msg),
+            None => self.shared.inbox.unget(msg),
+        }
+        Ok(Some(n))
+    }
+
+    /// A descriptor that is readable while a message (or the end of the connection) waits
+    /// to be taken: for `select`/`poll`/`epoll` and event loops. Owned by the socket (do not
+    /// close it); valid until the last clone of the socket is dropped. Unix only.
+    #[cfg(unix)]
+    pub fn fileno(&self) -> io::Result<std::os::fd::RawFd> {
+        self.shared.inbox.fileno()
+    }
+
+    /// Reports to `poller` as `token` whenever a message comes to wait where none waited
+    /// (or the connection ends), and at once if one already waits. Then take messages with
+    /// [`try_recv`](Self::try_recv) until it gives `None`: the next report comes only after
+    /// that. Replaces an earlier poller.
+    pub fn watch(&self, poller: &crate::Poller, token: u64) {
+        self.shared.inbox.watch(poller, token);
     }
 
     fn check_pull(&self) -> Result<(), SocketError> {

@@ -69,6 +69,20 @@ impl LocalConn {
         self.writer.write_blocking(msg, deadline, handle, owner)
     }
 
+    /// Writes several messages (checked by the caller) back to back from a thread outside
+    /// the runtime (without `wait`: never waiting); see [`Writer::write_many_blocking`].
+    pub(crate) fn send_frames_blocking<K: Clone + Send + 'static>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+        wait: bool,
+    ) -> Result<(), SocketError> {
+        self.writer
+            .write_many_blocking(msgs, deadline, handle, owner, wait)
+    }
+
     /// Takes one "data acked" token, waiting until `deadline`.
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
         self.writer.wait_ack_until(deadline)

@@ -17,8 +17,11 @@ use crate::frame::header;
 use crate::inbox::Inbox;
 use crate::os::LocalStream;
 
+mod backlog;
 #[cfg(unix)]
 mod direct;
+
+use backlog::Backlog;
 
 /// How long a local ack wait sleeps before looking whether the connection ended.
 const ACK_POLL: Duration = Duration::from_millis(20);
@@ -31,6 +34,9 @@ pub(crate) struct Writer {
     inbox: Arc<Inbox>,
     /// Held for a whole frame so frames from several senders never interleave.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// Frames of sends that must not wait, queued while the stream was busy.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    backlog: Backlog,
 }
 
 impl Writer {
@@ -40,6 +46,7 @@ impl Writer {
             acks,
             inbox,
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            backlog: Backlog::default(),
         }
     }
 
@@ -62,6 +69,22 @@ impl Writer {
         _owner: &K,
     ) -> Result<(), SocketError> {
         crate::runtime::block_on(handle, self.write(msg, deadline))?
+    }
+
+    /// [`write`](Self::write) of several messages for threads outside the runtime, one
+    /// after the other (named pipes are written through the runtime, so this may wait even
+    /// without `wait`).
+    #[cfg(not(unix))]
+    pub(crate) fn write_many_blocking<K>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &tokio::runtime::Handle,
+        _owner: &K,
+        _wait: bool,
+    ) -> Result<(), SocketError> {
+        msgs.iter()
+            .try_for_each(|m| crate::runtime::block_on(handle, self.write(m, deadline))?)
     }
 
     /// Takes one "data acked" token, waiting until `deadline`; looks every `ACK_POLL`
