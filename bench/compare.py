@@ -647,6 +647,10 @@ def child_main(argv: List[str]) -> None:
         many_listen(args[0], int(args[1]), float(args[2]))
     elif role == "many-client":
         many_client(args[0], int(args[1]))
+    elif role.startswith("aio-"):
+        import aio_rows
+
+        aio_rows.child_main(role, args)
     else:
         raise SystemExit(f"unknown child role {role!r}")
 
@@ -1328,6 +1332,7 @@ def orchestrate(args: argparse.Namespace) -> int:
           f"{machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}", flush=True)
     results: Dict[str, Dict[str, Any]] = {}
     fp: Dict[str, Any] = {}
+    aio: Dict[str, Any] = {}
     built: Dict[str, Any] = {}
     try:
         built = orch.ensure_built()
@@ -1337,6 +1342,10 @@ def orchestrate(args: argparse.Namespace) -> int:
             fp = orch.run_footprint()
         else:
             fp = {"skipped": "time budget used up"}
+        import aio_rows
+
+        orch.budget += 45.0 if orch.quick else 300.0  # the asyncio and stream rows' share
+        aio = aio_rows.measure(orch)
     except KeyboardInterrupt:
         orch.notes.append("interrupted")
         print("\ninterrupted; cleaning up", flush=True)
@@ -1367,6 +1376,12 @@ def orchestrate(args: argparse.Namespace) -> int:
     print(render_footprint(fp))
     print()
     print(render_targets(targets))
+    if aio:
+        import aio_rows
+
+        print()
+        print(aio_rows.render(aio))
+        targets += aio_rows.evaluate(aio)
     notes = orch.notes + orch.anomalies
     if notes:
         print("\nNotes")
@@ -1382,6 +1397,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "rust_bench": str(RUST_BENCH),
         "results": results,
         "footprint": fp,
+        "aio": aio,
         "targets": targets,
         "notes": notes,
         "built": built,
