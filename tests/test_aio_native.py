@@ -235,6 +235,28 @@ def test_websocket_aio_round_trip() -> None:
     run(main())
 
 
+def test_websocket_aio_sends_keep_their_order() -> None:
+    """Sends that can go at once go on the loop's thread, the others through a helper
+    thread; either way they arrive in the order they were made, large ones included."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen("ws://127.0.0.1:0/order") as server:
+            async with ipcez.aio.connect(server.address) as client:
+                peer = await server.accept(timeout=5)
+                sizes = [10, 3 * 1024 * 1024, 5, 2 * 1024 * 1024] * 5 + [7] * 200
+                messages = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+                async def take() -> List[bytes]:
+                    return [await peer.recv(timeout=20) for _ in messages]
+
+                receiving = asyncio.ensure_future(take())
+                await asyncio.gather(*(client.send(m) for m in messages))
+                got = await receiving
+                assert [len(m) for m in got] == sizes
+                assert got == messages
+
+    run(main())
+
+
 def test_one_loop_per_socket(sock_path: str) -> None:
     async def first() -> Any:
         server = await ipcez.aio.listen(sock_path)

@@ -246,14 +246,16 @@ def watch(owner: Any, watch_fn: Any, poller: Any, token: int) -> None:
     _call(owner, watch_fn, poller, token)
 
 
-def start_send(sock: Any, data: Any) -> None:
-    """Write one frame without waiting (Unix sockets): what the socket does not take now
-    is finished in the background, in order."""
+def start_send(sock: Any, data: Any) -> bool:
+    """Hand one message over without waiting: True when it was (on a Unix socket what the
+    socket does not take now is finished in the background, in order), False with nothing
+    sent when that would mean waiting (a busy WebSocket, a named pipe)."""
     err = _ffi.error_p()
     with sock._use() as handle, borrow(data) as (ptr, n):
         rc = lib.ipcez_socket_start_send(handle, ptr, n, ctypes.byref(err))
-    if rc != _abi.RESULT_OK:
+    if rc == _abi.RESULT_ERROR:
         raise _errors.fail(rc, err)
+    return bool(rc == _abi.RESULT_OK)
 
 
 def take_acks(sock: Any) -> Tuple[int, int]:

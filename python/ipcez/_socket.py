@@ -297,16 +297,19 @@ def prepare_many(sock: Socket, messages: Iterable[Any]) -> Tuple[List[Any], List
     return items, lens
 
 
-def write_many(handle: Any, batch: List[Any], lens: List[int], wait: bool) -> None:
-    """Internal interface (also for :mod:`ipcez.aio`): write ``batch`` back to back;
-    without ``wait`` it never waits (the rest is finished in the background)."""
+def write_many(handle: Any, batch: List[Any], lens: List[int], wait: bool) -> bool:
+    """Internal interface (also for :mod:`ipcez.aio`): write ``batch`` back to back.
+    Without ``wait`` it never waits: False, with nothing sent, where that would mean
+    waiting (WebSocket, named pipe); on a Unix socket the rest is finished in the
+    background."""
     data = b"".join(batch)
     sizes = array.array(_SIZE_T_CODE, lens)
     err = _ffi.error_p()
     fn = lib.ipcez_socket_send_many if wait else lib.ipcez_socket_start_send_many
     rc = fn(handle, data or None, len(data), sizes.buffer_info()[0], len(sizes), ctypes.byref(err))
-    if rc != _abi.RESULT_OK:
+    if rc == _abi.RESULT_ERROR:
         raise _errors.fail(rc, err)
+    return bool(rc == _abi.RESULT_OK)
 
 
 def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:

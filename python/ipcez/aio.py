@@ -128,6 +128,8 @@ class AsyncSocket(_Watched):
         """Wrap an already connected :class:`ipcez.Socket`."""
         self._sock = sock
         self._acks: Optional[Acks] = None
+        self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
+        self._slow_sends = 0  # sends waiting for, or on, a helper thread
 
     @property
     def socket(self) -> Socket:
@@ -169,15 +171,28 @@ class AsyncSocket(_Watched):
         (or the connection has ended): do not modify a mutable buffer until
         the call returned or was cancelled.
         """
-        if self._sock.transport != "unix":
-            check_open(self._sock)  # ConnectionLost right away when closed
-            await run_blocking(self._sock.send, data)
+        unix = self._sock.transport == "unix"
+        # Sends that had to go to a helper thread go first: the order of sends is kept.
+        if not self._slow_sends and start_send(self._sock, data):
+            if unix:
+                await self._pending_acks().expect()
             return
-        start_send(self._sock, data)
-        await self._pending_acks().expect()
+        check_open(self._sock)  # ConnectionLost right away when closed
+        await self._send_slowly(self._sock.send, data)
 
     #: Alias of :meth:`send`.
     send_message = send
+
+    async def _send_slowly(self, send: Callable[[Any], None], data: Any) -> None:
+        """A blocking send on a helper thread, one at a time, in the order they came."""
+        if self._slow_lock is None:
+            self._slow_lock = asyncio.Lock()
+        self._slow_sends += 1
+        try:
+            async with self._slow_lock:
+                await run_blocking(send, data)
+        finally:
+            self._slow_sends -= 1
 
     async def send_many(self, messages: Iterable[Any]) -> None:
         """Send several messages back to back; completes when every one is acknowledged.
@@ -185,7 +200,7 @@ class AsyncSocket(_Watched):
         Like :meth:`ipcez.Socket.send_many`, without blocking the loop.
         """
         if self._sock.transport != "unix":
-            await run_blocking(self._sock.send_many, messages)
+            await self._send_slowly(self._sock.send_many, messages)
             return
         items, lens = prepare_many(self._sock, messages)
         acks = self._pending_acks()

@@ -121,12 +121,14 @@ pub unsafe extern "C" fn ipcez_socket_recv_into(
     })
 }
 
-/// Starts a send without waiting (for an event loop's thread): on a Unix socket, what the
-/// socket takes now is written on this thread and the rest of the frame by the library
-/// in the background (the frame stays whole, or the connection ends); "data ready" is
-/// signalled once the frame is complete. Then wait for the ack with `ipcez_socket_wait_ack`
-/// (`timeout_ms` 0 only looks). On other transports this is `ipcez_socket_send` with
-/// `wait_ms` 0, which may wait for room to write.
+/// Starts a send without waiting (for an event loop's thread). `IPCEZ_RESULT_OK`: the
+/// message was handed over — on a Unix socket what the socket takes now is written on this
+/// thread and the rest of the frame by the library in the background, in order behind
+/// earlier such frames (the frame stays whole, or the connection ends), and "data ready"
+/// is signalled once it is complete: then await the ack (`ipcez_socket_expect_acks`); on a
+/// WebSocket it was written or is being flushed (no ack). `IPCEZ_RESULT_TIMEOUT`: nothing
+/// was sent because that would mean waiting (a WebSocket busy with another send, a named
+/// pipe): send it with `ipcez_socket_send` from a thread that may wait.
 ///
 /// # Safety
 /// `s` is NULL or a live socket; `data` is valid for `len` bytes.
@@ -140,8 +142,10 @@ pub unsafe extern "C" fn ipcez_socket_start_send(
     call(out_err, || {
         let s = socket_ref(s)?;
         let data = unsafe { bytes(data, len) }?;
-        s.socket.start_send(data)?;
-        Ok(ipcez_result::Ok)
+        Ok(match s.socket.start_send(data)? {
+            true => ipcez_result::Ok,
+            false => ipcez_result::Timeout,
+        })
     })
 }
 
@@ -185,8 +189,9 @@ fn deadline_of(s: &FfiSocket) -> Instant {
         .unwrap_or(now + Duration::from_secs(u32::MAX.into()))
 }
 
-/// `ipcez_socket_send_many` that never waits, like `ipcez_socket_start_send`: what the
-/// socket does not take now is written by the library in the background.
+/// `ipcez_socket_send_many` that never waits, with the results of
+/// `ipcez_socket_start_send` (several messages on a WebSocket always give
+/// `IPCEZ_RESULT_TIMEOUT`); the acks are awaited with `ipcez_socket_expect_acks`.
 ///
 /// # Safety
 /// As for `ipcez_socket_send_many`.
@@ -202,8 +207,10 @@ pub unsafe extern "C" fn ipcez_socket_start_send_many(
     call(out_err, || {
         let s = socket_ref(s)?;
         let msgs = unsafe { split(data, data_len, lens, count) }?;
-        s.socket.start_send_many(&msgs)?;
-        Ok(ipcez_result::Ok)
+        Ok(match s.socket.start_send_many(&msgs)? {
+            true => ipcez_result::Ok,
+            false => ipcez_result::Timeout,
+        })
     })
 }
 

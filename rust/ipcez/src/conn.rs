@@ -64,6 +64,32 @@ impl Conn {
         }
     }
 
+    /// Hands checked messages over without waiting, as far as the transport allows:
+    /// `Ok(true)` when they were taken (a Unix socket always takes them; what cannot be
+    /// written now is finished in the background, in order), `Ok(false)` with nothing
+    /// sent when they must be sent the waiting way (a busy WebSocket, several WebSocket
+    /// messages, a named pipe).
+    pub(crate) fn start_send<K: Clone + Send + 'static>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+    ) -> Result<bool, SocketError> {
+        match self {
+            #[cfg(unix)]
+            Conn::Local(c) => c
+                .send_frames_blocking(msgs, deadline, handle, owner, false)
+                .map(|()| true),
+            #[cfg(not(unix))]
+            Conn::Local(_) => Ok(false),
+            Conn::Ws(c) => match msgs {
+                [msg] => c.try_send(msg, deadline, handle),
+                _ => Ok(false),
+            },
+        }
+    }
+
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
         match self {
             Conn::Local(c) => c.wait_ack_until(deadline),

@@ -164,11 +164,13 @@ impl Socket {
     }
 
     /// Like [`send_frame_blocking`](Self::send_frame_blocking), but never waits (for an
-    /// event loop's thread): on a Unix socket what the socket takes now is written on this
-    /// thread and the rest by the runtime, in order behind earlier such frames (the frame
-    /// stays whole, or the connection ends). On other transports this is
-    /// `send_frame_blocking`, which may wait, so call it from a helper thread there.
-    pub fn start_send(&self, msg: &[u8]) -> Result<(), SocketError> {
+    /// event loop's thread). `Ok(true)`: the message was handed over — on a Unix socket
+    /// what the socket takes now is written on this thread and the rest by the runtime,
+    /// in order behind earlier such frames (the frame stays whole, or the connection ends);
+    /// on a WebSocket it was written or is being flushed. `Ok(false)`: nothing was sent
+    /// because that would mean waiting (a WebSocket busy with another send, a named pipe):
+    /// send it with `send_frame_blocking` from a thread that may wait.
+    pub fn start_send(&self, msg: &[u8]) -> Result<bool, SocketError> {
         self.start_send_many(&[msg])
     }
 
@@ -178,22 +180,25 @@ impl Socket {
     /// [`wait_ack_blocking`](Self::wait_ack_blocking) per message. Frames from other senders
     /// never come between them. Every message is checked before anything is written.
     pub fn send_many_frames_blocking(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
-        self.send_frames(msgs, true)
+        self.send_frames(msgs)
     }
 
     /// [`send_many_frames_blocking`](Self::send_many_frames_blocking) that never waits, like
-    /// [`start_send`](Self::start_send).
-    pub fn start_send_many(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
-        self.send_frames(msgs, false)
+    /// [`start_send`](Self::start_send) (several WebSocket messages always give `Ok(false)`).
+    pub fn start_send_many(&self, msgs: &[&[u8]]) -> Result<bool, SocketError> {
+        let deadline = self.ack_deadline();
+        msgs.iter().try_for_each(|m| self.check_send(m))?;
+        let shared = &self.shared;
+        shared.conn.start_send(msgs, deadline, &shared.handle, self)
     }
 
-    fn send_frames(&self, msgs: &[&[u8]], wait: bool) -> Result<(), SocketError> {
+    fn send_frames(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
         let deadline = self.ack_deadline();
         msgs.iter().try_for_each(|m| self.check_send(m))?;
         let shared = &self.shared;
         shared
             .conn
-            .send_frames_blocking(msgs, deadline, &shared.handle, self, wait)
+            .send_frames_blocking(msgs, deadline, &shared.handle, self, true)
     }
 
     /// Waits up to `timeout` for one "data acked" token: `Ok(true)` when it came (always,
