@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import struct
 import sys
@@ -96,9 +97,16 @@ def _serve_zmq_pull(path: str) -> None:
             back.send(m)
 
 
+def _run_streams(path: str) -> None:
+    try:
+        asyncio.run(_serve_streams(path))
+    finally:
+        os.unlink(path)  # asyncio leaves its socket file behind
+
+
 SERVERS: Dict[str, Callable[[str], Any]] = {
     "ipcez": lambda ep: asyncio.run(_serve_ipcez(ep)),
-    "streams": lambda ep: asyncio.run(_serve_streams(ep)),
+    "streams": _run_streams,
     "websockets": lambda ep: asyncio.run(_serve_websockets(ep)),
     "zmq-pull": _serve_zmq_pull,
 }
