@@ -82,7 +82,10 @@ impl Conn {
                 .send_frames_blocking(msgs, deadline, handle, owner, false)
                 .map(|()| true),
             #[cfg(not(unix))]
-            Conn::Local(_) => Ok(false),
+            Conn::Local(_) => {
+                let _ = owner; // a named pipe is written the waiting way
+                Ok(false)
+            }
             Conn::Ws(c) => match msgs {
                 [msg] => c.try_send(msg, deadline, handle),
                 _ => Ok(false),
