@@ -20,6 +20,7 @@ import collections
 import concurrent.futures
 import ctypes
 import itertools
+import os
 import queue
 import threading
 import weakref
@@ -41,6 +42,11 @@ class Pool:
 
     def __init__(self, threads: int) -> None:
         self._max = threads
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # a child of fork has none of these threads
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = 0

@@ -49,8 +49,17 @@ struct Job {
 
 #[derive(Default)]
 struct Queue {
-    jobs: Mutex<(VecDeque<Job>, usize)>,
+    jobs: Mutex<Jobs>,
     ready: Condvar,
+}
+
+#[derive(Default)]
+struct Jobs {
+    waiting: VecDeque<Job>,
+    /// Threads started, and the process they were started in: a child of `fork` has none
+    /// of its parent's threads (nor its sockets), so it starts afresh.
+    threads: usize,
+    pid: u32,
 }
 
 fn queue() -> &'static Queue {
@@ -108,13 +117,19 @@ impl AckWaits {
 fn submit(job: Job) {
     let q = queue();
     let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
-    jobs.0.push_back(job);
-    if jobs.1 < THREADS {
+    if jobs.pid != std::process::id() {
+        // Forgotten, never dropped: they belong to the parent.
+        std::mem::forget(std::mem::take(&mut jobs.waiting));
+        jobs.threads = 0;
+        jobs.pid = std::process::id();
+    }
+    jobs.waiting.push_back(job);
+    if jobs.threads < THREADS {
         let started = std::thread::Builder::new()
             .name("ipcez-acks".into())
             .spawn(work)
             .is_ok();
-        jobs.1 += usize::from(started);
+        jobs.threads += usize::from(started);
     }
     drop(jobs);
     q.ready.notify_one();
@@ -126,7 +141,7 @@ fn work() {
         let job = {
             let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                if let Some(job) = jobs.0.pop_front() {
+                if let Some(job) = jobs.waiting.pop_front() {
                     break job;
                 }
                 jobs = q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
