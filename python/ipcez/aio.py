@@ -208,7 +208,10 @@ class AsyncSocket(_Watched):
         for start in range(0, len(items), BATCH):
             end = start + BATCH
             with self._sock._use() as handle:
-                write_many(handle, items[start:end], lens[start:end], wait=False)
+                sent = not self._slow_sends and write_many(handle, items[start:end], lens[start:end], wait=False)
+            if not sent:  # the frames already waiting hold their bound: wait the blocking way
+                await self._send_slowly(self._sock.send_many, items[start:])
+                break
             waiting.add(acks.expect(len(lens[start:end])))
             if len(waiting) * BATCH > WINDOW:
                 done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)

@@ -476,8 +476,9 @@ ipcez_result ipcez_socket_recv_into(const ipcez_socket *s,
 // earlier such frames (the frame stays whole, or the connection ends), and "data ready"
 // is signalled once it is complete: then await the ack (`ipcez_socket_expect_acks`); on a
 // WebSocket it was written or is being flushed (no ack). `IPCEZ_RESULT_TIMEOUT`: nothing
-// was sent because that would mean waiting (a WebSocket busy with another send, a named
-// pipe): send it with `ipcez_socket_send` from a thread that may wait.
+// was sent because that would mean waiting (frames already waiting for a Unix socket hold
+// their 64 MiB bound, a WebSocket is busy with another send, a named pipe): send it with
+// `ipcez_socket_send` from a thread that may wait.
 //
 // # Safety
 // `s` is NULL or a live socket; `data` is valid for `len` bytes.

@@ -57,7 +57,9 @@ impl Conn {
         wait: bool,
     ) -> Result<(), SocketError> {
         match self {
-            Conn::Local(c) => c.send_frames_blocking(msgs, deadline, handle, owner, wait),
+            Conn::Local(c) => c
+                .send_frames_blocking(msgs, deadline, handle, owner, wait)
+                .map(|_| ()),
             Conn::Ws(c) => msgs
                 .iter()
                 .try_for_each(|m| c.send_frame_blocking(m, deadline, handle)),
@@ -65,10 +67,10 @@ impl Conn {
     }
 
     /// Hands checked messages over without waiting, as far as the transport allows:
-    /// `Ok(true)` when they were taken (a Unix socket always takes them; what cannot be
-    /// written now is finished in the background, in order), `Ok(false)` with nothing
-    /// sent when they must be sent the waiting way (a busy WebSocket, several WebSocket
-    /// messages, a named pipe).
+    /// `Ok(true)` when they were taken (on a Unix socket what cannot be written now is
+    /// finished in the background, in order), `Ok(false)` with nothing sent when they must
+    /// be sent the waiting way (a Unix socket whose waiting frames hold their bound, a busy
+    /// WebSocket, several WebSocket messages, a named pipe).
     pub(crate) fn start_send<K: Clone + Send + 'static>(
         &self,
         msgs: &[&[u8]],
@@ -78,9 +80,7 @@ impl Conn {
     ) -> Result<bool, SocketError> {
         match self {
             #[cfg(unix)]
-            Conn::Local(c) => c
-                .send_frames_blocking(msgs, deadline, handle, owner, false)
-                .map(|()| true),
+            Conn::Local(c) => c.send_frames_blocking(msgs, deadline, handle, owner, false),
             #[cfg(not(unix))]
             Conn::Local(_) => {
                 let _ = owner; // a named pipe is written the waiting way

@@ -168,8 +168,9 @@ impl Socket {
     /// what the socket takes now is written on this thread and the rest by the runtime,
     /// in order behind earlier such frames (the frame stays whole, or the connection ends);
     /// on a WebSocket it was written or is being flushed. `Ok(false)`: nothing was sent
-    /// because that would mean waiting (a WebSocket busy with another send, a named pipe):
-    /// send it with `send_frame_blocking` from a thread that may wait.
+    /// because that would mean waiting (frames already waiting for a Unix socket hold their
+    /// 64 MiB bound, a WebSocket is busy with another send, a named pipe): send it with
+    /// `send_frame_blocking` from a thread that may wait.
     pub fn start_send(&self, msg: &[u8]) -> Result<bool, SocketError> {
         self.start_send_many(&[msg])
     }

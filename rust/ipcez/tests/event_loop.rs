@@ -182,3 +182,36 @@ fn a_batch_is_written_back_to_back_and_acked_per_message() {
         "nothing of a refused batch"
     );
 }
+
+#[test]
+fn frames_waiting_for_a_peer_that_reads_nothing_stay_bounded() {
+    use std::io::Read;
+    let path = socket_path("bound.sock");
+    let raw = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let client = ipcez::runtime().block_on(connect(&unix(&path)));
+    let (mut peer, _) = raw.accept().unwrap();
+    let big = vec![7u8; MAX_MESSAGE_LEN];
+    // 64 MiB may wait (plus what the socket buffers hold): then sends that must not wait
+    // are refused instead of queued.
+    let handed_over = (0..40)
+        .take_while(|_| client.start_send(&big).unwrap())
+        .count();
+    assert!(
+        (16..=20).contains(&handed_over),
+        "{handed_over} frames of 4 MiB queued"
+    );
+    for _ in 0..handed_over {
+        let mut len = [0u8; 4];
+        peer.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        peer.read_exact(&mut body).unwrap();
+        assert!(body == big);
+    }
+    client.close();
+    let names = ipcez::unix_ack_names(&path).unwrap();
+    for name in [names.0, names.1] {
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::sem_unlink(c.as_ptr()) };
+    }
+}

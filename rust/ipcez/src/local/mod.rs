@@ -70,7 +70,8 @@ impl LocalConn {
     }
 
     /// Writes several messages (checked by the caller) back to back from a thread outside
-    /// the runtime (without `wait`: never waiting); see [`Writer::write_many_blocking`].
+    /// the runtime (without `wait`: never waiting, and `Ok(false)` with nothing sent when
+    /// the frames that wait hold their bound); see [`Writer::write_many_blocking`].
     pub(crate) fn send_frames_blocking<K: Clone + Send + 'static>(
         &self,
         msgs: &[&[u8]],
@@ -78,7 +79,7 @@ impl LocalConn {
         handle: &Handle,
         owner: &K,
         wait: bool,
-    ) -> Result<(), SocketError> {
+    ) -> Result<bool, SocketError> {
         self.writer
             .write_many_blocking(msgs, deadline, handle, owner, wait)
     }

@@ -13,9 +13,26 @@ pub(crate) struct Pending {
     pub(crate) deadline: Instant,
 }
 
+/// At most this many bytes wait in a backlog; beyond it a send that must not wait is
+/// refused (the caller sends it the waiting way), so a peer that stops reading cannot make
+/// this side's memory grow without bound.
+pub(crate) const MAX_BACKLOG_BYTES: usize = 64 * 1024 * 1024;
+
+/// What [`Backlog::push_if_busy`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Queued {
+    /// Nothing waits: the caller writes itself.
+    Idle,
+    /// Queued behind the frames that wait.
+    Yes,
+    /// Not queued: the backlog holds its bound already.
+    Full,
+}
+
 #[derive(Default)]
 struct State {
     frames: VecDeque<Pending>,
+    bytes: usize,
     /// A task is writing them (it holds, or waits for, the write lock).
     draining: bool,
 }
@@ -37,19 +54,24 @@ impl Backlog {
     }
 
     /// Queues what `make` gives when frames are already waiting, so that later frames stay
-    /// behind them; false (nothing queued) when the backlog is idle.
-    pub(crate) fn push_if_busy(&self, make: impl FnOnce() -> Pending) -> bool {
+    /// behind them.
+    pub(crate) fn push_if_busy(&self, len: usize, make: impl FnOnce() -> Pending) -> Queued {
         let mut s = self.lock();
         if !s.draining && s.frames.is_empty() {
-            return false;
+            return Queued::Idle;
         }
+        if s.bytes + len > MAX_BACKLOG_BYTES && !s.frames.is_empty() {
+            return Queued::Full;
+        }
+        s.bytes += len;
         s.frames.push_back(make());
-        true
+        Queued::Yes
     }
 
     /// Queues `p` last in line; true when the caller must start the task that drains.
     pub(crate) fn push_back(&self, p: Pending) -> bool {
         let mut s = self.lock();
+        s.bytes += p.bytes.len();
         s.frames.push_back(p);
         !std::mem::replace(&mut s.draining, true)
     }
@@ -64,6 +86,7 @@ impl Backlog {
     pub(crate) fn pop(&self) -> Option<Pending> {
         let mut s = self.lock();
         let next = s.frames.pop_front();
+        s.bytes -= next.as_ref().map_or(0, |p| p.bytes.len());
         s.draining = next.is_some();
         next
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use super::backlog::Pending;
+use super::backlog::{Pending, Queued};
 use super::{Writer, write_failed};
 use crate::error::SocketError;
 use crate::frame::header;
@@ -35,13 +35,15 @@ impl Writer {
         owner: &K,
     ) -> Result<(), SocketError> {
         self.write_many_blocking(&[msg], deadline, handle, owner, true)
+            .map(|_| ())
     }
 
     /// Writes the frames of `msgs` (already checked) back to back, with no other frame
     /// between them, and signals "data ready" once per message; like
     /// [`write_blocking`](Self::write_blocking). Without `wait` it never waits, not even
     /// for the write lock: what cannot be written now is queued behind earlier such frames
-    /// and written by the runtime.
+    /// and written by the runtime; `Ok(false)`, with nothing sent, when that queue holds its
+    /// bound already (send the waiting way then). With `wait`, always `Ok(true)`.
     pub(crate) fn write_many_blocking<K: Clone + Send + 'static>(
         self: &Arc<Self>,
         msgs: &[&[u8]],
@@ -49,7 +51,7 @@ impl Writer {
         handle: &Handle,
         owner: &K,
         wait: bool,
-    ) -> Result<(), SocketError> {
+    ) -> Result<bool, SocketError> {
         let headers: Vec<[u8; 4]> = msgs.iter().map(|m| header(m.len())).collect();
         let mut all_parts: Vec<IoSlice<'_>> = (headers.iter().zip(msgs))
             .flat_map(|(h, m)| [IoSlice::new(h), IoSlice::new(m)])
@@ -62,8 +64,12 @@ impl Writer {
         };
         let no_wait = !wait;
         // A send that must not wait goes behind frames that are waiting already.
-        if no_wait && self.backlog.push_if_busy(|| pending(&all_parts)) {
-            return Ok(());
+        if no_wait {
+            match self.backlog.push_if_busy(total, || pending(&all_parts)) {
+                Queued::Idle => {}
+                Queued::Yes => return Ok(true),
+                Queued::Full => return Ok(false),
+            }
         }
         let guard = match self.lock.clone().try_lock_owned() {
             Ok(g) => Some(g),
@@ -81,7 +87,10 @@ impl Writer {
         };
         if done == total {
             drop(guard);
-            return msgs.iter().try_for_each(|_| self.signal_ready());
+            return msgs
+                .iter()
+                .try_for_each(|_| self.signal_ready())
+                .map(|()| true);
         }
         // The peer is slow to make room (or another frame is being written): hand the rest
         // to the runtime and return, so the caller can wait for the acks in short,
@@ -112,7 +121,7 @@ impl Writer {
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn drain_backlog(&self) {

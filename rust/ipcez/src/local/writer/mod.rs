@@ -82,9 +82,10 @@ impl Writer {
         handle: &tokio::runtime::Handle,
         _owner: &K,
         _wait: bool,
-    ) -> Result<(), SocketError> {
+    ) -> Result<bool, SocketError> {
         msgs.iter()
             .try_for_each(|m| crate::runtime::block_on(handle, self.write(m, deadline))?)
+            .map(|()| true)
     }
 
     /// Takes one "data acked" token, waiting until `deadline`; looks every `ACK_POLL`
