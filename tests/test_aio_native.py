@@ -115,6 +115,70 @@ def test_pending_send_fails_when_the_socket_closes(sock_path: str) -> None:
     run(main())
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="POSIX semaphores")
+def test_sends_past_the_bound_of_waiting_frames_wait_and_keep_their_order(sock_path: str) -> None:
+    """A custom peer that reads nothing at first: 100 MiB of concurrent sends exceed what may
+    wait for the socket (64 MiB), so the rest go the waiting way; once the peer reads (and
+    acks each message, as the protocol says), every send completes, in order, whole."""
+    posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
+    import socket as stdsocket
+    import struct
+
+    names = ipcez.ack_names(sock_path)
+    ready = posix_ipc.Semaphore(names[0], posix_ipc.O_CREAT, 0o600, 0)
+    acked = posix_ipc.Semaphore(names[1], posix_ipc.O_CREAT, 0o600, 0)
+    server = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(1)
+    big = 4 * 1024 * 1024
+    messages = [bytes([i]) * big for i in range(25)]
+    received: List[bytes] = []
+
+    def peer(conn: stdsocket.socket) -> None:
+        def exact(n: int) -> bytes:
+            chunks = []
+            while n:
+                chunk = conn.recv(min(n, 1 << 20))
+                assert chunk, "peer closed"
+                chunks.append(chunk)
+                n -= len(chunk)
+            return b"".join(chunks)
+
+        for _ in messages:
+            (n,) = struct.unpack(">I", exact(4))
+            received.append(exact(n))
+            acked.release()
+
+    async def main() -> None:
+        client = await ipcez.aio.connect(sock_path, ack_timeout=30)
+        conn, _ = server.accept()
+        conn.settimeout(30)
+        sends = [asyncio.ensure_future(client.send(m)) for m in messages]
+        await asyncio.sleep(0.2)  # the peer reads nothing yet: the waiting frames fill up
+        assert not any(s.done() for s in sends)
+        assert client._slow_sends > 0, "some sends had to go the waiting way"
+        reader = threading.Thread(target=peer, args=(conn,))
+        reader.start()
+        await asyncio.gather(*sends)
+        await asyncio.get_running_loop().run_in_executor(None, reader.join, 30)
+        await client.close()
+        conn.close()
+
+    try:
+        run(main(), timeout=90)
+        assert [m[:1] for m in received] == [m[:1] for m in messages]
+        assert received == messages
+    finally:
+        server.close()
+        ready.close()
+        acked.close()
+        for name in names:
+            try:
+                posix_ipc.unlink_semaphore(name)
+            except posix_ipc.ExistentialError:
+                pass
+
+
 def test_thousand_receiving_connections_need_few_threads(sock_path: str) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < 4500:
