@@ -299,9 +299,10 @@ def prepare_many(sock: Socket, messages: Iterable[Any]) -> Tuple[List[Any], List
 
 def write_many(handle: Any, batch: List[Any], lens: List[int], wait: bool) -> bool:
     """Internal interface (also for :mod:`ipcez.aio`): write ``batch`` back to back.
-    Without ``wait`` it never waits: False, with nothing sent, where that would mean
-    waiting (WebSocket, named pipe); on a Unix socket the rest is finished in the
-    background."""
+    Without ``wait`` it never waits: on a Unix socket what cannot be written now is
+    finished in the background, in order; False, with nothing sent, where that would mean
+    waiting (frames already waiting for the socket hold their bound, WebSocket, named
+    pipe)."""
     data = b"".join(batch)
     sizes = array.array(_SIZE_T_CODE, lens)
     err = _ffi.error_p()
