@@ -16,18 +16,23 @@
 //! * Handles may be used from several threads at once, except that `_free` must not race
 //!   any other call on the same handle.
 //!
-//! One file per handle type (`socket`, `listener`, `message`, `error` with
-//! `error_access`), plus `resolve` (endpoint questions), `handler` (handler threads) and
-//! `boundary`, the one audited file of pointer casts, NULL checks and the panic boundary.
+//! One file per handle type (`socket`, `listener`, `message`, `poller`, `error` with
+//! `error_access`), plus `socket_io` (readiness, receiving into caller memory, sends that
+//! never wait, batches), `ack_waiter` (acks awaited for event loops), `resolve` (endpoint
+//! questions), `handler` (handler threads) and `boundary`, the one audited file of pointer
+//! casts, NULL checks and the panic boundary.
 
+mod ack_waiter;
 mod boundary;
 mod error;
 mod error_access;
 mod handler;
 mod listener;
 mod message;
+mod poller;
 mod resolve;
 mod socket;
+mod socket_io;
 
 use std::ffi::c_char;
 
@@ -36,8 +41,10 @@ pub use error_access::*;
 pub use handler::ipcez_handler_fn;
 pub use listener::*;
 pub use message::*;
+pub use poller::*;
 pub use resolve::*;
 pub use socket::*;
+pub use socket_io::*;
 
 /// The library version, e.g. `"0.1.0"`: a static NUL-terminated string.
 #[unsafe(no_mangle)]

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{SocketError, connection_lost};
 use crate::options::{ConnectOptions, ListenOptions};
+use crate::readiness::{Poller, ReadyCount};
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{ProcessEpoch, block_on, current_handle};
 use crate::socket::Socket;
@@ -51,12 +52,14 @@ impl ListenOptions {
             endpoint: address.clone(),
             opts: self.connection.clone(),
         };
-        let task = tokio::spawn(accept_loop(acceptor, wrap, tx));
+        let pending = Arc::new(ReadyCount::default());
+        let task = tokio::spawn(accept_loop(acceptor, wrap, tx, pending.clone()));
         Ok(Listener {
             shared: Arc::new(ListenerShared {
                 address,
                 transport,
                 incoming: tokio::sync::Mutex::new(rx),
+                pending,
                 task,
                 cleanup: Mutex::new(cleanup),
                 closed: AtomicBool::new(false),
@@ -88,7 +91,12 @@ struct Wrap {
 
 /// Accepts connections, starts each one's reader at once (so messages are read and acked
 /// before `accept` is called) and queues it for `accept`; ends when the listener closes.
-async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, tx: mpsc::Sender<Socket>) {
+async fn accept_loop(
+    mut acceptor: Acceptor,
+    wrap: Wrap,
+    tx: mpsc::Sender<Socket>,
+    pending: Arc<ReadyCount>,
+) {
     let Wrap {
         transport,
         endpoint,
@@ -109,6 +117,7 @@ async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, tx: mpsc::Sender<Socket
                 if tx.send(socket).await.is_err() {
                     break;
                 }
+                pending.added();
             }
             // Out of file descriptors and the like: back off instead of spinning.
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -120,6 +129,8 @@ struct ListenerShared {
     address: String,
     transport: Transport,
     incoming: tokio::sync::Mutex<mpsc::Receiver<Socket>>,
+    /// Connections waiting in `incoming`, for `fileno` and pollers.
+    pending: Arc<ReadyCount>,
     task: JoinHandle<()>,
     cleanup: Mutex<Option<crate::os::Cleanup>>,
     closed: AtomicBool,
@@ -185,6 +196,9 @@ impl Listener {
             () = closing => None,
             socket = next => socket,
         };
+        if socket.is_some() {
+            self.shared.pending.taken();
+        }
         match socket {
             Some(socket) if !self.shared.closed.load(Ordering::Acquire) => Ok(socket),
             other => {
@@ -217,6 +231,40 @@ impl Listener {
         })?
     }
 
+    /// The next connection if one is waiting, without blocking: `Ok(None)` when none is
+    /// (or another thread is in `accept` right now). After close: connection lost.
+    pub fn try_accept(&self) -> Result<Option<Socket>, SocketError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(connection_lost().into());
+        }
+        let Ok(mut rx) = self.shared.incoming.try_lock() else {
+            return Ok(None);
+        };
+        match rx.try_recv() {
+            Ok(socket) => {
+                self.shared.pending.taken();
+                Ok(Some(socket))
+            }
+            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::error::TryRecvError::Disconnected) => Err(connection_lost().into()),
+        }
+    }
+
+    /// A descriptor that is readable while a connection waits to be accepted (or the
+    /// listener is closed): for `select`/`poll`/`epoll` and event loops. Owned by the
+    /// listener; valid until its last clone is dropped. Unix only.
+    #[cfg(unix)]
+    pub fn fileno(&self) -> std::io::Result<std::os::fd::RawFd> {
+        self.shared.pending.fileno()
+    }
+
+    /// Reports to `poller` as `token` whenever a connection comes to wait where none waited
+    /// (or the listener closes), and at once if one already waits. Then take connections
+    /// with [`try_accept`](Self::try_accept) until it gives `None`.
+    pub fn watch(&self, poller: &Poller, token: u64) {
+        self.shared.pending.watch(poller, token);
+    }
+
     /// Stops accepting (idempotent): removes the socket file and unlinks the ack names of a
     /// Unix endpoint. Connections already accepted stay open.
     pub fn close(&self) {
@@ -230,6 +278,7 @@ impl ListenerShared {
             return;
         }
         self.task.abort();
+        self.pending.end();
         self.closing.notify_waiters();
         if let Some(cleanup) = self
             .cleanup
