@@ -75,8 +75,10 @@ impl Writer {
         let seq = match self.backlog.turn(&self.acks, 1, len, true, false, pending) {
             Turn::Direct(seq) => seq,
             // Frames of sends that must not wait are queued: ours goes behind them, and
-            // we write them all (we hold the write lock).
-            Turn::Queued { last, .. } => {
+            // we write them all (we hold the write lock), whether or not a task to drain
+            // them was started already.
+            Turn::Queued { last, drain } => {
+                let _ = drain;
                 self.drain_backlog().await;
                 return Ok(last);
             }
