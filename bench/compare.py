@@ -2,7 +2,7 @@
 """Compare ipcez with the usual ways of talking between two processes, on this machine.
 
     python bench/compare.py            # full run, a minute or two
-    python bench/compare.py --quick    # a few hundred rounds per workload, < 60 s (CI)
+    python bench/compare.py --quick    # a few hundred rounds per workload, about 2 min (CI)
 
 Every figure comes from one run: each implementation gets its own echo server in a
 separate process and its own client process, so the numbers are comparable with
@@ -24,7 +24,9 @@ byte, anything else swallowed):
 
 Plus: ``import ipcez`` time, the resident memory an idle process holding one
 connection adds to a bare interpreter, and the memory one listener needs for
-1,000 connections.
+1,000 connections; then the asyncio echo rows, the one-way stream of 64 B
+messages (``send_many``) and 10,000 ``ipcez.aio`` connections on one listener
+(``bench/aio_rows.py``).
 
 ipcez runs with the release build of its library (``IPCEZ_LIBRARY`` is set to
 ``rust/target/release/libipcez_ffi.so`` in the benchmark's own processes only);
@@ -647,6 +649,10 @@ def child_main(argv: List[str]) -> None:
         many_listen(args[0], int(args[1]), float(args[2]))
     elif role == "many-client":
         many_client(args[0], int(args[1]))
+    elif role.startswith("aio-"):
+        import aio_rows
+
+        aio_rows.child_main(role, args)
     else:
         raise SystemExit(f"unknown child role {role!r}")
 
@@ -1328,6 +1334,7 @@ def orchestrate(args: argparse.Namespace) -> int:
           f"{machine['cpu_model']}, {machine['cores']} cores, Python {machine['python']}", flush=True)
     results: Dict[str, Dict[str, Any]] = {}
     fp: Dict[str, Any] = {}
+    aio: Dict[str, Any] = {}
     built: Dict[str, Any] = {}
     try:
         built = orch.ensure_built()
@@ -1337,6 +1344,10 @@ def orchestrate(args: argparse.Namespace) -> int:
             fp = orch.run_footprint()
         else:
             fp = {"skipped": "time budget used up"}
+        import aio_rows
+
+        orch.budget += 45.0 if orch.quick else 300.0  # the asyncio and stream rows' share
+        aio = aio_rows.measure(orch)
     except KeyboardInterrupt:
         orch.notes.append("interrupted")
         print("\ninterrupted; cleaning up", flush=True)
@@ -1367,6 +1378,12 @@ def orchestrate(args: argparse.Namespace) -> int:
     print(render_footprint(fp))
     print()
     print(render_targets(targets))
+    if aio:
+        import aio_rows
+
+        print()
+        print(aio_rows.render(aio))
+        targets += aio_rows.evaluate(aio)
     notes = orch.notes + orch.anomalies
     if notes:
         print("\nNotes")
@@ -1382,6 +1399,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "rust_bench": str(RUST_BENCH),
         "results": results,
         "footprint": fp,
+        "aio": aio,
         "targets": targets,
         "notes": notes,
         "built": built,
@@ -1402,7 +1420,7 @@ def main() -> int:
         child_main(sys.argv[2:])
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a few hundred rounds; finishes in < 60 s")
+    p.add_argument("--quick", action="store_true", help="a few hundred rounds; finishes in about 2 min")
     p.add_argument("--rounds", type=int, default=0, help="latency rounds per workload (default 5000, quick 300)")
     p.add_argument("--repeat", type=int, default=0, help="passes over all implementations, median taken (default 3, quick 1)")
     p.add_argument("--library", default="", help="the libipcez_ffi to load (default: the release build)")

@@ -47,6 +47,7 @@ except (AttributeError, OSError):  # PyPy and other implementations
     _get_buffer = _release_buffer = None
 
 _PyBUF_SIMPLE = 0
+_PyBUF_WRITABLE = 1
 
 
 @contextmanager
@@ -84,3 +85,39 @@ def borrow(data: Any) -> Iterator[Tuple[Any, int]]:
         else:
             copy = view.tobytes()  # documented fallback: one copy, read-only non-bytes only
             yield copy, n
+
+
+@contextmanager
+def borrow_writable(data: Any) -> Iterator[Tuple[Any, int]]:
+    """Yield ``(pointer, length)`` of a writable buffer (bytearray, memoryview, mmap,
+    array.array, numpy arrays, ...), valid until the ``with`` block ends.
+
+    Raises TypeError for read-only objects (such as ``bytes``) and objects
+    without the buffer protocol, BufferError for non-contiguous buffers.
+    """
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"a writable bytes-like object is required, not {type(data).__name__!r}"
+        ) from None
+    with view:
+        if view.readonly:
+            raise TypeError(
+                f"a writable bytes-like object is required, not read-only {type(data).__name__!r} "
+                "(use a bytearray or a memoryview of one)"
+            )
+        if not view.c_contiguous:
+            raise BufferError("ipcez can only receive into C-contiguous buffers")
+        n = view.nbytes
+        if n == 0:
+            yield None, 0
+        elif _get_buffer is not None and _release_buffer is not None:
+            pybuf = _PyBuffer()
+            _get_buffer(view, ctypes.byref(pybuf), _PyBUF_WRITABLE)
+            try:
+                yield pybuf.buf, n
+            finally:
+                _release_buffer(ctypes.byref(pybuf))
+        else:
+            yield (ctypes.c_char * n).from_buffer(view.cast("B")), n

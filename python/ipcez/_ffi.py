@@ -27,6 +27,7 @@ from ctypes import (
     c_int32,
     c_size_t,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from pathlib import Path
@@ -63,12 +64,17 @@ class ipcez_message(ctypes.Structure):
     """Opaque ``ipcez_message``: an owned byte buffer, freed with ``ipcez_message_free``."""
 
 
+class ipcez_poller(ctypes.Structure):
+    """Opaque ``ipcez_poller``: tells an event loop which sources have something waiting."""
+
+
 socket_p = POINTER(ipcez_socket)
 listener_p = POINTER(ipcez_listener)
 error_p = POINTER(ipcez_error)
 message_p = POINTER(ipcez_message)
 connect_options_p = POINTER(ipcez_connect_options)
 listen_options_p = POINTER(ipcez_listen_options)
+poller_p = POINTER(ipcez_poller)
 
 #: ``const uint8_t *`` inputs.  ``c_void_p`` accepts ``bytes`` (pointing at the
 #: object's own buffer, no copy), ctypes arrays, integer addresses and None.
@@ -128,6 +134,21 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [socket_p, HANDLER_FN, c_void_p, POINTER(error_p)],
         ipcez_result,
     ),
+    "ipcez_socket_fileno": ([socket_p, POINTER(c_int32), POINTER(error_p)], ipcez_result),
+    "ipcez_socket_recv_into": (
+        [socket_p, c_void_p, c_size_t, c_uint32, POINTER(c_size_t), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_start_send": ([socket_p, bytes_in, c_size_t, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_send_many": (
+        [socket_p, bytes_in, c_size_t, c_void_p, c_size_t, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_start_send_many": (
+        [socket_p, bytes_in, c_size_t, c_void_p, c_size_t, POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_wait_acks": ([socket_p, c_size_t, c_uint32, POINTER(error_p)], ipcez_result),
     "ipcez_socket_close": ([socket_p], None),
     "ipcez_socket_is_closed": ([socket_p], c_bool),
     "ipcez_socket_free": ([socket_p], None),
@@ -185,8 +206,21 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [listener_p, c_uint32, POINTER(socket_p), POINTER(error_p)],
         ipcez_result,
     ),
+    "ipcez_listener_fileno": ([listener_p, POINTER(c_int32), POINTER(error_p)], ipcez_result),
     "ipcez_listener_close": ([listener_p], None),
     "ipcez_listener_free": ([listener_p], None),
+    # pollers (event loops)
+    "ipcez_poller_new": ([POINTER(poller_p), POINTER(error_p)], ipcez_result),
+    "ipcez_poller_fileno": ([poller_p], c_int32),
+    "ipcez_poller_take": ([poller_p, c_void_p, c_size_t], c_size_t),
+    "ipcez_poller_free": ([poller_p], None),
+    "ipcez_socket_watch": ([socket_p, poller_p, c_uint64, POINTER(error_p)], ipcez_result),
+    "ipcez_listener_watch": ([listener_p, poller_p, c_uint64, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_expect_acks": ([socket_p, c_size_t, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_take_acks": (
+        [socket_p, POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
+        ipcez_result,
+    ),
 }
 
 

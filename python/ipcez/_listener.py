@@ -76,6 +76,17 @@ class Listener(Managed):
             if expired(deadline):
                 raise TimeoutError(errno.ETIMEDOUT, f"no connection within {timeout:g} s")
 
+    def fileno(self) -> int:
+        """A file descriptor that is readable while a connection is waiting to be accepted.
+
+        For :mod:`selectors`, :func:`select.select`,
+        :func:`multiprocessing.connection.wait` and event loops: when it is
+        readable, ``accept(timeout=0)`` returns at once.  It also becomes
+        readable when the listener closes.  It belongs to the listener: never
+        read from or close it.  Returns -1 once closed.  Unix only.
+        """
+        return self._fileno_via(lib.ipcez_listener_fileno)
+
     def __iter__(self) -> Iterator[Socket]:
         """Yield accepted sockets until the listener is closed."""
         while True:

@@ -27,12 +27,13 @@ Lifetime rules, in one place:
 from __future__ import annotations
 
 import atexit
+import ctypes
 import threading
 import time
 import weakref
 from typing import Any, Callable, List
 
-from . import _errors, _fork, _handler
+from . import _abi, _errors, _ffi, _fork, _handler
 
 _live: "weakref.WeakSet[Managed]" = weakref.WeakSet()
 _live_lock = threading.Lock()
@@ -66,6 +67,7 @@ class Managed:
         self._calls = 0  # native calls in flight, under _close_lock
         self._close_lock = threading.Lock()
         self._epoch = _fork.epoch
+        self._fd = -1  # the readiness descriptor, once asked for
         finalizer = weakref.finalize(self, _free_in_owner, type(self)._free_fn, ptr, self._epoch)
         finalizer.atexit = False
         self._finalizer = finalizer
@@ -76,6 +78,22 @@ class Managed:
         """``with self._use() as ptr:`` around a native call: :class:`ConnectionLost`
         once closed, and the handle is not freed while the call runs."""
         return _InUse(self)
+
+    def _fileno_via(self, fileno_fn: Callable[..., int]) -> int:
+        """The handle's readiness descriptor (made on the first call), -1 once closed."""
+        if self._fd >= 0 and not self._closed and self._epoch == _fork.epoch:
+            return self._fd
+        out = ctypes.c_int32()
+        err = _ffi.error_p()
+        try:
+            with self._use() as handle:
+                rc = fileno_fn(handle, ctypes.byref(out), ctypes.byref(err))
+        except _errors.ConnectionLost:
+            return -1
+        if rc != _abi.RESULT_OK:
+            raise _errors.fail(rc, err)
+        self._fd = out.value
+        return self._fd
 
     def close(self) -> None:
         """Close the handle.  Idempotent; later calls on it raise :class:`ConnectionLost`."""

@@ -4,255 +4,135 @@
 
     import asyncio, ipcez.aio
 
+    async def echo(sock: ipcez.aio.AsyncSocket) -> None:
+        async for message in sock:
+            await sock.send(message)
+
     async def main() -> None:
-        async with ipcez.aio.listen("/tmp/demo.sock") as server:
+        async with ipcez.aio.serve(echo, "/tmp/demo.sock"):
             async with ipcez.aio.connect("/tmp/demo.sock") as client:
-                peer = await server.accept()
                 await client.send(b"hello")
-                print(await peer.recv())
+                print(await client.recv())
 
     asyncio.run(main())
 
-The event loop never blocks: blocking native calls run on a few daemon worker
-threads.  Receiving (and accepting) is done by one background thread per
-object, started on first use, that hands whole messages to the loop through
-``call_soon_threadsafe``.  A message is taken from that hand-off queue only
-synchronously, inside :meth:`AsyncSocket.recv`, so cancelling or timing out a
-``recv`` never loses a message: the next ``recv`` gets it.  At most
-:data:`READ_AHEAD` messages wait in the hand-off queue; beyond that the
-thread stops reading and the library's own bounded queue applies backpressure.
+How it runs: the library reads every connection in the background as usual.
+Each event loop has one native poller registered with ``loop.add_reader``;
+a socket or listener reports to it when something comes to wait, and the
+task waiting in ``recv``/``accept`` is woken and takes it without blocking.
+There is no thread per connection and no polling.  A send on a Unix socket
+writes its frame on the loop's thread without waiting (what the socket does
+not take at once is finished in the background, so the frame stays whole);
+the wait for the recipient's ack, which named semaphores cannot offer to an
+event loop, runs on a few shared helper threads, as do connects, listens and
+WebSocket sends.
+
+Cancellation and timeouts lose nothing: a message is only taken inside
+``recv`` right before it is returned, so a cancelled ``recv`` leaves it for
+the next one.  A cancelled ``send`` has written its whole frame already (or
+the connection has ended): the message is on its way and its ack is still
+accounted for, so later sends get their own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import errno
-import queue
-import threading
-import time
-import weakref
-from typing import (
-    Any,
-    Awaitable,
-    Callable,
-    Deque,
-    Generator,
-    Generic,
-    Iterable,
-    Optional,
-    Set,
-    TypeVar,
-)
+import logging
+from typing import Any, Awaitable, Callable, Generator, Generic, Iterable, Optional, Set, TypeVar
 
-from . import _errors, _fork
+from . import _errors
+from ._aio_hub import Acks, Waker, hub, run_blocking, start_send, watch
+from ._aio_open import Opening as _Opening
+from ._aio_open import open_in_thread as _open_in_thread
+from ._ffi import lib
 from ._listener import Listener, accept_slice
 from ._listener import listen as _listen
 from ._managed import check_open
 from ._options import DEFAULT_MAX_CONNECTIONS
 from ._resolve import Endpoint
-from ._socket import Socket, check_ack_timeout, recv_slice
+from ._socket import BATCH, WINDOW, Socket, check_ack_timeout, prepare_many, recv_slice, write_many
 from ._socket import connect as _connect
-from ._timeout import SLICE_SECONDS, check_timeout
+from ._timeout import check_timeout
 
-__all__ = ["connect", "listen", "AsyncSocket", "AsyncListener", "READ_AHEAD"]
+__all__ = ["connect", "listen", "serve", "AsyncSocket", "AsyncListener", "Server"]
 
-#: How many received messages (or accepted connections) may wait for the loop.
-READ_AHEAD = 64
-
+_log = logging.getLogger("ipcez.aio")
 _T = TypeVar("_T")
 
 
-class _DaemonPool:
-    """A few daemon worker threads for blocking calls (send, connect, listen, close).
+class _Watched:
+    """A native object reporting to the running loop's hub, with its waiting tasks."""
 
-    Unlike ``ThreadPoolExecutor`` its threads never delay interpreter exit.
-    """
+    _waker: Optional[Waker] = None
+    _watch_fn: Any = None  # the native *_watch call of the wrapped object
 
-    def __init__(self, max_workers: int = 8) -> None:
-        self._max = max_workers
-        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._workers = 0
-        self._idle = 0
+    def _report(self) -> None:
+        """The native object reported: something came (called on the loop)."""
+        if self._waker is not None:
+            self._waker.wake()
 
-    def submit(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> "concurrent.futures.Future[_T]":
-        future: "concurrent.futures.Future[_T]" = concurrent.futures.Future()
-        with self._lock:
-            if self._idle > 0:
-                self._idle -= 1  # reserve a waiting worker for this item
-                start = False
-            else:
-                start = self._workers < self._max
-                self._workers += int(start)
-        self._queue.put((future, fn, args, kwargs))
-        if start:
-            threading.Thread(target=self._work, name="ipcez-aio-worker", daemon=True).start()
-        return future
+    def _watch(self, native: Any) -> Waker:
+        waker = self._waker
+        loop = asyncio.get_running_loop()
+        if waker is None:
+            h = hub()
+            waker = self._waker = Waker(loop)
+            watch(native, self._watch_fn, h.ptr, h.register(self))
+        elif waker.loop is not loop:
+            raise RuntimeError(f"this {type(self).__name__} is bound to another event loop")
+        return waker
 
-    def _work(self) -> None:
-        first = True
+    async def _take(self, native: Any, take: Callable[[], Optional[_T]], timeout: Optional[float]) -> _T:
+        """Wait until ``take()`` gives something; ``take`` never blocks."""
+        timeout = check_timeout(timeout)
+        item = take()
+        if item is not None:
+            return item
+        waker = self._watch(native)
+        loop = waker.loop
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
-            if not first:
-                with self._lock:
-                    self._idle += 1
-            first = False
-            future, fn, args, kwargs = self._queue.get()
-            if not future.set_running_or_notify_cancel():
-                continue
+            fut = waker.wait()
             try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
-                future.set_exception(exc)
-            else:
-                future.set_result(result)
-            del future, fn, args, kwargs
-
-
-_pool = _DaemonPool()
-
-
-@_fork.in_child
-def _new_pool_in_child() -> None:
-    global _pool
-    _pool = _DaemonPool()  # the parent's workers do not exist in a forked child
-
-
-async def _run_blocking(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    return await asyncio.wrap_future(_pool.submit(fn, *args, **kwargs))
-
-
-class _End:
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _Pump(Generic[_T]):
-    """A daemon thread that calls ``fetch(slice)`` and queues the results for one loop."""
-
-    def __init__(
-        self,
-        source: Any,
-        fetch: Callable[[Any, float], Optional[_T]],
-        dispose: Callable[[_T], None],
-        loop: asyncio.AbstractEventLoop,
-        name: str,
-    ) -> None:
-        self._source = weakref.ref(source)  # never keep the socket alive from here
-        self._fetch = fetch
-        self._dispose = dispose
-        self.loop = loop
-        self._items: Deque[_T] = collections.deque()
-        self._end: Optional[BaseException] = None
-        self._waiters: Set["asyncio.Future[None]"] = set()
-        self._credits = threading.Semaphore(READ_AHEAD)
-        self._stop = threading.Event()
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    # -- reader thread ----------------------------------------------------
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self._credits.acquire(timeout=SLICE_SECONDS):
-                continue
-            source = self._source()
-            if source is None:
-                return
+                if deadline is None:
+                    await fut
+                elif deadline > loop.time():
+                    await asyncio.wait((fut,), timeout=deadline - loop.time())
+            except BaseException:
+                # Woken but cancelled before taking: the next waiter gets the turn.
+                waker.forget(fut, pass_on=fut.done() and not fut.cancelled())
+                raise
+            woken = fut.done() and not fut.cancelled()
+            waker.forget(fut, pass_on=False)
             try:
-                item = self._fetch(source, SLICE_SECONDS)
-            except BaseException as exc:  # noqa: BLE001 - delivered to recv()/accept()
-                self._post(_End(exc))
-                return
-            finally:
-                del source
-            if item is None:
-                self._credits.release()
-                continue
-            if not self._post(item):
-                self._dispose(item)
-                return
-
-    def _post(self, item: Any) -> bool:
-        try:
-            self.loop.call_soon_threadsafe(self._deliver, item)
-            return True
-        except RuntimeError:  # the loop is closed
-            self._stop.set()
-            return False
-
-    # -- event loop thread --------------------------------------------------
-
-    def _deliver(self, item: Any) -> None:
-        if self._stop.is_set():
-            if not isinstance(item, _End):
-                self._dispose(item)
-            return
-        if isinstance(item, _End):
-            self._end = item.exc
-        else:
-            self._items.append(item)
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def get(self, timeout: Optional[float]) -> _T:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._items:
-                item = self._items.popleft()
-                self._credits.release()
+                item = take()
+            except BaseException:
+                waker.wake()  # the end is for every waiter
+                raise
+            if item is not None:
+                if woken:
+                    waker.wake()  # more may wait; the next waiter looks
                 return item
-            if self._end is not None:
-                exc = self._end
-                # Later calls get a fresh ConnectionLost (no ever-growing traceback).
-                self._end = _errors.connection_lost()
-                raise exc
-            if self._stop.is_set():
-                raise _errors.connection_lost()
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(errno.ETIMEDOUT, f"nothing arrived within {timeout:g} s")
-            waiter: "asyncio.Future[None]" = self.loop.create_future()
-            self._waiters.add(waiter)
-            try:
-                await asyncio.wait({waiter}, timeout=remaining)
-            finally:
-                self._waiters.discard(waiter)
-                waiter.cancel()
-
-    def stop(self) -> None:
-        """Stop the thread (within one slice) and drop what was not taken."""
-        self._stop.set()
-        while self._items:
-            self._dispose(self._items.popleft())
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
 
-def _drop(_: Any) -> None:
-    pass
-
-
-def _close_socket(sock: Socket) -> None:
-    sock.close()
-
-
-class AsyncSocket:
+class AsyncSocket(_Watched):
     """An :class:`ipcez.Socket` for asyncio: ``await send()``, ``await recv()``, ``async for``.
 
-    Obtained from :func:`ipcez.aio.connect` or :meth:`AsyncListener.accept`.
-    Bound to the event loop of its first ``recv``.
+    Obtained from :func:`ipcez.aio.connect`, :meth:`AsyncListener.accept` or a
+    :func:`serve` handler.  Bound to the event loop it is first used on.
     """
+
+    _watch_fn = lib.ipcez_socket_watch
 
     def __init__(self, sock: Socket) -> None:
         """Wrap an already connected :class:`ipcez.Socket`."""
         self._sock = sock
-        self._pump: Optional[_Pump[bytes]] = None
-        self._lock = threading.Lock()
+        self._acks: Optional[Acks] = None
+        self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
+        self._slow_sends = 0  # sends waiting for, or on, a helper thread
 
     @property
     def socket(self) -> Socket:
@@ -274,29 +154,74 @@ class AsyncSocket:
         """See :attr:`ipcez.Socket.closed`."""
         return self._sock.closed
 
+    def _pending_acks(self) -> Acks:
+        if self._acks is None:
+            waker = self._watch(self._sock)  # acks are reported through the poller too
+            self._acks = Acks(self._sock, waker.loop)
+        return self._acks
+
+    def _report(self) -> None:
+        super()._report()
+        if self._acks is not None:
+            self._acks.collect()
+
     async def send(self, data: Any) -> None:
         """Send one message; completes when the peer acknowledged it (local transports).
 
-        Raises like :meth:`ipcez.Socket.send`.  If the awaiting task is
-        cancelled, the send still completes in the background: do not modify a
-        mutable buffer until it has.
+        Raises like :meth:`ipcez.Socket.send`.  Concurrent sends from several
+        tasks are written back to back and wait for their acks together.  If
+        the awaiting task is cancelled, the message has still been sent whole
+        (or the connection has ended): do not modify a mutable buffer until
+        the call returned or was cancelled.
         """
+        unix = self._sock.transport == "unix"
+        # Sends that had to go to a helper thread go first: the order of sends is kept.
+        if not self._slow_sends and start_send(self._sock, data):
+            if unix:
+                await self._pending_acks().expect()
+            return
         check_open(self._sock)  # ConnectionLost right away when closed
-        await _run_blocking(self._sock.send, data)
+        await self._send_slowly(self._sock.send, data)
 
     #: Alias of :meth:`send`.
     send_message = send
 
-    def _get_pump(self) -> "_Pump[bytes]":
-        loop = asyncio.get_running_loop()
-        check_open(self._sock)  # also: an inherited pump's thread is not in a forked child
-        with self._lock:
-            if self._pump is None:
-                self._pump = _Pump(self._sock, recv_slice, _drop, loop, "ipcez-aio-reader")
-                weakref.finalize(self, self._pump._stop.set)
-            elif self._pump.loop is not loop:
-                raise RuntimeError("this AsyncSocket is bound to another event loop")
-            return self._pump
+    async def _send_slowly(self, send: Callable[[Any], None], data: Any) -> None:
+        """A blocking send on a helper thread, one at a time, in the order they came."""
+        if self._slow_lock is None:
+            self._slow_lock = asyncio.Lock()
+        self._slow_sends += 1
+        try:
+            async with self._slow_lock:
+                await run_blocking(send, data)
+        finally:
+            self._slow_sends -= 1
+
+    async def send_many(self, messages: Iterable[Any]) -> None:
+        """Send several messages back to back; completes when every one is acknowledged.
+
+        Like :meth:`ipcez.Socket.send_many`, without blocking the loop.
+        """
+        if self._sock.transport != "unix":
+            await self._send_slowly(self._sock.send_many, messages)
+            return
+        items, lens = prepare_many(self._sock, messages)
+        acks = self._pending_acks()
+        waiting: Set["asyncio.Future[None]"] = set()
+        for start in range(0, len(items), BATCH):
+            end = start + BATCH
+            with self._sock._use() as handle:
+                sent = not self._slow_sends and write_many(handle, items[start:end], lens[start:end], wait=False)
+            if not sent:  # the frames already waiting hold their bound: wait the blocking way
+                await self._send_slowly(self._sock.send_many, items[start:])
+                break
+            waiting.add(acks.expect(len(lens[start:end])))
+            if len(waiting) * BATCH > WINDOW:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    fut.result()
+        for fut in waiting:
+            await fut
 
     async def recv(self, timeout: Optional[float] = None) -> bytes:
         """Return the next message; TimeoutError after ``timeout`` seconds (None: no limit).
@@ -304,7 +229,7 @@ class AsyncSocket:
         Raises :class:`ConnectionLost` once the connection has ended.
         Cancelling (or timing out) never loses a message.
         """
-        return await self._get_pump().get(check_timeout(timeout))
+        return await self._take(self._sock, lambda: recv_slice(self._sock, 0.0), timeout)
 
     def __aiter__(self) -> "AsyncSocket":
         return self
@@ -316,12 +241,13 @@ class AsyncSocket:
             raise StopAsyncIteration from None
 
     async def close(self) -> None:
-        """Close the connection (idempotent); a pending ``recv`` raises ConnectionLost."""
-        with self._lock:
-            pump = self._pump
-        await _run_blocking(self._sock.close)
-        if pump is not None:
-            pump.stop()
+        """Close the connection (idempotent); pending ``recv`` and ``send`` calls raise
+        ConnectionLost."""
+        self._sock.close()
+        if self._waker is not None:
+            self._waker.wake_all()
+        if self._acks is not None:
+            self._acks.fail(_errors.connection_lost())
 
     #: Alias of :meth:`close`.
     disconnect = close
@@ -336,14 +262,14 @@ class AsyncSocket:
         return f"<ipcez.aio.AsyncSocket wrapping {self._sock!r}>"
 
 
-class AsyncListener:
+class AsyncListener(_Watched):
     """An :class:`ipcez.Listener` for asyncio: ``await accept()``, ``async for``, ``async with``."""
+
+    _watch_fn = lib.ipcez_listener_watch
 
     def __init__(self, listener: Listener) -> None:
         """Wrap an open :class:`ipcez.Listener`."""
         self._listener = listener
-        self._pump: Optional[_Pump[Socket]] = None
-        self._lock = threading.Lock()
 
     @property
     def listener(self) -> Listener:
@@ -360,22 +286,10 @@ class AsyncListener:
         """True once closed."""
         return self._listener.closed
 
-    def _get_pump(self) -> "_Pump[Socket]":
-        loop = asyncio.get_running_loop()
-        check_open(self._listener)  # also: an inherited pump's thread is not in a forked child
-        with self._lock:
-            if self._pump is None:
-                self._pump = _Pump(
-                    self._listener, accept_slice, _close_socket, loop, "ipcez-aio-acceptor"
-                )
-                weakref.finalize(self, self._pump._stop.set)
-            elif self._pump.loop is not loop:
-                raise RuntimeError("this AsyncListener is bound to another event loop")
-            return self._pump
-
     async def accept(self, timeout: Optional[float] = None) -> AsyncSocket:
         """The next connection; TimeoutError after ``timeout`` s, ConnectionLost once closed."""
-        return AsyncSocket(await self._get_pump().get(check_timeout(timeout)))
+        sock = await self._take(self._listener, lambda: accept_slice(self._listener, 0.0), timeout)
+        return AsyncSocket(sock)
 
     def __aiter__(self) -> "AsyncListener":
         return self
@@ -388,11 +302,9 @@ class AsyncListener:
 
     async def close(self) -> None:
         """Stop listening (idempotent); connections not yet accepted are closed."""
-        with self._lock:
-            pump = self._pump
-        await _run_blocking(self._listener.close)
-        if pump is not None:
-            pump.stop()
+        self._listener.close()
+        if self._waker is not None:
+            self._waker.wake_all()
 
     async def __aenter__(self) -> "AsyncListener":
         return self
@@ -402,43 +314,6 @@ class AsyncListener:
 
     def __repr__(self) -> str:
         return f"<ipcez.aio.AsyncListener wrapping {self._listener!r}>"
-
-
-_R = TypeVar("_R", AsyncSocket, AsyncListener)
-
-
-class _Opening(Generic[_R]):
-    """What :func:`connect`/:func:`listen` return: await it, or use ``async with`` on it."""
-
-    def __init__(self, make: Callable[[], Awaitable[_R]]) -> None:
-        self._make: Callable[[], Awaitable[_R]] = make
-        self._value: Optional[_R] = None
-
-    def __await__(self) -> Generator[Any, None, _R]:
-        result: _R = yield from self._make().__await__()
-        return result
-
-    async def __aenter__(self) -> _R:
-        self._value = await self._make()
-        return self._value
-
-    async def __aexit__(self, *exc_info: Any) -> None:
-        if self._value is not None:
-            await self._value.close()
-
-
-async def _open_in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    future = _pool.submit(fn, *args, **kwargs)
-    try:
-        return await asyncio.wrap_future(future)
-    except asyncio.CancelledError:
-        # The call may still succeed in its thread: close what nobody will get.
-        def close_orphan(done: "concurrent.futures.Future[Any]") -> None:
-            if not done.cancelled() and done.exception() is None:
-                done.result().close()
-
-        future.add_done_callback(close_orphan)
-        raise
 
 
 def connect(
@@ -454,10 +329,11 @@ def connect(
     check_ack_timeout(ack_timeout)  # a bad value fails here, not when awaited
 
     async def make() -> AsyncSocket:
-        sock = await _open_in_thread(
-            _connect, endpoint, ack_timeout=ack_timeout, subprotocols=subprotocols
+        return AsyncSocket(
+            await _open_in_thread(
+                lambda: _connect(endpoint, ack_timeout=ack_timeout, subprotocols=subprotocols)
+            )
         )
-        return AsyncSocket(sock)
 
     return _Opening(make)
 
@@ -479,9 +355,8 @@ def listen(
     """
     check_ack_timeout(ack_timeout)  # a bad value fails here, not when awaited
 
-    async def make() -> AsyncListener:
-        listener = await _open_in_thread(
-            _listen,
+    def open_listener() -> Listener:
+        return _listen(
             endpoint,
             mode=mode,
             certfile=certfile,
@@ -491,6 +366,110 @@ def listen(
             origins=origins,
             subprotocols=subprotocols,
         )
-        return AsyncListener(listener)
+
+    async def make() -> AsyncListener:
+        return AsyncListener(await _open_in_thread(open_listener))
+
+    return _Opening(make)
+
+
+class Server:
+    """A running :func:`serve`: accepts connections and runs the handler for each.
+
+    Use it as an async context manager (closed on exit), or await
+    :meth:`serve_forever`; :meth:`close` then :meth:`wait_closed` stop it.
+    """
+
+    def __init__(self, listener: AsyncListener, handler: Callable[[AsyncSocket], Awaitable[Any]]) -> None:
+        self._listener = listener
+        self._handler = handler
+        self._connections: Set[AsyncSocket] = set()
+        self._tasks: Set["asyncio.Task[None]"] = set()
+        self._accepting = asyncio.ensure_future(self._accept_loop())
+
+    @property
+    def address(self) -> str:
+        """The address it listens on (see :attr:`ipcez.Listener.address`)."""
+        return self._listener.address
+
+    @property
+    def listener(self) -> AsyncListener:
+        """The listener it accepts on."""
+        return self._listener
+
+    @property
+    def connections(self) -> Set[AsyncSocket]:
+        """The connections whose handler is running."""
+        return set(self._connections)
+
+    async def _accept_loop(self) -> None:
+        async for sock in self._listener:
+            task = asyncio.ensure_future(self._run(sock))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, sock: AsyncSocket) -> None:
+        self._connections.add(sock)
+        try:
+            await self._handler(sock)
+        except _errors.ConnectionLost:
+            pass  # the peer went away: the handler's business is over
+        except Exception:  # noqa: BLE001 - one connection's failure must not stop the server
+            _log.exception("connection handler failed on %s", self._listener.address)
+        finally:
+            self._connections.discard(sock)
+            await sock.close()
+
+    def close(self, close_connections: bool = True) -> None:
+        """Stop accepting; also close open connections unless told not to (their pending
+        ``recv`` calls then raise ConnectionLost)."""
+        self._listener.listener.close()
+        if self._listener._waker is not None:
+            self._listener._waker.wake_all()
+        if close_connections:
+            for sock in list(self._connections):
+                sock._sock.close()
+                if sock._waker is not None:
+                    sock._waker.wake_all()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every handler has returned."""
+        await asyncio.gather(self._accepting, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` (or until cancelled, which closes the server)."""
+        try:
+            await asyncio.shield(self._accepting)
+        finally:
+            self.close()
+            await self.wait_closed()
+
+    async def __aenter__(self) -> "Server":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.close()
+        await self.wait_closed()
+
+
+def serve(
+    handler: Callable[[AsyncSocket], Awaitable[Any]],
+    endpoint: Endpoint,
+    **listen_options: Any,
+) -> "_Opening[Server]":
+    """Listen on ``endpoint`` and run ``await handler(sock)`` for every connection, in the
+    shape of ``websockets.serve``.
+
+    The connection is closed when the handler returns; a handler that raises is
+    logged (logger ``ipcez.aio``) and does not stop the server.  Takes the
+    options of :func:`listen`.  Use ``async with ipcez.aio.serve(...) as server:``
+    (add ``await server.serve_forever()`` to run until cancelled) or
+    ``server = await ipcez.aio.serve(...)``.
+    """
+
+    async def make() -> Server:
+        return Server(await listen(endpoint, **listen_options), handler)
 
     return _Opening(make)

@@ -135,6 +135,10 @@ typedef struct ipcez_listener ipcez_listener;
 // An owned byte buffer: a received message, or a string ipcez returns.
 typedef struct ipcez_message ipcez_message;
 
+// A poller: a list of tokens of sources that have something waiting, and a descriptor
+// that is readable while the list is not empty.
+typedef struct ipcez_poller ipcez_poller;
+
 // A connection.
 typedef struct ipcez_socket ipcez_socket;
 
@@ -221,8 +225,8 @@ ipcez_result ipcez_listen(const uint8_t *endpoint,
 // `l` is NULL or a live listener.
 ipcez_message *ipcez_listener_address(const ipcez_listener *l);
 
-// Takes the next connection, waiting up to `timeout_ms`. After close: a connection-lost
-// error.
+// Takes the next connection, waiting up to `timeout_ms` (0 only looks, without waiting).
+// After close: a connection-lost error.
 //
 // # Safety
 // `l` is NULL or a live listener; `out_socket` is valid for a write.
@@ -380,6 +384,78 @@ ipcez_result ipcez_listen_with(const uint8_t *endpoint,
                                ipcez_listener **out_listener,
                                ipcez_error **out_err);
 
+// Makes a poller. Unix only (an error elsewhere).
+//
+// # Safety
+// `out_poller` is valid for a write.
+ipcez_result ipcez_poller_new(ipcez_poller **out_poller, ipcez_error **out_err);
+
+// The poller's descriptor, readable while tokens wait to be taken; -1 for NULL (and
+// where there are no descriptors). Owned by the poller: do not read or close it.
+//
+// # Safety
+// `p` is NULL or a live poller.
+int32_t ipcez_poller_fileno(const ipcez_poller *p);
+
+// Moves up to `cap` tokens, oldest first, into `out` and returns how many. A token says
+// its source went from nothing waiting to something waiting (or ended): take from that
+// source with a zero timeout until it has nothing, since it reports again only after that.
+//
+// # Safety
+// `p` is NULL or a live poller; `out` is valid for writes of `cap` elements.
+size_t ipcez_poller_take(const ipcez_poller *p, uint64_t *out, size_t cap);
+
+// Frees a poller. Sockets and listeners that report to it keep what they need, so this
+// may come before or after them. NULL is fine; must not be called twice.
+//
+// # Safety
+// `p` is NULL or a poller not yet freed, used by no other thread.
+void ipcez_poller_free(ipcez_poller *p);
+
+// From now on the socket reports `token` to `p` whenever a message comes to wait where
+// none waited, or the connection ends (and at once if a message already waits).
+// Replaces an earlier poller.
+//
+// # Safety
+// `s` and `p` are NULL or live.
+ipcez_result ipcez_socket_watch(const ipcez_socket *s,
+                                const ipcez_poller *p,
+                                uint64_t token,
+                                ipcez_error **out_err);
+
+// Expects `count` more acks for frames this socket wrote (`ipcez_socket_start_send`,
+// `ipcez_socket_start_send_many`), each within the socket's ack timeout. The library
+// waits for them on a few threads of its own and reports progress to the socket's poller
+// (`ipcez_socket_watch` first); take it with `ipcez_socket_take_acks`. Call it right after
+// the send, on the same thread, before sending again: each ack is then awaited for its own
+// message (or a later one, never an earlier one).
+//
+// # Safety
+// `s` is NULL or a live socket.
+ipcez_result ipcez_socket_expect_acks(const ipcez_socket *s, size_t count, ipcez_error **out_err);
+
+// The progress of the expected acks since the last call, oldest first: `*out_acked` came,
+// then `*out_timed_out` ran out of time (each such send failed with an ack timeout).
+// Once every expected ack is accounted for and the connection ended meanwhile, the error
+// that ended it (the acks still expected then will not come).
+//
+// # Safety
+// `s` is NULL or a live socket; the out-pointers are valid for writes.
+ipcez_result ipcez_socket_take_acks(const ipcez_socket *s,
+                                    size_t *out_acked,
+                                    size_t *out_timed_out,
+                                    ipcez_error **out_err);
+
+// Like `ipcez_socket_watch` for a listener: reports when a connection comes to wait
+// where none waited, or the listener closes.
+//
+// # Safety
+// `l` and `p` are NULL or live.
+ipcez_result ipcez_listener_watch(const ipcez_listener *l,
+                                  const ipcez_poller *p,
+                                  uint64_t token,
+                                  ipcez_error **out_err);
+
 // Resolves an endpoint without connecting: the transport (an `ipcez_transport`) and the
 // normalized address as a new message.
 //
@@ -527,6 +603,103 @@ bool ipcez_socket_is_closed(const ipcez_socket *s);
 // # Safety
 // `s` is NULL or a socket not yet freed, used by no other thread.
 void ipcez_socket_free(ipcez_socket *s);
+
+// A descriptor that is readable while a message (or the end of the connection) waits to
+// be taken, for `poll`/`epoll`/`select` and event loops: when it is readable,
+// `ipcez_socket_recv` (or `ipcez_socket_recv_into`) with `timeout_ms` 0 returns at once
+// with the message or the error. Owned by the socket: do not read, write or close it; it
+// stays valid until `ipcez_socket_free`. Unix only (an error elsewhere).
+//
+// # Safety
+// `s` is NULL or a live socket; `out_fd` is valid for a write.
+ipcez_result ipcez_socket_fileno(const ipcez_socket *s, int32_t *out_fd, ipcez_error **out_err);
+
+// Like `ipcez_socket_fileno` for a listener: readable while a connection waits to be
+// accepted (then `ipcez_listener_accept` with `timeout_ms` 0 returns it) or once the
+// listener is closed.
+//
+// # Safety
+// `l` is NULL or a live listener; `out_fd` is valid for a write.
+ipcez_result ipcez_listener_fileno(const ipcez_listener *l, int32_t *out_fd, ipcez_error **out_err);
+
+// Takes the next message into `buf` (capacity `cap` bytes), waiting up to `timeout_ms`,
+// and writes its length to `*out_len`. When the message is longer than `cap`, nothing is
+// written to `buf` and the message is kept for the next receive: the result is still
+// `IPCEZ_RESULT_OK`, with `*out_len > cap` giving the size needed. Errors as for
+// `ipcez_socket_recv`.
+//
+// # Safety
+// `s` is NULL or a live socket; `buf` is valid for writes of `cap` bytes (NULL when
+// `cap` is 0); `out_len` is valid for a write.
+ipcez_result ipcez_socket_recv_into(const ipcez_socket *s,
+                                    uint8_t *buf,
+                                    size_t cap,
+                                    uint32_t timeout_ms,
+                                    size_t *out_len,
+                                    ipcez_error **out_err);
+
+// Starts a send without waiting (for an event loop's thread). `IPCEZ_RESULT_OK`: the
+// message was handed over — on a Unix socket what the socket takes now is written on this
+// thread and the rest of the frame by the library in the background, in order behind
+// earlier such frames (the frame stays whole, or the connection ends), and "data ready"
+// is signalled once it is complete: then await the ack (`ipcez_socket_expect_acks`); on a
+// WebSocket it was written or is being flushed (no ack). `IPCEZ_RESULT_TIMEOUT`: nothing
+// was sent because that would mean waiting (frames already waiting for a Unix socket hold
+// their 64 MiB bound, a WebSocket is busy with another send, a named pipe): send it with
+// `ipcez_socket_send` from a thread that may wait.
+//
+// # Safety
+// `s` is NULL or a live socket; `data` is valid for `len` bytes.
+ipcez_result ipcez_socket_start_send(const ipcez_socket *s,
+                                     const uint8_t *data,
+                                     size_t len,
+                                     ipcez_error **out_err);
+
+// Sends `count` messages as frames written back to back, with no other sender's frame
+// between them, and signals "data ready" once per message. The messages lie one after
+// the other in `data` (`data_len` bytes in all); message `i` is `lens[i]` bytes long, and
+// the lengths must add up to `data_len`. Every message is checked (at most 4 MiB) before
+// anything is written. Does not wait for the acks: wait for them on the same thread with
+// `ipcez_socket_wait_acks`, which counts them together with those of earlier
+// `ipcez_socket_send_many` calls on this socket still awaiting theirs.
+//
+// # Safety
+// `s` is NULL or a live socket; `data` is valid for `data_len` bytes and `lens` for
+// `count` elements (either may be NULL when its length is 0).
+ipcez_result ipcez_socket_send_many(const ipcez_socket *s,
+                                    const uint8_t *data,
+                                    size_t data_len,
+                                    const size_t *lens,
+                                    size_t count,
+                                    ipcez_error **out_err);
+
+// `ipcez_socket_send_many` that never waits, with the results of
+// `ipcez_socket_start_send` (several messages on a WebSocket always give
+// `IPCEZ_RESULT_TIMEOUT`); the acks are awaited with `ipcez_socket_expect_acks`.
+//
+// # Safety
+// As for `ipcez_socket_send_many`.
+ipcez_result ipcez_socket_start_send_many(const ipcez_socket *s,
+                                          const uint8_t *data,
+                                          size_t data_len,
+                                          const size_t *lens,
+                                          size_t count,
+                                          ipcez_error **out_err);
+
+// Waits, at most `slice_ms`, until no more than `keep` of the messages this thread sent
+// on `s` with `ipcez_socket_send_many` still await their ack (0: all acked). Returns
+// `IPCEZ_RESULT_OK` then; `IPCEZ_RESULT_TIMEOUT` when the slice ran out first (call
+// again: short slices keep the caller interruptible); an error of kind
+// `IPCEZ_ERROR_KIND_RECIPIENT_ACK_TIMEOUT` once the socket's ack timeout passed without
+// any ack (each ack gives the rest a new ack timeout; the acks of this batch still
+// awaited are then forgotten); a connection-lost error when the connection ended.
+//
+// # Safety
+// `s` is NULL or a live socket.
+ipcez_result ipcez_socket_wait_acks(const ipcez_socket *s,
+                                    size_t keep,
+                                    uint32_t slice_ms,
+                                    ipcez_error **out_err);
 
 #ifdef __cplusplus
 }  // extern "C"

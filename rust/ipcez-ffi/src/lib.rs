@@ -16,12 +16,14 @@
 //! * Handles may be used from several threads at once, except that `_free` must not race
 //!   any other call on the same handle.
 //!
-//! One file per handle type (`socket`, `listener`, `message`, `error` with
-//! `error_access`, `options` for connect and listen settings), plus `resolve` (endpoint
-//! questions and the detection guidance), `log` (Rust's log records to a callback),
-//! `handler` (handler threads) and
+//! One file per handle type (`socket`, `listener`, `message`, `poller`, `error` with
+//! `error_access`, `options` for connect and listen settings), plus `socket_io`
+//! (readiness, receiving into caller memory, sends that never wait, batches), `ack_waiter`
+//! (acks awaited for event loops), `resolve` (endpoint questions and the detection
+//! guidance), `log` (Rust's log records to a callback), `handler` (handler threads) and
 //! `boundary`, the one audited file of pointer casts, NULL checks and the panic boundary.
 
+mod ack_waiter;
 mod boundary;
 mod error;
 mod error_access;
@@ -30,8 +32,10 @@ mod listener;
 mod log;
 mod message;
 mod options;
+mod poller;
 mod resolve;
 mod socket;
+mod socket_io;
 
 use std::ffi::c_char;
 
@@ -42,8 +46,10 @@ pub use listener::*;
 pub use log::*;
 pub use message::*;
 pub use options::*;
+pub use poller::*;
 pub use resolve::*;
 pub use socket::*;
+pub use socket_io::*;
 
 /// The library version, e.g. `"0.1.0"`: a static NUL-terminated string.
 #[unsafe(no_mangle)]

@@ -60,7 +60,7 @@ pub unsafe extern "C" fn ipcez_listen(
     })
 }
 
-fn listener_ref<'a>(l: *const ipcez_listener) -> Result<&'a Listener, FfiError> {
+pub(crate) fn listener_ref<'a>(l: *const ipcez_listener) -> Result<&'a Listener, FfiError> {
     // SAFETY: every export's `# Safety` section makes `l` NULL or a live listener.
     unsafe { try_borrow(l, "listener") }?.get("listener")
 }
@@ -79,8 +79,8 @@ pub unsafe extern "C" fn ipcez_listener_address(l: *const ipcez_listener) -> *mu
     })
 }
 
-/// Takes the next connection, waiting up to `timeout_ms`. After close: a connection-lost
-/// error.
+/// Takes the next connection, waiting up to `timeout_ms` (0 only looks, without waiting).
+/// After close: a connection-lost error.
 ///
 /// # Safety
 /// `l` is NULL or a live listener; `out_socket` is valid for a write.
@@ -93,7 +93,11 @@ pub unsafe extern "C" fn ipcez_listener_accept(
 ) -> ipcez_result {
     call(out_err, || {
         let l = listener_ref(l)?;
-        Ok(match l.accept_blocking(timeout_of(timeout_ms))? {
+        let next = match timeout_ms {
+            0 => l.try_accept()?,
+            _ => l.accept_blocking(timeout_of(timeout_ms))?,
+        };
+        Ok(match next {
             Some(socket) => {
                 unsafe { write_out(out_socket, new_socket(socket)) };
                 ipcez_result::Ok

@@ -3,12 +3,13 @@
 
 use std::cell::RefCell;
 use std::ffi::c_void;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ipcez::{ConnectOptions, Socket, SocketError};
 
+use crate::ack_waiter::AckWaits;
 use crate::boundary::{
     Castable, ProcessBound, bytes, call, call_or, free, into_handle, text, try_borrow, write_out,
 };
@@ -29,9 +30,11 @@ impl Castable for ipcez_socket {
 
 /// The Rust value behind an `ipcez_socket` handle.
 pub(crate) struct FfiSocket {
-    socket: Socket,
+    pub(crate) socket: Socket,
+    /// Acks an event loop waits for (see `ipcez_socket_expect_acks`).
+    pub(crate) acks: Arc<AckWaits>,
     /// Tells this socket apart from any other, also one later made at the same address.
-    id: u64,
+    pub(crate) id: u64,
     /// The handler thread, kept so `close` can wait for its last call.
     handler: Mutex<Option<HandlerThread>>,
 }
@@ -80,6 +83,7 @@ pub(crate) fn new_socket(socket: Socket) -> *mut ipcez_socket {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     into_handle::<ipcez_socket>(ProcessBound::new(FfiSocket {
         socket,
+        acks: Arc::default(),
         id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         handler: Mutex::new(None),
     }))
@@ -128,7 +132,7 @@ pub unsafe extern "C" fn ipcez_connect(
     })
 }
 
-fn socket_ref<'a>(s: *const ipcez_socket) -> Result<&'a FfiSocket, FfiError> {
+pub(crate) fn socket_ref<'a>(s: *const ipcez_socket) -> Result<&'a FfiSocket, FfiError> {
     // SAFETY: every export's `# Safety` section makes `s` NULL or a live socket.
     unsafe { try_borrow(s, "socket") }?.get("socket")
 }

@@ -45,6 +45,72 @@ impl Conn {
         }
     }
 
+    /// Writes several checked messages back to back from a thread outside the runtime,
+    /// without the ack waits. Without `wait` it never waits: on a Unix socket the rest is
+    /// finished in the background, in order.
+    pub(crate) fn send_frames_blocking<K: Clone + Send + 'static>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+        wait: bool,
+    ) -> Result<(), SocketError> {
+        match self {
+            Conn::Local(c) => c
+                .send_frames_blocking(msgs, deadline, handle, owner, wait)
+                .map(|_| ()),
+            Conn::Ws(c) => msgs
+                .iter()
+                .try_for_each(|m| c.send_frame_blocking(m, deadline, handle)),
+        }
+    }
+
+    /// Hands checked messages over without waiting, as far as the transport allows:
+    /// `Ok(true)` when they were taken (on a Unix socket what cannot be written now is
+    /// finished in the background, in order), `Ok(false)` with nothing sent when they must
+    /// be sent the waiting way (a Unix socket whose waiting frames hold their bound, a busy
+    /// WebSocket, several WebSocket messages, a named pipe).
+    pub(crate) fn start_send<K: Clone + Send + 'static>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+    ) -> Result<bool, SocketError> {
+        match self {
+            #[cfg(unix)]
+            Conn::Local(c) => c
+                .send_frames_blocking(msgs, deadline, handle, owner, false)
+                .map(|last| last.is_some()),
+            #[cfg(not(unix))]
+            Conn::Local(_) => {
+                let _ = owner; // a named pipe is written the waiting way
+                Ok(false)
+            }
+            Conn::Ws(c) => match msgs {
+                [msg] => c.try_send(msg, deadline, handle),
+                _ => Ok(false),
+            },
+        }
+    }
+
+    /// The number of the last frame handed over so far (0 on WebSocket, which has no acks).
+    pub(crate) fn last_frame(&self) -> u64 {
+        match self {
+            Conn::Local(c) => c.last_frame(),
+            Conn::Ws(_) => 0,
+        }
+    }
+
+    /// Waits until `deadline` for the ack of frame `seq` (WebSocket: at once).
+    pub(crate) fn wait_ack_of(&self, seq: u64, deadline: Instant) -> Result<(), SocketError> {
+        match self {
+            Conn::Local(c) => c.wait_ack_of(seq, deadline),
+            Conn::Ws(c) => c.wait_ack_until(deadline),
+        }
+    }
+
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {
         match self {
             Conn::Local(c) => c.wait_ack_until(deadline),

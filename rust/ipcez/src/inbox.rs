@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::error::{PeerClosed, SocketError};
+use crate::readiness::{Poller, Readiness};
 
 /// Default bound on read-but-untaken messages per connection.
 pub const DEFAULT_MAX_MESSAGES: usize = 1024;
@@ -32,6 +33,16 @@ struct State {
     messages: VecDeque<Vec<u8>>,
     bytes: usize,
     end: Option<End>,
+    /// Ready while a message (or the end) waits: a descriptor, a poller to report to.
+    readiness: Readiness,
+}
+
+impl State {
+    /// Keeps the readiness in line with the queue; call after every change.
+    fn sync(&mut self) {
+        let ready = !self.messages.is_empty() || self.end.is_some();
+        self.readiness.set(ready);
+    }
 }
 
 /// A blocking take for a thread of its own (no timeout, so never `Ok(None)`), holding
@@ -108,6 +119,7 @@ impl Inbox {
         }
         s.bytes += msg.len();
         s.messages.push_back(msg);
+        s.sync();
         drop(s);
         self.ready_sync.notify_one();
         self.ready_async.notify_one();
@@ -143,6 +155,7 @@ impl Inbox {
                 reported: false,
             });
         }
+        s.sync();
         drop(s);
         self.ready_sync.notify_all();
         self.ready_async.notify_waiters();
@@ -160,7 +173,32 @@ impl Inbox {
         let mut s = self.lock();
         s.messages.clear();
         s.bytes = 0;
+        s.sync();
         true
+    }
+
+    /// A descriptor that is readable while a message or the end of the stream waits to be
+    /// taken (made on first call; owned by the inbox).
+    #[cfg(unix)]
+    pub(crate) fn fileno(&self) -> io::Result<std::os::fd::RawFd> {
+        self.lock().readiness.fileno()
+    }
+
+    /// Reports to `poller` as `token` whenever the queue goes from empty to not empty (or
+    /// the stream ends), and at once if a message already waits.
+    pub(crate) fn watch(&self, poller: &Poller, token: u64) {
+        self.lock().readiness.watch(poller, token);
+    }
+
+    /// Puts a message back at the head of the queue (it was taken but not delivered).
+    pub(crate) fn unget(&self, msg: Vec<u8>) {
+        let mut s = self.lock();
+        s.bytes += msg.len();
+        s.messages.push_front(msg);
+        s.sync();
+        drop(s);
+        self.ready_sync.notify_one();
+        self.ready_async.notify_one();
     }
 
     /// True once the connection ended: lost, or closed by the user.
@@ -176,6 +214,7 @@ impl Inbox {
     fn take(&self, s: &mut State) -> Option<Result<Vec<u8>, SocketError>> {
         if let Some(msg) = s.messages.pop_front() {
             s.bytes -= msg.len();
+            s.sync();
             self.room.notify_one();
             return Some(Ok(msg));
         }
@@ -272,6 +311,51 @@ mod tests {
                 matches!(e, SocketError::Io(ref io) if io.kind() == io::ErrorKind::ConnectionReset)
             );
         }
+    }
+
+    #[cfg(unix)]
+    fn readable(fd: std::os::fd::RawFd) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; a zero timeout only looks.
+        unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fileno_is_readable_exactly_while_something_waits() {
+        let inbox = Inbox::new(8, 1 << 20);
+        inbox.push_now(b"early".to_vec());
+        let fd = inbox.fileno().unwrap();
+        assert!(readable(fd), "a message queued before fileno counts");
+        assert_eq!(inbox.fileno().unwrap(), fd, "one descriptor per inbox");
+        inbox.push_now(b"2".to_vec());
+        assert_eq!(inbox.try_take().unwrap().unwrap(), b"early");
+        assert!(readable(fd), "one message still waits");
+        let last = inbox.try_take().unwrap().unwrap();
+        assert!(!readable(fd), "drained once the queue is empty");
+        inbox.unget(last);
+        assert!(readable(fd), "a message put back waits again");
+        assert_eq!(inbox.try_take().unwrap().unwrap(), b"2");
+        assert!(!readable(fd));
+        inbox.end(&crate::error::connection_lost());
+        assert!(readable(fd), "the end is something to take too");
+        assert!(inbox.try_take().unwrap().is_err());
+        assert!(readable(fd), "and stays so");
+    }
+
+    #[test]
+    fn unget_puts_the_message_first_in_line() {
+        let inbox = Inbox::new(8, 1 << 20);
+        inbox.push_now(b"1".to_vec());
+        inbox.push_now(b"2".to_vec());
+        let first = inbox.try_take().unwrap().unwrap();
+        inbox.unget(first);
+        assert_eq!(inbox.try_take().unwrap().unwrap(), b"1");
+        assert_eq!(inbox.try_take().unwrap().unwrap(), b"2");
     }
 
     #[test]

@@ -34,6 +34,7 @@ mod listener;
 mod local;
 mod options;
 mod os;
+mod readiness;
 mod resolve;
 mod runtime;
 mod socket;
@@ -46,12 +47,13 @@ pub use frame::{FrameDecoder, MAX_MESSAGE_LEN};
 pub use inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
 pub use listener::Listener;
 pub use options::{ConnectOptions, DEFAULT_ACK_TIMEOUT, ListenOptions};
+pub use readiness::Poller;
 pub use resolve::{
     Os, Resolution, Transport, ack_names, decide, detection_guidance_to_stderr, pipe_ack_names,
     pipe_path, resolve, unix_ack_names,
 };
 pub use runtime::{ProcessEpoch, runtime};
-pub use socket::Socket;
+pub use socket::{SentMark, Socket};
 
 /// Connects to `endpoint` with the default [`ConnectOptions`].
 ///

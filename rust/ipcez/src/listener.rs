@@ -12,6 +12,7 @@ use crate::admission::{Backoff, Gate};
 use crate::budget::ReadBudget;
 use crate::error::{SocketError, connection_lost, invalid_input};
 use crate::options::{ConnectOptions, ListenOptions};
+use crate::readiness::{Poller, ReadyCount};
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{ProcessEpoch, block_on, current_handle};
 use crate::socket::Socket;
@@ -117,12 +118,20 @@ struct Pending {
     queue: Mutex<VecDeque<Socket>>,
     /// Wakes an `accept` waiting for a connection.
     ready: tokio::sync::Notify,
+    /// How many wait, for `fileno` and pollers.
+    count: ReadyCount,
 }
 
 impl Pending {
     fn push(&self, socket: Socket) {
         lock(&self.queue).push_back(socket);
+        self.count.added();
         self.ready.notify_one();
+    }
+
+    /// Counts `n` connections out of the queue.
+    fn taken(&self, n: usize) {
+        (0..n).for_each(|_| self.count.taken());
     }
 
     /// The oldest connection worth handing out; spent ones are closed on the way (outside
@@ -138,6 +147,7 @@ impl Pending {
                 }
             }
         };
+        self.taken(spent.len() + usize::from(found.is_some()));
         spent.iter().for_each(Socket::close);
         found
     }
@@ -152,12 +162,14 @@ impl Pending {
             *queue = live;
             spent
         };
+        self.taken(spent.len());
         spent.iter().for_each(Socket::close);
     }
 
     /// Closes every waiting connection, telling WebSocket peers the listener went away.
     fn close_all(&self) {
         let all: Vec<Socket> = lock(&self.queue).drain(..).collect();
+        self.count.end();
         all.iter().for_each(Socket::close_going_away);
     }
 }
@@ -304,6 +316,35 @@ impl Listener {
         })?
     }
 
+    /// The next connection if one is waiting, without blocking: `Ok(None)` when none is.
+    /// After close: connection lost.
+    pub fn try_accept(&self) -> Result<Option<Socket>, SocketError> {
+        self.shared.epoch.check("listener")?;
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(connection_lost().into());
+        }
+        let socket = self.shared.pending.pop();
+        if let Some(socket) = &socket {
+            socket.mark_accepted();
+        }
+        Ok(socket)
+    }
+
+    /// A descriptor that is readable while a connection waits to be accepted (or the
+    /// listener is closed): for `select`/`poll`/`epoll` and event loops. Owned by the
+    /// listener; valid until its last clone is dropped. Unix only.
+    #[cfg(unix)]
+    pub fn fileno(&self) -> std::io::Result<std::os::fd::RawFd> {
+        self.shared.pending.count.fileno()
+    }
+
+    /// Reports to `poller` as `token` whenever a connection comes to wait where none waited
+    /// (or the listener closes), and at once if one already waits. Then take connections
+    /// with [`try_accept`](Self::try_accept) until it gives `None`.
+    pub fn watch(&self, poller: &Poller, token: u64) {
+        self.shared.pending.count.watch(poller, token);
+    }
+
     /// Stops accepting (idempotent): removes the socket file and unlinks the ack names of a
     /// Unix endpoint, and closes the connections nobody accepted (a WebSocket peer is told
     /// 1001, going away). Connections already accepted stay open.
@@ -318,6 +359,7 @@ impl ListenerShared {
             return;
         }
         self.task.abort();
+        self.pending.count.end();
         self.closing.notify_waiters();
         if let Some(cleanup) = lock(&self.cleanup).take() {
             cleanup.run();

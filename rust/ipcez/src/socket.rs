@@ -1,5 +1,9 @@
 //! `Socket`: one connection on any transport, with its background reader.
 
+mod event_loop;
+
+pub use event_loop::SentMark;
+
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -126,3 +126,99 @@ fn blocking_sends_on_several_threads_each_wait_for_their_own_frame() {
     }
     assert_eq!(got, 800);
 }
+
+/// A client with a long ack timeout, to a listener whose connections queue one message.
+fn slow_reader_pair(name: &str) -> (ipcez::Listener, ipcez::Socket, ipcez::Socket) {
+    ipcez::runtime().block_on(async {
+        let path = socket_path(name);
+        let opts = ListenOptions {
+            connection: ConnectOptions::default().queue_limits(1, 1 << 20),
+            ..Default::default()
+        };
+        let listener = opts.listen_on(&unix(&path)).await.unwrap();
+        let addr = Resolution {
+            address: listener.address().to_string(),
+            ..unix(&path)
+        };
+        let client = ConnectOptions::default()
+            .ack_timeout(Duration::from_secs(20))
+            .connect_to(&addr)
+            .await
+            .unwrap();
+        let server = listener.accept().await.unwrap();
+        (listener, client, server)
+    })
+}
+
+#[test]
+fn sends_that_never_wait_and_blocking_sends_are_acked_only_once_read() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const EACH: u8 = 30;
+    const SIZE: usize = 100 * 1024; // no single read completes two of them
+    let (_l, client, server) = slow_reader_pair("interleaved.sock");
+    // The peer's reader stops once one message waits in its queue, so at any moment it has
+    // read at most `taken + 1` frames (`taken`: takes started): an ack of the frame at place
+    // p needs p <= taken + 1.
+    let taken = AtomicUsize::new(0);
+    let acked: Mutex<Vec<([u8; 2], usize)>> = Mutex::new(Vec::new());
+    let msg = |t: u8, i: u8| {
+        let mut m = vec![0; SIZE];
+        m[..2].copy_from_slice(&[t, i]);
+        m
+    };
+    let order = std::thread::scope(|s| {
+        let note = |id: [u8; 2]| {
+            let now = taken.load(Ordering::SeqCst);
+            acked.lock().unwrap().push((id, now));
+        };
+        let c = client.clone();
+        s.spawn(move || {
+            // Three at a time without waiting (they queue behind the blocking sender's
+            // frames), then the wait for each one's own ack.
+            for round in 0..EACH / 3 {
+                let marks: Vec<_> = (0..3)
+                    .map(|k| {
+                        let i = round * 3 + k;
+                        assert!(c.start_send(&msg(0, i)).unwrap());
+                        ([0, i], c.sent_mark())
+                    })
+                    .collect();
+                for (id, mark) in marks {
+                    assert!(
+                        c.wait_ack_of_blocking(mark, Duration::from_secs(20))
+                            .unwrap()
+                    );
+                    note(id);
+                }
+            }
+        });
+        let c = client.clone();
+        s.spawn(move || {
+            for i in 0..EACH {
+                c.send_frame_blocking(&msg(1, i)).unwrap();
+                assert!(c.wait_ack_blocking(Duration::from_secs(20)).unwrap());
+                note([1, i]);
+            }
+        });
+        let mut order = Vec::new();
+        while order.len() < 2 * usize::from(EACH) {
+            std::thread::sleep(Duration::from_millis(3));
+            // Counted before the take: the take may read the next frame itself.
+            taken.fetch_add(1, Ordering::SeqCst);
+            let m = server.recv_blocking(Some(Duration::from_secs(20))).unwrap();
+            let m = m.expect("a message within 20 s");
+            order.push([m[0], m[1]]);
+        }
+        order
+    });
+    let acked = acked.into_inner().unwrap();
+    assert_eq!(acked.len(), 2 * usize::from(EACH));
+    for (id, taken_then) in acked {
+        let place = 1 + order.iter().position(|&o| o == id).unwrap();
+        assert!(
+            place <= taken_then + 1,
+            "{id:?} (read {place}th) was acked when only {taken_then} had been taken"
+        );
+    }
+}

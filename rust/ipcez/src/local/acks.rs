@@ -72,10 +72,20 @@ impl ConnAck {
         self.mode.load(Ordering::Acquire) == PRIVATE
     }
 
-    /// Writer: one frame is on the wire (whole, or its rest handed to the background).
-    /// Returns its number, which [`wait`](Self::wait) takes. Call under the write lock.
+    /// Writer: one more frame has its place on the wire (frames are numbered in the order
+    /// they go out). Returns its number, which [`wait`](Self::wait) takes. Call under the
+    /// writer's backlog lock, which settles that order.
     pub(crate) fn frame_written(&self) -> u64 {
         self.written.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Writer: the `count` frames numbered up to `last` never went out. Takes their numbers
+    /// back when nothing was numbered after them; false (nothing changed) otherwise. Call
+    /// under the writer's backlog lock.
+    pub(crate) fn frames_unwritten(&self, last: u64, count: u64) -> bool {
+        self.written
+            .compare_exchange(last, last - count, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// The number of the last frame written (waiting for it covers every earlier one).

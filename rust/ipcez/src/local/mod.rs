@@ -79,6 +79,33 @@ impl LocalConn {
         self.writer.write_blocking(msg, deadline, handle, owner)
     }
 
+    /// Writes several messages (checked by the caller) back to back from a thread outside
+    /// the runtime (without `wait`: never waiting, and `Ok(None)` with nothing sent when
+    /// the frames that wait hold their bound); `Some` number of the last frame, see
+    /// [`Writer::write_many_blocking`].
+    pub(crate) fn send_frames_blocking<K: Clone + Send + 'static>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+        wait: bool,
+    ) -> Result<Option<u64>, SocketError> {
+        self.writer
+            .write_many_blocking(msgs, deadline, handle, owner, wait)
+    }
+
+    /// The number of the last frame numbered so far (see [`Self::wait_ack_of`]).
+    pub(crate) fn last_frame(&self) -> u64 {
+        self.writer.last_frame()
+    }
+
+    /// Waits until `deadline` for the ack of frame `seq` (with a custom peer: one "data
+    /// acked" token).
+    pub(crate) fn wait_ack_of(&self, seq: u64, deadline: Instant) -> Result<(), SocketError> {
+        self.writer.wait_ack_of(seq, deadline)
+    }
+
     /// Waits until `deadline` for the ack of this thread's last frame (see
     /// [`Writer::wait_ack_until`]).
     pub(crate) fn wait_ack_until(&self, deadline: Instant) -> Result<(), SocketError> {

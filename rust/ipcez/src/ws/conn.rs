@@ -11,10 +11,10 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -108,6 +108,58 @@ impl WsConn {
         handle: &Handle,
     ) -> Result<(), SocketError> {
         block_on(handle, self.send(msg, deadline))?
+    }
+
+    /// Hands one message (checked by the caller) to the connection without waiting:
+    /// `Ok(true)` when it was taken (written, or being flushed by the runtime until
+    /// `deadline`, after which the connection ends), `Ok(false)` with nothing sent when
+    /// the connection is busy right now (another send, or no room): send it the waiting
+    /// way then.
+    pub(crate) fn try_send(
+        &self,
+        msg: &[u8],
+        deadline: Instant,
+        handle: &Handle,
+    ) -> Result<bool, SocketError> {
+        let Ok(mut guard) = self.sink.clone().try_lock_owned() else {
+            return Ok(false);
+        };
+        let Some(sink) = guard.as_mut() else {
+            return Err(connection_lost().into());
+        };
+        // Polled once with a waker that does nothing: where it would have to wait, the
+        // runtime takes over (or the caller sends the waiting way).
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let _runtime = handle.enter();
+        match sink.as_mut().poll_ready(&mut cx) {
+            Poll::Pending => return Ok(false),
+            Poll::Ready(r) => r.map_err(ws_error_to_socket_error)?,
+        }
+        let frame = Message::Binary(Bytes::copy_from_slice(msg));
+        sink.as_mut()
+            .start_send(frame)
+            .map_err(ws_error_to_socket_error)?;
+        match sink.as_mut().poll_flush(&mut cx) {
+            Poll::Ready(r) => r.map_err(ws_error_to_socket_error)?,
+            Poll::Pending => {
+                let inbox = self.inbox.clone();
+                handle.spawn(async move {
+                    let flushed = tokio::time::timeout_at(deadline.into(), async {
+                        match guard.as_mut() {
+                            Some(sink) => sink.flush().await,
+                            None => Err(WsError::AlreadyClosed),
+                        }
+                    })
+                    .await;
+                    if !matches!(flushed, Ok(Ok(()))) {
+                        inbox.end(&connection_lost());
+                        guard.take(); // drop the sink: the TCP stream closes with the reader
+                    }
+                });
+            }
+        }
+        Ok(true)
     }
 
     /// WebSocket sends are not acknowledged: there is nothing to wait for.

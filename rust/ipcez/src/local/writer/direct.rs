@@ -1,5 +1,7 @@
-//! The direct writer (Unix): `send_frame_blocking` writes on the caller's thread, waiting
-//! for room with poll(2), and hands a frame the peer is slow to take to the runtime.
+//! The direct writer (Unix): `send_frame_blocking` and its relatives write on the caller's
+//! thread, waiting for room with poll(2), and hand what the peer is slow to take to the
+//! runtime. Sends that must not wait at all (an event loop's thread) write what the socket
+//! takes now and queue the rest, in order, in the backlog.
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
@@ -7,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 
-use super::{Writer, unwritten, write_failed};
+use super::backlog::{Pending, Turn};
+use super::{Writer, write_failed};
 use crate::error::SocketError;
 use crate::frame::header;
 use crate::runtime::block_on;
@@ -15,6 +18,9 @@ use crate::runtime::block_on;
 /// How long a blocking send writes on the caller's thread before it hands the rest of a
 /// frame to the runtime (so a caller such as Python can be interrupted).
 const WRITE_SLICE: Duration = Duration::from_millis(50);
+
+/// sendmsg takes at most IOV_MAX (1,024 on Linux) slices at a time.
+const MAX_SLICES: usize = 1024;
 
 impl Writer {
     /// [`write`](Self::write) for threads outside the runtime. Returns once the frame is
@@ -28,93 +34,137 @@ impl Writer {
         handle: &Handle,
         owner: &K,
     ) -> Result<(), SocketError> {
-        let guard = match self.lock.clone().try_lock_owned() {
-            Ok(g) => g,
-            Err(_) => block_on(handle, self.lock.clone().lock_owned())?,
+        self.write_many_blocking(&[msg], deadline, handle, owner, true)
+            .map(|_| ())
+    }
+
+    /// Writes the frames of `msgs` (already checked) back to back, with no other frame
+    /// between them, and signals "data ready" once per message; like
+    /// [`write_blocking`](Self::write_blocking). Without `wait` it never waits, not even
+    /// for the write lock: what cannot be written now is queued behind earlier such frames
+    /// and written by the runtime; `Ok(None)`, with nothing sent, when that queue holds its
+    /// bound already (send the waiting way then). With `wait`, never `Ok(None)`.
+    ///
+    /// `Ok(Some(last))`: the number of the last frame (the one before has `last - 1`, and
+    /// so on); with `wait` it is also this thread's ticket for `wait_ack_until`.
+    pub(crate) fn write_many_blocking<K: Clone + Send + 'static>(
+        self: &Arc<Self>,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &Handle,
+        owner: &K,
+        wait: bool,
+    ) -> Result<Option<u64>, SocketError> {
+        let headers: Vec<[u8; 4]> = msgs.iter().map(|m| header(m.len())).collect();
+        let mut all_parts: Vec<IoSlice<'_>> = (headers.iter().zip(msgs))
+            .flat_map(|(h, m)| [IoSlice::new(h), IoSlice::new(m)])
+            .collect();
+        let total: usize = all_parts.iter().map(|p| p.len()).sum();
+        let pending = |parts: &[IoSlice<'_>]| Pending {
+            bytes: parts.iter().flat_map(|p| p.iter().copied()).collect(),
+            count: msgs.len(),
+            deadline,
         };
-        let hdr = header(msg.len());
-        let slice_end = deadline.min(Instant::now() + WRITE_SLICE);
-        let done = self.write_frame_direct(&hdr, msg, slice_end)?;
-        // Numbered now: the write lock keeps the order, even for a rest written later.
-        self.keep_ticket(self.acks.frame_written());
-        if done == hdr.len() + msg.len() {
+        let guard = match self.lock.clone().try_lock_owned() {
+            Ok(g) => Some(g),
+            Err(_) if !wait => None,
+            Err(_) => Some(block_on(handle, self.lock.clone().lock_owned())?),
+        };
+        let count = msgs.len();
+        let turn = self
+            .backlog
+            .turn(&self.acks, count, total, guard.is_some(), !wait, || {
+                pending(&all_parts)
+            });
+        let last = match turn {
+            Turn::Direct(last) => last,
+            Turn::Full => return Ok(None),
+            Turn::Queued { last, drain } => {
+                // Behind frames that wait already: the task that writes them takes ours too.
+                drop(guard);
+                if wait {
+                    self.keep_ticket(last);
+                }
+                if drain {
+                    let (me, owner) = (self.clone(), owner.clone());
+                    handle.spawn(async move {
+                        let _owner = owner;
+                        let _guard = me.lock.clone().lock_owned().await;
+                        me.drain_backlog().await;
+                    });
+                }
+                return Ok(Some(last));
+            }
+        };
+        if wait {
+            self.keep_ticket(last);
+        }
+        let mut parts = &mut all_parts[..];
+        let slice = if wait { WRITE_SLICE } else { Duration::ZERO };
+        let slice_end = deadline.min(Instant::now() + slice);
+        let done = match self.write_parts_direct(&mut parts, slice_end) {
+            Ok(done) => done,
+            Err(e) => {
+                self.unnumber(last, count);
+                return Err(e);
+            }
+        };
+        if done == total {
             drop(guard);
-            return self.signal_ready();
+            msgs.iter().try_for_each(|_| self.signal_ready())?;
+            return Ok(Some(last));
         }
-        // The peer is slow to make room: hand the rest of the frame to the runtime (it
-        // keeps the write lock, so the frame stays whole) and return, so the caller can
-        // wait for the ack in short, interruptible slices.
-        let mut rest = Vec::with_capacity(hdr.len() + msg.len() - done);
-        for part in unwritten(&hdr, msg, done) {
-            rest.extend_from_slice(&part);
-        }
+        // The peer is slow to make room: hand the rest to the runtime (it keeps the write
+        // lock, so the frames stay whole and in their place) and return, so the caller can
+        // wait for the acks in short, interruptible slices (or on its event loop).
+        let rest = pending(parts);
         let (me, owner) = (self.clone(), owner.clone());
         handle.spawn(async move {
             let _owner = owner;
             let _guard = guard;
-            me.finish_in_background(rest, deadline).await;
+            me.finish_in_background(rest).await;
         });
-        Ok(())
+        Ok(Some(last))
     }
 
-    /// Writes a frame on this thread until it is complete or `slice_end` passes, waiting
-    /// for room with poll(2): a large message needs several rounds of "the peer drained the
-    /// buffer", and each would otherwise cost two thread hops through the runtime's I/O
-    /// thread. Returns how many bytes of header + message were written.
-    fn write_frame_direct(
+    /// Writes `parts` on this thread until they are complete or `slice_end` passes,
+    /// waiting for room with poll(2): a large message needs several rounds of "the peer
+    /// drained the buffer", and each would otherwise cost two thread hops through the
+    /// runtime's I/O thread. Returns how many bytes were written; `parts` is advanced past
+    /// them. An error after some bytes ends the connection (half a frame is out).
+    fn write_parts_direct(
         &self,
-        hdr: &[u8; 4],
-        msg: &[u8],
+        parts: &mut &mut [IoSlice<'_>],
         slice_end: Instant,
     ) -> Result<usize, SocketError> {
-        let total = hdr.len() + msg.len();
         let mut done = 0;
-        while done < total {
-            let bufs = unwritten(hdr, msg, done);
-            match self.write_direct(&bufs) {
-                Ok(n) => done += n,
+        while !parts.is_empty() {
+            let batch = &parts[..parts.len().min(MAX_SLICES)];
+            let failed = match self.write_direct(batch) {
+                Ok(n) => {
+                    done += n;
+                    IoSlice::advance_slices(parts, n);
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let left = slice_end.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
                     }
-                    self.stream.poll_writable(left).map_err(write_failed)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if done > 0 {
-                        self.abandon();
+                    match self.stream.poll_writable(left) {
+                        Ok(_) => continue,
+                        Err(e) => e,
                     }
-                    return Err(write_failed(e));
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            if done > 0 {
+                self.abandon();
             }
+            return Err(write_failed(failed));
         }
         Ok(done)
-    }
-
-    /// The rest of a frame that `write_blocking` could not write within its slice: written
-    /// through the runtime until the ack deadline, then "data ready" is signalled. A
-    /// failure ends the connection (half a frame is on the wire); the caller's ack wait
-    /// then sees it.
-    async fn finish_in_background(&self, rest: Vec<u8>, deadline: Instant) {
-        let mut done = 0;
-        while done < rest.len() {
-            // The channel still rides along when not a byte of the frame went out yet.
-            match self.try_write(&[IoSlice::new(&rest[done..])]) {
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout_at(deadline.into(), self.stream.writable()).await {
-                        Ok(Ok(())) => {}
-                        _ => return self.abandon(),
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.abandon(),
-            }
-        }
-        if self.signal_ready().is_err() {
-            self.abandon();
-        }
     }
 
     /// Writes what it can on this thread, with the private ack channel while the

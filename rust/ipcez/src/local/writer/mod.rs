@@ -18,8 +18,11 @@ use crate::frame::header;
 use crate::inbox::Inbox;
 use crate::os::LocalStream;
 
+mod backlog;
 #[cfg(unix)]
 mod direct;
+
+use backlog::{Backlog, Pending, Turn};
 
 /// How long a local ack wait sleeps before looking whether the connection ended.
 const ACK_POLL: Duration = Duration::from_millis(20);
@@ -42,6 +45,8 @@ pub(crate) struct Writer {
     inbox: Arc<Inbox>,
     /// Held for a whole frame so frames from several senders never interleave.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// Frames queued while the stream was busy; numbers every frame (see `backlog`).
+    backlog: Backlog,
 }
 
 impl Writer {
@@ -52,6 +57,7 @@ impl Writer {
             acks,
             inbox,
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            backlog: Backlog::default(),
         }
     }
 
@@ -60,10 +66,72 @@ impl Writer {
     pub(crate) async fn write(&self, msg: &[u8], deadline: Instant) -> Result<u64, SocketError> {
         let hdr = header(msg.len());
         let _guard = self.lock.lock().await;
-        self.write_frame(&hdr, msg, deadline).await?;
-        let seq = self.acks.frame_written();
+        let pending = || Pending {
+            bytes: [&hdr[..], msg].concat(),
+            count: 1,
+            deadline,
+        };
+        let len = hdr.len() + msg.len();
+        let seq = match self.backlog.turn(&self.acks, 1, len, true, false, pending) {
+            Turn::Direct(seq) => seq,
+            // Frames of sends that must not wait are queued: ours goes behind them, and
+            // we write them all (we hold the write lock), whether or not a task to drain
+            // them was started already.
+            Turn::Queued { last, drain } => {
+                let _ = drain;
+                self.drain_backlog().await;
+                return Ok(last);
+            }
+            Turn::Full => unreachable!("an unbounded turn is never refused"),
+        };
+        if let Err(e) = self.write_frame(&hdr, msg, deadline).await {
+            self.unnumber(seq, 1);
+            return Err(e);
+        }
         self.signal_ready()?;
         Ok(seq)
+    }
+
+    /// Takes back the numbers of frames that failed before a byte of them went out; when
+    /// later frames were numbered meanwhile, their numbers cannot match the wire any more,
+    /// so the connection ends.
+    fn unnumber(&self, last: u64, count: usize) {
+        if !self.backlog.unnumber(&self.acks, last, count) {
+            self.abandon();
+        }
+    }
+
+    /// Writes the queued frames, in order; call with the write lock held.
+    async fn drain_backlog(&self) {
+        while let Some(p) = self.backlog.pop() {
+            self.finish_in_background(p).await;
+        }
+    }
+
+    /// Frames (or the rest of one) that a send could not write at once: written through
+    /// the runtime until their deadline, then "data ready" is signalled once per message.
+    /// A failure ends the connection (half a frame may be on the wire); the senders' ack
+    /// waits then see it. Call with the write lock held.
+    async fn finish_in_background(&self, p: Pending) {
+        let rest = p.bytes;
+        let mut done = 0;
+        while done < rest.len() {
+            // The channel still rides along when not a byte of the connection went out yet.
+            match self.try_write(&[IoSlice::new(&rest[done..])]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout_at(p.deadline.into(), self.stream.writable()).await {
+                        Ok(Ok(())) => {}
+                        _ => return self.abandon(),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.abandon(),
+            }
+        }
+        if (0..p.count).try_for_each(|_| self.signal_ready()).is_err() {
+            self.abandon();
+        }
     }
 
     /// [`write`](Self::write) for threads outside the runtime, where the stream cannot be
@@ -85,6 +153,32 @@ impl Writer {
     /// is to wait for.
     fn keep_ticket(&self, seq: u64) {
         TICKET.with(|t| t.set(Some((self.id, seq))));
+    }
+
+    /// [`write`](Self::write) of several messages for threads outside the runtime, one
+    /// after the other (named pipes are written through the runtime, so this may wait even
+    /// without `wait`). Returns the number of the last frame; this thread's ticket.
+    #[cfg(not(unix))]
+    pub(crate) fn write_many_blocking<K>(
+        &self,
+        msgs: &[&[u8]],
+        deadline: Instant,
+        handle: &tokio::runtime::Handle,
+        _owner: &K,
+        _wait: bool,
+    ) -> Result<Option<u64>, SocketError> {
+        let mut last = self.acks.last_written();
+        for m in msgs {
+            last = crate::runtime::block_on(handle, self.write(m, deadline))??;
+            self.keep_ticket(last);
+        }
+        Ok(Some(last))
+    }
+
+    /// The number of the last frame numbered so far: waiting for its ack covers every
+    /// frame numbered before.
+    pub(crate) fn last_frame(&self) -> u64 {
+        self.acks.last_written()
     }
 
     /// Waits until `deadline` for the ack of the last frame this thread wrote with

@@ -1,0 +1,199 @@
+//! Waiting for acks on behalf of an event loop.
+//!
+//! A named semaphore cannot be handed to `epoll`, so a few native threads (never more
+//! than [`THREADS`], shared by every socket of the process) wait for the acks of sends
+//! that an event loop started, and tell the loop through the socket's poller. No Python
+//! thread and no GIL are involved on that path.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use ipcez::{Poller, SentMark, Socket, SocketError};
+
+/// The ack-waiting threads of the process.
+const THREADS: usize = 2;
+/// Longest single wait on one socket, so that sockets take turns on the threads.
+const SLICE: Duration = Duration::from_millis(20);
+
+/// Acks one socket waits for, and what became of them since the loop last looked.
+#[derive(Default)]
+pub(crate) struct AckWaits {
+    state: Mutex<WaitState>,
+}
+
+#[derive(Default)]
+struct WaitState {
+    /// The deadline of each ack still expected and the message it is for, oldest first.
+    expected: VecDeque<(Instant, SentMark)>,
+    acked: usize,
+    timed_out: usize,
+    ended: Option<SocketError>,
+    /// On the threads' queue (or being waited on) now.
+    queued: bool,
+    /// Where to report.
+    poller: Option<(Poller, u64)>,
+}
+
+/// What became of the expected acks since the last look.
+pub(crate) struct Progress {
+    pub(crate) acked: usize,
+    pub(crate) timed_out: usize,
+    pub(crate) ended: Option<SocketError>,
+}
+
+struct Job {
+    socket: Socket,
+    waits: Arc<AckWaits>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: Mutex<Jobs>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Jobs {
+    waiting: VecDeque<Job>,
+    /// Threads started, and the process they were started in: a child of `fork` has none
+    /// of its parent's threads (nor its sockets), so it starts afresh.
+    threads: usize,
+    pid: u32,
+}
+
+fn queue() -> &'static Queue {
+    static QUEUE: OnceLock<Queue> = OnceLock::new();
+    QUEUE.get_or_init(Queue::default)
+}
+
+impl AckWaits {
+    fn lock(&self) -> MutexGuard<'_, WaitState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reports progress to `poller` as `token` from now on.
+    pub(crate) fn report_to(&self, poller: &Poller, token: u64) {
+        self.lock().poller = Some((poller.clone(), token));
+    }
+
+    /// Expects the acks of the last `count` messages sent on `socket` (called right after
+    /// that send: every message of it has its place by then), each within the socket's ack
+    /// timeout. Each wait is for its own message's place or a later one, never an earlier.
+    pub(crate) fn expect(self: &Arc<Self>, socket: &Socket, count: usize) -> Result<(), String> {
+        let mut s = self.lock();
+        if s.poller.is_none() {
+            return Err("watch the socket with a poller before expecting acks".into());
+        }
+        let deadline = Instant::now() + socket.ack_timeout();
+        let last = socket.sent_mark();
+        s.expected
+            .extend((0..count).rev().map(|i| (deadline, last.before(i))));
+        if !s.queued && !s.expected.is_empty() {
+            s.queued = true;
+            drop(s);
+            submit(Job {
+                socket: socket.clone(),
+                waits: self.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the progress made since the last call.
+    pub(crate) fn take(&self) -> Progress {
+        let mut s = self.lock();
+        let p = Progress {
+            acked: std::mem::take(&mut s.acked),
+            timed_out: std::mem::take(&mut s.timed_out),
+            ended: None,
+        };
+        if p.acked == 0 && p.timed_out == 0 {
+            return Progress {
+                ended: s.ended.take(),
+                ..p
+            };
+        }
+        p
+    }
+}
+
+fn submit(job: Job) {
+    let q = queue();
+    let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    if jobs.pid != std::process::id() {
+        // Forgotten, never dropped: they belong to the parent.
+        std::mem::forget(std::mem::take(&mut jobs.waiting));
+        jobs.threads = 0;
+        jobs.pid = std::process::id();
+    }
+    jobs.waiting.push_back(job);
+    if jobs.threads < THREADS {
+        let started = std::thread::Builder::new()
+            .name("ipcez-acks".into())
+            .spawn(work)
+            .is_ok();
+        jobs.threads += usize::from(started);
+    }
+    drop(jobs);
+    q.ready.notify_one();
+}
+
+fn work() {
+    let q = queue();
+    loop {
+        let job = {
+            let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(job) = jobs.waiting.pop_front() {
+                    break job;
+                }
+                jobs = q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        if serve(&job) {
+            submit(job); // more to wait for: to the back of the line
+        }
+    }
+}
+
+/// Waits one slice for `job`'s acks; true while more are expected.
+fn serve(job: &Job) -> bool {
+    let slice_end = Instant::now() + SLICE;
+    loop {
+        let (oldest, mark) = {
+            let mut s = job.waits.lock();
+            match s.expected.front() {
+                None => {
+                    s.queued = false;
+                    return false;
+                }
+                Some(&d) => d,
+            }
+        };
+        let now = Instant::now();
+        let wait = oldest.min(slice_end).saturating_duration_since(now);
+        let outcome = job.socket.wait_ack_of_blocking(mark, wait);
+        let mut s = job.waits.lock();
+        // The loop hears once until it looks: no token per ack.
+        let first = s.acked == 0 && s.timed_out == 0 && s.ended.is_none();
+        match outcome {
+            Ok(true) => {
+                s.expected.pop_front();
+                s.acked += 1;
+            }
+            Ok(false) if Instant::now() >= oldest => {
+                s.expected.pop_front();
+                s.timed_out += 1;
+            }
+            Ok(false) => return true, // the slice is over: let other sockets have a turn
+            Err(e) => {
+                s.expected.clear();
+                s.ended = Some(e);
+            }
+        }
+        if let (true, Some((poller, token))) = (first, &s.poller) {
+            poller.push(*token);
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `ipcez_poller`: one descriptor through which an event loop learns which of its many
+//! sockets and listeners have something waiting.
+
+use ipcez::Poller;
+
+use crate::boundary::{Castable, call, call_or, free, into_handle, try_borrow, write_out};
+use crate::error::{FfiError, ipcez_error, ipcez_result};
+use crate::listener::{ipcez_listener, listener_ref};
+use crate::socket::{ipcez_socket, socket_ref};
+
+/// A poller: a list of tokens of sources that have something waiting, and a descriptor
+/// that is readable while the list is not empty.
+#[allow(non_camel_case_types)]
+pub struct ipcez_poller {
+    _private: [u8; 0],
+}
+
+impl Castable for ipcez_poller {
+    type Rust = Poller;
+}
+
+fn poller_ref<'a>(p: *const ipcez_poller) -> Result<&'a Poller, FfiError> {
+    // SAFETY: every export's `# Safety` section makes `p` NULL or a live poller.
+    unsafe { try_borrow(p, "poller") }
+}
+
+/// Makes a poller. Unix only (an error elsewhere).
+///
+/// # Safety
+/// `out_poller` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_poller_new(
+    out_poller: *mut *mut ipcez_poller,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let poller = Poller::new().map_err(|e| FfiError::from(ipcez::SocketError::Io(e)))?;
+        unsafe { write_out(out_poller, into_handle::<ipcez_poller>(poller)) };
+        Ok(ipcez_result::Ok)
+    })
+}
+
+/// The poller's descriptor, readable while tokens wait to be taken; -1 for NULL (and
+/// where there are no descriptors). Owned by the poller: do not read or close it.
+///
+/// # Safety
+/// `p` is NULL or a live poller.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_poller_fileno(p: *const ipcez_poller) -> i32 {
+    call_or(-1, || {
+        #[cfg(unix)]
+        return poller_ref(p).map_or(-1, |p| p.fileno());
+        #[cfg(not(unix))]
+        return poller_ref(p).map_or(-1, |_| -1);
+    })
+}
+
+/// Moves up to `cap` tokens, oldest first, into `out` and returns how many. A token says
+/// its source went from nothing waiting to something waiting (or ended): take from that
+/// source with a zero timeout until it has nothing, since it reports again only after that.
+///
+/// # Safety
+/// `p` is NULL or a live poller; `out` is valid for writes of `cap` elements.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_poller_take(
+    p: *const ipcez_poller,
+    out: *mut u64,
+    cap: usize,
+) -> usize {
+    call_or(0, || {
+        let Ok(p) = poller_ref(p) else { return 0 };
+        if out.is_null() || cap == 0 {
+            return 0;
+        }
+        // SAFETY: per the contract, `out` holds `cap` elements.
+        p.take(unsafe { std::slice::from_raw_parts_mut(out, cap) })
+    })
+}
+
+/// Frees a poller. Sockets and listeners that report to it keep what they need, so this
+/// may come before or after them. NULL is fine; must not be called twice.
+///
+/// # Safety
+/// `p` is NULL or a poller not yet freed, used by no other thread.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_poller_free(p: *mut ipcez_poller) {
+    call_or((), || unsafe { free(p) })
+}
+
+/// From now on the socket reports `token` to `p` whenever a message comes to wait where
+/// none waited, or the connection ends (and at once if a message already waits).
+/// Replaces an earlier poller.
+///
+/// # Safety
+/// `s` and `p` are NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_watch(
+    s: *const ipcez_socket,
+    p: *const ipcez_poller,
+    token: u64,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let (s, p) = (socket_ref(s)?, poller_ref(p)?);
+        s.socket.watch(p, token);
+        s.acks.report_to(p, token);
+        Ok(ipcez_result::Ok)
+    })
+}
+
+/// Expects `count` more acks for frames this socket wrote (`ipcez_socket_start_send`,
+/// `ipcez_socket_start_send_many`), each within the socket's ack timeout. The library
+/// waits for them on a few threads of its own and reports progress to the socket's poller
+/// (`ipcez_socket_watch` first); take it with `ipcez_socket_take_acks`. Call it right after
+/// the send, on the same thread, before sending again: each ack is then awaited for its own
+/// message (or a later one, never an earlier one).
+///
+/// # Safety
+/// `s` is NULL or a live socket.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_expect_acks(
+    s: *const ipcez_socket,
+    count: usize,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let s = socket_ref(s)?;
+        s.acks
+            .expect(&s.socket, count)
+            .map_err(FfiError::invalid_input)?;
+        Ok(ipcez_result::Ok)
+    })
+}
+
+/// The progress of the expected acks since the last call, oldest first: `*out_acked` came,
+/// then `*out_timed_out` ran out of time (each such send failed with an ack timeout).
+/// Once every expected ack is accounted for and the connection ended meanwhile, the error
+/// that ended it (the acks still expected then will not come).
+///
+/// # Safety
+/// `s` is NULL or a live socket; the out-pointers are valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_take_acks(
+    s: *const ipcez_socket,
+    out_acked: *mut usize,
+    out_timed_out: *mut usize,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let progress = socket_ref(s)?.acks.take();
+        if let Some(e) = progress.ended {
+            return Err(e.into());
+        }
+        unsafe {
+            write_out(out_acked, progress.acked);
+            write_out(out_timed_out, progress.timed_out);
+        }
+        Ok(ipcez_result::Ok)
+    })
+}
+
+/// Like `ipcez_socket_watch` for a listener: reports when a connection comes to wait
+/// where none waited, or the listener closes.
+///
+/// # Safety
+/// `l` and `p` are NULL or live.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_listener_watch(
+    l: *const ipcez_listener,
+    p: *const ipcez_poller,
+    token: u64,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        listener_ref(l)?.watch(poller_ref(p)?, token);
+        Ok(ipcez_result::Ok)
+    })
+}

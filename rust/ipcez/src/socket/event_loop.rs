@@ -1,0 +1,136 @@
+//! The calls of [`Socket`] for event loops and batches: sends that never wait, batches
+//! written back to back, marks to wait for their acks, receives that never wait or go into
+//! caller memory, and readiness.
+
+use std::io;
+use std::time::Duration;
+
+use super::Socket;
+use crate::error::SocketError;
+use crate::runtime::deadline_after;
+
+/// A place in the order of one connection's sends (see [`Socket::sent_mark`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SentMark(u64);
+
+impl SentMark {
+    /// The mark of the message `n` places earlier on the same connection: the messages of
+    /// a batch written back to back are consecutive, so `mark.before(i)` after a batch of
+    /// `k` names its message `k - 1 - i` (or a later one).
+    pub fn before(self, n: usize) -> SentMark {
+        SentMark(self.0.saturating_sub(n as u64))
+    }
+}
+
+impl Socket {
+    /// Like [`send_frame_blocking`](Self::send_frame_blocking), but never waits (for an
+    /// event loop's thread). `Ok(true)`: the message was handed over — on a Unix socket
+    /// what the socket takes now is written on this thread and the rest by the runtime,
+    /// in order behind earlier such frames (the frame stays whole, or the connection ends);
+    /// on a WebSocket it was written or is being flushed. `Ok(false)`: nothing was sent
+    /// because that would mean waiting (frames already waiting for a Unix socket hold their
+    /// 64 MiB bound, a WebSocket is busy with another send, a named pipe): send it with
+    /// `send_frame_blocking` from a thread that may wait.
+    pub fn start_send(&self, msg: &[u8]) -> Result<bool, SocketError> {
+        self.start_send_many(&[msg])
+    }
+
+    /// Sends several messages as frames written back to back (on a Unix socket in as few
+    /// system calls as possible, so the peer also reads them in a batch) and signals "data
+    /// ready" once per message, without waiting for acks: follow it with one
+    /// [`wait_ack_blocking`](Self::wait_ack_blocking) per message. Frames from other senders
+    /// never come between them. Every message is checked before anything is written.
+    pub fn send_many_frames_blocking(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
+        self.send_frames(msgs)
+    }
+
+    /// [`send_many_frames_blocking`](Self::send_many_frames_blocking) that never waits, like
+    /// [`start_send`](Self::start_send) (several WebSocket messages always give `Ok(false)`).
+    pub fn start_send_many(&self, msgs: &[&[u8]]) -> Result<bool, SocketError> {
+        let deadline = self.ack_deadline();
+        msgs.iter().try_for_each(|m| self.check_send(m))?;
+        let shared = &self.shared;
+        shared.conn.start_send(msgs, deadline, &shared.handle, self)
+    }
+
+    fn send_frames(&self, msgs: &[&[u8]]) -> Result<(), SocketError> {
+        let deadline = self.ack_deadline();
+        msgs.iter().try_for_each(|m| self.check_send(m))?;
+        let shared = &self.shared;
+        shared
+            .conn
+            .send_frames_blocking(msgs, deadline, &shared.handle, self, true)
+    }
+
+    /// Where this connection's sends stand: the last message handed over so far, by any
+    /// thread. Taken right after a send of your own (`start_send`, `start_send_many`,
+    /// `send_many_frames_blocking`), it names that send's last message or a later one, so
+    /// [`wait_ack_of_blocking`](Self::wait_ack_of_blocking) on it never returns before that
+    /// message was read.
+    pub fn sent_mark(&self) -> SentMark {
+        SentMark(self.shared.conn.last_frame())
+    }
+
+    /// Like [`wait_ack_blocking`](Self::wait_ack_blocking), for the ack of the message
+    /// `mark` names (which covers every message sent before it on this connection). With a
+    /// custom peer each call takes one "data acked" token, as `wait_ack_blocking` does.
+    pub fn wait_ack_of_blocking(
+        &self,
+        mark: SentMark,
+        timeout: Duration,
+    ) -> Result<bool, SocketError> {
+        self.shared.epoch.check("socket")?;
+        match self
+            .shared
+            .conn
+            .wait_ack_of(mark.0, deadline_after(timeout))
+        {
+            Ok(()) => Ok(true),
+            Err(SocketError::RecipientAckTimeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next message if one is waiting, without blocking: `Ok(None)` when none is.
+    /// (On a local connection the socket itself is read on this thread when nothing is
+    /// queued, which saves a thread hop.)
+    pub fn try_recv(&self) -> Result<Option<Vec<u8>>, SocketError> {
+        self.recv_blocking(Some(Duration::ZERO))
+    }
+
+    /// Like [`recv_blocking`](Self::recv_blocking), into `buf`: `Ok(Some(n))` with the
+    /// message in `buf[..n]`. When the message is longer than `buf`, nothing is written and
+    /// `Ok(Some(len))` gives its length (`len > buf.len()`); the message stays first in
+    /// line for the next receive.
+    pub fn recv_into_blocking(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<Option<usize>, SocketError> {
+        let Some(msg) = self.recv_blocking(timeout)? else {
+            return Ok(None);
+        };
+        let n = msg.len();
+        match buf.get_mut(..n) {
+            Some(dst) => dst.copy_from_slice(&msg),
+            None => self.shared.inbox.unget(msg),
+        }
+        Ok(Some(n))
+    }
+
+    /// A descriptor that is readable while a message (or the end of the connection) waits
+    /// to be taken: for `select`/`poll`/`epoll` and event loops. Owned by the socket (do not
+    /// close it); valid until the last clone of the socket is dropped. Unix only.
+    #[cfg(unix)]
+    pub fn fileno(&self) -> io::Result<std::os::fd::RawFd> {
+        self.shared.inbox.fileno()
+    }
+
+    /// Reports to `poller` as `token` whenever a message comes to wait where none waited
+    /// (or the connection ends), and at once if one already waits. Then take messages with
+    /// [`try_recv`](Self::try_recv) until it gives `None`: the next report comes only after
+    /// that. Replaces an earlier poller.
+    pub fn watch(&self, poller: &crate::Poller, token: u64) {
+        self.shared.inbox.watch(poller, token);
+    }
+}

@@ -1,0 +1,220 @@
+//! The calls for event loops: readiness descriptors, pollers, receives and sends that
+//! never wait, receiving into caller memory, and batches of frames.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipcez::{Listener, MAX_MESSAGE_LEN, Poller, Socket};
+
+fn readable(fd: i32, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) == 1 }
+}
+
+/// A connected pair from a thread outside the runtime.
+fn blocking_pair(name: &str) -> (Listener, Socket, Socket) {
+    ipcez::runtime().block_on(pair(&unix(&socket_path(name))))
+}
+
+/// Waits (bounded) until `try_recv` gives a message.
+fn next(s: &Socket) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(m) = s.try_recv().unwrap() {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "no message within 10 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn fileno_is_readable_while_a_message_waits() {
+    let (_l, client, server) = blocking_pair("fileno.sock");
+    let fd = server.fileno().unwrap();
+    assert!(!readable(fd, 50));
+    client.send_frame_blocking(b"one").unwrap();
+    assert!(client.wait_ack_blocking(Duration::from_secs(5)).unwrap());
+    assert!(readable(fd, 5000));
+    assert_eq!(server.try_recv().unwrap().unwrap(), b"one");
+    assert!(!readable(fd, 50), "taken: nothing waits");
+    assert!(server.try_recv().unwrap().is_none());
+    client.close();
+    assert!(readable(fd, 5000), "the end is readable too");
+    assert!(server.try_recv().is_err());
+}
+
+#[test]
+fn a_poller_hears_each_source_once_per_rise() {
+    let path = socket_path("poller.sock");
+    let listener = ipcez::runtime().block_on(listen(&unix(&path)));
+    let poller = Poller::new().unwrap();
+    listener.watch(&poller, 7);
+    let client = ipcez::runtime().block_on(connect(&unix(&path)));
+    assert!(
+        readable(poller.fileno(), 5000),
+        "a pending connection reports"
+    );
+    let mut tokens = [0u64; 8];
+    assert_eq!(poller.take(&mut tokens), 1);
+    assert_eq!(tokens[0], 7);
+    let server = listener
+        .try_accept()
+        .unwrap()
+        .expect("the pending connection");
+    assert!(listener.try_accept().unwrap().is_none());
+    server.watch(&poller, 9);
+    for m in [&b"a"[..], b"b"] {
+        client.send_frame_blocking(m).unwrap();
+        assert!(client.wait_ack_blocking(Duration::from_secs(5)).unwrap());
+    }
+    assert!(readable(poller.fileno(), 5000));
+    assert_eq!(poller.take(&mut tokens), 1, "two messages, one rise");
+    assert_eq!(tokens[0], 9);
+    assert!(!readable(poller.fileno(), 0));
+    assert_eq!(next(&server), b"a");
+    assert_eq!(next(&server), b"b");
+    client.close();
+    assert!(readable(poller.fileno(), 5000), "the end reports");
+    assert_eq!(poller.take(&mut tokens), 1);
+}
+
+#[test]
+fn recv_into_keeps_a_message_that_does_not_fit() {
+    let (_l, client, server) = blocking_pair("into.sock");
+    for m in [&b"0123456789"[..], b"next"] {
+        client.send_frame_blocking(m).unwrap();
+        assert!(client.wait_ack_blocking(Duration::from_secs(5)).unwrap());
+    }
+    let mut small = [0u8; 4];
+    let timeout = Some(Duration::from_secs(5));
+    assert_eq!(
+        server.recv_into_blocking(&mut small, timeout).unwrap(),
+        Some(10)
+    );
+    assert_eq!(small, [0; 4], "nothing written");
+    let mut big = [0u8; 16];
+    assert_eq!(
+        server.recv_into_blocking(&mut big, timeout).unwrap(),
+        Some(10)
+    );
+    assert_eq!(&big[..10], b"0123456789");
+    assert_eq!(
+        server.recv_into_blocking(&mut big, timeout).unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        server
+            .recv_into_blocking(&mut big, Some(Duration::ZERO))
+            .unwrap(),
+        None
+    );
+}
+
+#[test]
+fn sends_that_never_wait_keep_their_order_while_the_peer_reads_nothing() {
+    use std::io::Read;
+    let path = socket_path("order.sock");
+    let raw = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let client = ipcez::runtime().block_on(connect(&unix(&path)));
+    let (mut peer, _) = raw.accept().unwrap();
+    // Far more than the socket buffer holds: most of it goes out later, from the backlog.
+    let sizes = [MAX_MESSAGE_LEN, 10, 3 << 20, 0, 5, MAX_MESSAGE_LEN, 1];
+    let messages: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| vec![i as u8; n])
+        .collect();
+    for m in &messages {
+        assert!(client.start_send(m).unwrap());
+    }
+    for m in &messages {
+        let mut len = [0u8; 4];
+        peer.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        peer.read_exact(&mut body).unwrap();
+        assert!(&body == m, "frames whole and in order");
+    }
+    client.close();
+    for name in [
+        ipcez::unix_ack_names(&path).unwrap().0,
+        ipcez::unix_ack_names(&path).unwrap().1,
+    ] {
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::sem_unlink(c.as_ptr()) };
+    }
+}
+
+#[test]
+fn a_batch_is_written_back_to_back_and_acked_per_message() {
+    let (_l, client, server) = blocking_pair("batch.sock");
+    let messages: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    client.send_many_frames_blocking(&refs[..1000]).unwrap();
+    client.start_send_many(&refs[1000..]).unwrap();
+    for m in &messages {
+        assert_eq!(&next(&server), m);
+    }
+    // Each message's own ack, oldest first (the batch's messages are consecutive).
+    let last = client.sent_mark();
+    for i in (0..messages.len()).rev() {
+        let mark = last.before(i);
+        assert!(
+            client
+                .wait_ack_of_blocking(mark, Duration::from_secs(5))
+                .unwrap()
+        );
+    }
+    let too_big = vec![0u8; MAX_MESSAGE_LEN + 1];
+    assert!(
+        client
+            .send_many_frames_blocking(&[b"ok", &too_big])
+            .is_err()
+    );
+    assert!(
+        server.try_recv().unwrap().is_none(),
+        "nothing of a refused batch"
+    );
+}
+
+#[test]
+fn frames_waiting_for_a_peer_that_reads_nothing_stay_bounded() {
+    use std::io::Read;
+    let path = socket_path("bound.sock");
+    let raw = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let client = ipcez::runtime().block_on(connect(&unix(&path)));
+    let (mut peer, _) = raw.accept().unwrap();
+    let big = vec![7u8; MAX_MESSAGE_LEN];
+    // 64 MiB may wait (plus what the socket buffers hold): then sends that must not wait
+    // are refused instead of queued.
+    let handed_over = (0..40)
+        .take_while(|_| client.start_send(&big).unwrap())
+        .count();
+    assert!(
+        (16..=20).contains(&handed_over),
+        "{handed_over} frames of 4 MiB queued"
+    );
+    for _ in 0..handed_over {
+        let mut len = [0u8; 4];
+        peer.read_exact(&mut len).unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        peer.read_exact(&mut body).unwrap();
+        assert!(body == big);
+    }
+    client.close();
+    let names = ipcez::unix_ack_names(&path).unwrap();
+    for name in [names.0, names.1] {
+        let c = std::ffi::CString::new(name).unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        unsafe { libc::sem_unlink(c.as_ptr()) };
+    }
+}
