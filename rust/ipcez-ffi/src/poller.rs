@@ -72,7 +72,7 @@ pub unsafe extern "C" fn ipcez_poller_take(
         if out.is_null() || cap == 0 {
             return 0;
         }
-        // SAFETY: per the contract, `out` holds `cap` elements.
+        // SAFETY: per the # Safety section, `out` holds `cap` elements.
         p.take(unsafe { std::slice::from_raw_parts_mut(out, cap) })
     })
 }

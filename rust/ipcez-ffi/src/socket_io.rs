@@ -106,7 +106,7 @@ pub unsafe extern "C" fn ipcez_socket_recv_into(
         let buf: &mut [u8] = match (buf.is_null(), cap) {
             (_, 0) => &mut [],
             (true, _) => return Err(FfiError::null_parameter("buf")),
-            // SAFETY: per the contract, `buf` is valid for writes of `cap` bytes.
+            // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes.
             (false, _) => unsafe { std::slice::from_raw_parts_mut(buf, cap) },
         };
         Ok(
@@ -231,7 +231,7 @@ unsafe fn split<'a>(
     let lens: &[usize] = match count {
         0 => &[],
         _ if lens.is_null() => return Err(FfiError::null_parameter("lens")),
-        // SAFETY: per the contract, `lens` holds `count` elements.
+        // SAFETY: per the # Safety section, `lens` holds `count` elements.
         _ => unsafe { std::slice::from_raw_parts(lens, count) },
     };
     let mut msgs = Vec::with_capacity(count);
