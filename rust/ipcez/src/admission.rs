@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long a new connection at the cap waits for a closing one's place.
+const ADMIT_WAIT: Duration = Duration::from_millis(100);
+
 /// How often refusals at the cap are logged, at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -67,12 +70,8 @@ impl Gate {
 
     /// A place for a new connection, or `None` at the cap (the caller closes it at once).
     pub(crate) fn admit(self: &Arc<Self>, peer: &str) -> Option<Permit> {
-        let admitted = self.take_place() || {
-            (self.prune)();
-            self.take_place()
-        };
-        if admitted {
-            return Some(Permit { gate: self.clone() });
+        if let Some(permit) = self.try_admit() {
+            return Some(permit);
         }
         // Logged at the first refusal, then at most every few seconds with a count, so a
         // flood does not flood the log too.
@@ -89,6 +88,31 @@ impl Gate {
             );
         }
         None
+    }
+
+    /// [`admit`](Self::admit) that neither refuses nor logs: `None` at the cap.
+    pub(crate) fn try_admit(self: &Arc<Self>) -> Option<Permit> {
+        let admitted = self.take_place() || {
+            (self.prune)();
+            self.take_place()
+        };
+        admitted.then(|| Permit { gate: self.clone() })
+    }
+
+    /// A place for a new connection; at the cap, first gives connections that are closing
+    /// (their tasks run on this runtime) up to `ADMIT_WAIT` to hand theirs back. The accept
+    /// loop waits meanwhile, so new peers wait in the kernel's backlog instead of being
+    /// turned away: under a connect/close flood the dead connections' places come back
+    /// within a few polls, and a good client is let in.
+    pub(crate) async fn admit_soon(self: &Arc<Self>, peer: &str) -> Option<Permit> {
+        let deadline = tokio::time::Instant::now() + ADMIT_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(permit) = self.try_admit() {
+                return Some(permit);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.admit(peer)
     }
 
     /// Connections open now.

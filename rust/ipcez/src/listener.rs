@@ -192,14 +192,15 @@ async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) 
     let mut backoff = Backoff::new();
     loop {
         let accepted = match &mut acceptor {
-            Acceptor::Local(a) => a.accept().await.map(|(stream, acks)| {
-                // Dropped when over the cap: the connection closes at once.
-                gate.admit("a local peer").map(|permit| {
+            Acceptor::Local(a) => match a.accept().await {
+                // Dropped when still over the cap: the connection closes at once.
+                Ok((stream, acks)) => Ok(gate.admit_soon("a local peer").await.map(|permit| {
                     let gated = (ReadBudget::pending(), Some(permit));
                     let name = (transport, endpoint.clone());
                     Socket::from_local(name, stream, acks, gated, &opts)
-                })
-            }),
+                })),
+                Err(e) => Err(e),
+            },
             Acceptor::Ws(a) => a.accept().await.map(|(ws, permit)| {
                 Some(Socket::from_ws(endpoint.clone(), ws, Some(permit), &opts))
             }),
