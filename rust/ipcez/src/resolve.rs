@@ -248,8 +248,8 @@ pub fn ack_names(endpoint: &str) -> Result<(String, String), SocketError> {
 
 /// Semaphore names for a Unix socket path: `/ipcez.<tag>.<hash>.data_ready` and
 /// `/ipcez.<tag>.<hash>.data_acked`, where `<hash>` is the first 16 hex digits of SHA-256 of
-/// the canonical path (see [`canonical_path`]) and `<tag>` its file name with every byte
-/// outside `[A-Za-z0-9_-]` replaced by `_`, cut to 32 bytes. Every spelling of one socket
+/// the canonical path (symlinks and `..` resolved by realpath) and `<tag>` its file name
+/// with every byte outside `[A-Za-z0-9_-]` replaced by `_`, cut to 32 bytes. Every spelling of one socket
 /// (symlinks, `..`, a relative path) gives the same names.
 pub fn unix_ack_names(path: &Path) -> Result<(String, String), SocketError> {
     let canonical = canonical_path(path)?;
