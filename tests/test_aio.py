@@ -151,18 +151,22 @@ def test_async_for_over_listener(sock_path: str) -> None:
     async def main() -> None:
         server = await ipcez.aio.listen(sock_path)
 
-        async def clients() -> None:
-            for _ in range(3):
-                c = await ipcez.aio.connect(sock_path)
-                await c.close()
-            await asyncio.sleep(0.1)
+        accepted: list = []
+
+        async def clients() -> list:
+            # Kept open: a connection that ended unsent before accept is skipped.
+            conns = [await ipcez.aio.connect(sock_path) for _ in range(3)]
+            while len(accepted) < 3:  # bounded by run()'s 30 s
+                await asyncio.sleep(0.01)
             await server.close()
+            return conns
 
         t = asyncio.ensure_future(clients())
-        accepted = [s async for s in server]
-        await t
+        async for s in server:
+            accepted.append(s)
+        conns = await t
         assert len(accepted) == 3
-        for s in accepted:
+        for s in accepted + conns:
             await s.close()
 
     run(main())
