@@ -89,6 +89,7 @@ impl Inbox {
 
     /// Queues a message, waiting while the queue is full. Returns false when the inbox
     /// has ended (the message is dropped: nobody can take it any more).
+    #[cfg(test)]
     pub(crate) async fn push(&self, msg: Vec<u8>) -> bool {
         self.wait_room().await && self.push_now(msg)
     }

@@ -203,3 +203,106 @@ async fn an_idle_but_live_peer_survives_many_keepalive_periods() {
     })
     .await
 }
+
+// -- a thread blocked in `recv_blocking` reads the stream itself (Unix) ----------------
+
+/// Starts `f` on a thread outside the runtime (as a Python thread would call `recv`).
+fn on_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = T> {
+    let thread = tokio::task::spawn_blocking(f);
+    async move { thread.await.unwrap() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_recv_keeps_an_idle_peer_through_keepalive_periods() {
+    within(30, async {
+        // Only the client pings; the server's pongs are all it hears, and a thread blocked
+        // in `recv_blocking` is the one that reads them.
+        let listener = listen(&ws("ws://127.0.0.1:0/idle-blocked")).await;
+        let client = keepalive(50)
+            .connect_to(&ws(listener.address()))
+            .await
+            .unwrap();
+        let server = listener.accept().await.unwrap();
+        let waiting = {
+            let client = client.clone();
+            on_thread(move || client.recv_blocking(Some(std::time::Duration::from_millis(700))))
+        };
+        assert_eq!(
+            waiting.await.unwrap(),
+            None,
+            "timed out with nothing to read"
+        );
+        let got = {
+            let client = client.clone();
+            on_thread(move || client.recv_blocking(Some(std::time::Duration::from_secs(5))))
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        server.send_message(b"still here").await.unwrap();
+        assert_eq!(got.await.unwrap().as_deref(), Some(&b"still here"[..]));
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_from_another_thread_ends_a_blocked_recv() {
+    within(30, async {
+        let (_listener, client, _server) = pair(&ws("ws://127.0.0.1:0/close-blocked")).await;
+        let blocked = {
+            let client = client.clone();
+            on_thread(move || client.recv_blocking(None))
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        client.close();
+        let e = tokio::time::timeout(std::time::Duration::from_secs(2), blocked)
+            .await
+            .expect("a recv blocked in another thread must end when the socket closes")
+            .unwrap_err();
+        assert!(is_connection_lost(&e), "{e:?}");
+    })
+    .await
+}
+
+/// Messages of every size, some split over many reads, taken by a thread that reads the
+/// stream itself, in turns with the reader task (which reads whenever that thread is
+/// between calls): every one arrives once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_recv_and_the_reader_task_keep_the_order() {
+    within(60, async {
+        let (_listener, client, server) = pair(&ws("ws://127.0.0.1:0/order")).await;
+        let sizes: Vec<usize> = (0..3000).map(|i| (i * 7919) % 70_000).collect();
+        let expected = sizes.clone();
+        let reader = on_thread(move || {
+            let mut got = Vec::new();
+            for (i, _) in expected.iter().enumerate() {
+                // A pause now and then lets the reader task queue a few.
+                if i % 97 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(3));
+                }
+                let m = client
+                    .recv_blocking(Some(std::time::Duration::from_secs(20)))
+                    .unwrap()
+                    .expect("a message within 20 s");
+                got.push(m);
+            }
+            got
+        });
+        for (i, n) in sizes.iter().enumerate() {
+            let mut m = vec![(i % 251) as u8; *n];
+            if let Some(first) = m.first_mut() {
+                *first = (i % 256) as u8;
+            }
+            server.send_message(&m).await.unwrap();
+        }
+        let got = reader.await;
+        assert_eq!(got.len(), sizes.len());
+        for (i, (m, n)) in got.iter().zip(&sizes).enumerate() {
+            assert_eq!(m.len(), *n, "message {i}: length");
+            if let Some(first) = m.first() {
+                assert_eq!(*first, (i % 256) as u8, "message {i} out of order");
+            }
+        }
+    })
+    .await
+}

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use super::policy::Policy;
 use super::server::upgrade;
 use super::stream::WsStream;
+use super::tcp::DirectTcp;
 use super::tls::server_tls;
 use super::url::WsUrl;
 use crate::admission::{Gate, Permit};
@@ -125,6 +126,8 @@ impl Acceptor {
         tokio::spawn(async move {
             let peer = peer.to_string();
             let budget = ReadBudget::pending();
+            let tcp = DirectTcp::new(tcp);
+            let fd = tcp.fd();
             let tcp = Budgeted::new(tcp, budget.clone());
             let handshake = async {
                 match tls {
@@ -132,9 +135,9 @@ impl Acceptor {
                         let tls = tls.accept(tcp).await.inspect_err(|e| {
                             log::info!("TLS handshake with {peer} failed: {e}");
                         })?;
-                        upgrade(tls, &policy, peer.clone(), budget).await
+                        upgrade(tls, &policy, (peer.clone(), fd), budget).await
                     }
-                    None => upgrade(tcp, &policy, peer.clone(), budget).await,
+                    None => upgrade(tcp, &policy, (peer.clone(), fd), budget).await,
                 }
             };
             match tokio::time::timeout(SERVER_HANDSHAKE_TIMEOUT, handshake).await {

@@ -10,6 +10,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 
 use super::errors::ws_error_to_socket_error;
 use super::stream::{WsStream, config};
+use super::tcp::DirectTcp;
 use super::tls::client_tls;
 use super::url::WsUrl;
 use crate::budget::{Budgeted, ReadBudget};
@@ -55,6 +56,8 @@ pub(crate) async fn connect(
             .await
             .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
         let _ = tcp.set_nodelay(true);
+        let tcp = DirectTcp::new(tcp);
+        let fd = tcp.fd();
         let tcp = Budgeted::new(tcp, budget.clone());
         tokio_tungstenite::client_async_tls_with_config(
             request,
@@ -63,8 +66,9 @@ pub(crate) async fn connect(
             Some(connector),
         )
         .await
+        .map(|upgraded| (upgraded, fd))
     };
-    let (ws, response) = tokio::time::timeout(timeout, handshake)
+    let ((ws, response), fd) = tokio::time::timeout(timeout, handshake)
         .await
         .map_err(|_| {
             SocketError::Io(io::Error::new(
@@ -85,5 +89,5 @@ pub(crate) async fn connect(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let peer = format!("{}:{}", parsed.host, parsed.port);
-    Ok(WsStream::new(ws, subprotocol, budget, peer))
+    Ok(WsStream::new(ws, subprotocol, budget, peer, fd))
 }

@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::errors::{ws_error_to_io, ws_error_to_socket_error};
-use super::stream::{WsSink, WsSource, WsStream};
+use super::reading::{Got, ReadHalf};
+use super::stream::{WsSink, WsStream};
 use crate::budget::ReadBudget;
 use crate::error::{PeerClosed, SocketError, WsError, connection_lost};
 use crate::inbox::{BlockingTaker, Inbox};
@@ -48,6 +49,8 @@ struct Closing {
 pub(crate) struct WsConn {
     sink: SharedSink,
     inbox: Arc<Inbox>,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    half: Arc<ReadHalf>,
     closing: Arc<Closing>,
 }
 
@@ -63,8 +66,9 @@ impl WsConn {
             requested: Notify::new(),
             code: AtomicU16::new(1000),
         });
+        let half = Arc::new(ReadHalf::new(ws.source, inbox.clone(), ws.fd));
         let reader = Reader {
-            source: ws.source,
+            half: half.clone(),
             sink: sink.clone(),
             inbox: inbox.clone(),
             budget: ws.budget,
@@ -75,6 +79,7 @@ impl WsConn {
         let conn = WsConn {
             sink,
             inbox,
+            half,
             closing,
         };
         (conn, reader.run())
@@ -167,11 +172,15 @@ impl WsConn {
         Ok(())
     }
 
-    /// A blocking take for threads outside the runtime (`None` waits without limit).
+    /// A blocking take for threads outside the runtime (`None` waits without limit). On
+    /// Unix the stream is read on the calling thread itself while nobody else reads it.
     pub(crate) fn recv_blocking(
         &self,
         timeout: Option<Duration>,
     ) -> Result<Option<Vec<u8>>, SocketError> {
+        #[cfg(unix)]
+        return self.half.recv_blocking(timeout);
+        #[cfg(not(unix))]
         self.inbox.pop_blocking(timeout)
     }
 
@@ -202,7 +211,7 @@ enum End {
 }
 
 struct Reader {
-    source: WsSource,
+    half: Arc<ReadHalf>,
     sink: SharedSink,
     inbox: Arc<Inbox>,
     budget: Arc<ReadBudget>,
@@ -226,11 +235,13 @@ impl Reader {
                 self.inbox.end(&e);
                 // Dropping both halves closes the stream.
                 drop(self.sink.lock().await.take());
+                drop(self.half.take_source().await);
                 return;
             }
         };
         self.inbox.end(&error);
-        let Some(mut sink) = self.sink.lock().await.take() else {
+        let source = self.half.take_source().await;
+        let (Some(mut sink), Some(mut source)) = (self.sink.lock().await.take(), source) else {
             return;
         };
         let deadline = tokio::time::Instant::now() + LINGER;
@@ -243,7 +254,7 @@ impl Reader {
         // Read on (and throw away) until the peer's Close frame and its end of the stream.
         // After a protocol error the WebSocket layer reads no more: the flush drains then.
         let _ = tokio::time::timeout_at(deadline + LINGER, async {
-            while let Some(Ok(_)) = self.source.next().await {}
+            while let Some(Ok(_)) = source.next().await {}
             sink.flush().await
         })
         .await;
@@ -260,12 +271,16 @@ impl Reader {
                 _ if self.keepalive.is_zero() => LINGER,
                 _ => self.keepalive.min(LINGER),
             };
+            // Only the task queues messages: room now is room after the next read.
+            if !self.inbox.wait_room().await {
+                return End::Local(self.closing.code.load(Ordering::Acquire));
+            }
             let next = tokio::select! {
                 biased;
                 () = self.closing.requested.notified() => {
                     return End::Local(self.closing.code.load(Ordering::Acquire));
                 }
-                next = next_within(&mut self.source, wait) => next,
+                next = next_within(&self.half, wait) => next,
             };
             let next = match next {
                 Some(next) => next,
@@ -279,6 +294,11 @@ impl Reader {
                 // A connection not yet accepted that spent its budget is not read, so
                 // silence proves nothing about it.
                 None if self.budget.allowance() == 0 => continue,
+                // A thread reading directly heard from the peer meanwhile.
+                None if self.half.heard() => {
+                    pinged = false;
+                    continue;
+                }
                 // Silent for a whole period after our ping: the network is gone.
                 None if pinged => return End::Lost(connection_lost()),
                 None => {
@@ -291,10 +311,13 @@ impl Reader {
                 }
             };
             pinged = false; // anything from the peer, a pong included, proves it is there
-            let msg = match next {
+            let next = match next {
+                Got::Queued => continue,
+                Got::Unwanted => return End::Local(self.closing.code.load(Ordering::Acquire)),
+                Got::Other(item) => item,
+            };
+            match next {
                 None => return End::Lost(connection_lost()),
-                Some(Ok(Message::Binary(b))) => Vec::from(b),
-                Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
                 Some(Ok(Message::Close(frame))) => return End::Peer(peer_closed(frame)),
                 Some(Ok(Message::Ping(data))) => {
                     control += data.len() + 2;
@@ -306,11 +329,9 @@ impl Reader {
                     }
                     continue;
                 }
-                Some(Ok(_)) => continue, // pongs, raw frames
+                // Pongs and raw frames (messages come as `Got::Queued`).
+                Some(Ok(_)) => continue,
                 Some(Err(e)) => return self.violation(e),
-            };
-            if !self.inbox.push(msg).await {
-                return End::Local(self.closing.code.load(Ordering::Acquire));
             }
         }
     }
@@ -360,15 +381,12 @@ async fn pongs_leave(sink: &SharedSink) -> bool {
     matches!(tokio::time::timeout(LINGER, flush).await, Ok(Ok(())))
 }
 
-/// The next frame, or `None` when the peer was silent for `keepalive` (zero: no limit).
-async fn next_within(
-    source: &mut WsSource,
-    keepalive: Duration,
-) -> Option<Option<Result<Message, WsError>>> {
+/// The next item, or `None` when the peer was silent for `keepalive` (zero: no limit).
+async fn next_within(half: &ReadHalf, keepalive: Duration) -> Option<Got> {
     if keepalive.is_zero() {
-        return Some(source.next().await);
+        return Some(half.next().await);
     }
-    tokio::time::timeout(keepalive, source.next()).await.ok()
+    tokio::time::timeout(keepalive, half.next()).await.ok()
 }
 
 fn is_plain_loss(p: &tokio_tungstenite::tungstenite::error::ProtocolError) -> bool {

@@ -8,8 +8,10 @@ mod client;
 mod conn;
 mod errors;
 mod policy;
+mod reading;
 mod server;
 mod stream;
+mod tcp;
 mod tls;
 mod url;
 

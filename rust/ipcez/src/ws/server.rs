@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 
 use super::policy::{Chosen, Policy};
 use super::stream::{WsStream, config};
+use super::tcp::TcpFd;
 use crate::budget::ReadBudget;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -125,11 +126,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Replay<S> {
 
 /// Answers one incoming connection: a real HTTP error unless it asks for a WebSocket
 /// upgrade that `policy` allows, otherwise the upgraded WebSocket. `stream` is read
-/// through `budget`.
+/// through `budget`; `peer` names who is at the other end and its TCP socket.
 pub(crate) async fn upgrade<S>(
     mut stream: S,
     policy: &Policy,
-    peer: String,
+    (peer, fd): (String, TcpFd),
     budget: Arc<ReadBudget>,
 ) -> io::Result<WsStream>
 where
@@ -152,5 +153,5 @@ where
         .await
         .map_err(io::Error::other)?;
     let subprotocol = chosen.lock().unwrap_or_else(|p| p.into_inner()).take();
-    Ok(WsStream::new(ws, subprotocol, budget, peer))
+    Ok(WsStream::new(ws, subprotocol, budget, peer, fd))
 }

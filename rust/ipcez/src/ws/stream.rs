@@ -10,6 +10,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::tcp::TcpFd;
 use crate::budget::ReadBudget;
 use crate::error::WsError;
 use crate::frame::MAX_MESSAGE_LEN;
@@ -30,6 +31,8 @@ pub(crate) struct WsStream {
     pub(crate) budget: Arc<ReadBudget>,
     /// Who is at the other end, for log lines (`ip:port`).
     pub(crate) peer: String,
+    /// The TCP socket underneath, for a thread that reads it directly.
+    pub(crate) fd: TcpFd,
 }
 
 impl WsStream {
@@ -40,6 +43,7 @@ impl WsStream {
         subprotocol: Option<String>,
         budget: Arc<ReadBudget>,
         peer: String,
+        fd: TcpFd,
     ) -> Self
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -51,6 +55,7 @@ impl WsStream {
             subprotocol,
             budget,
             peer,
+            fd,
         }
     }
 }

@@ -1,0 +1,328 @@
+//! The receiving half of a WebSocket, read by two kinds of thread in turn, like a local
+//! connection (see `local::reader`):
+//! - the connection's reader task on the runtime, which queues messages in the inbox and
+//!   deals with everything else (pings, the peer's Close frame, errors, keepalive);
+//! - on Unix, a thread blocked in `recv_blocking` (a Python thread, say), which waits on the
+//!   TCP descriptor with poll(2) and drives the WebSocket stream itself, so a message needs
+//!   no hop from the runtime's I/O thread. It takes messages only: anything else it hands
+//!   over to the task.
+//!
+//! Whoever holds `state` reads. The task queues messages while it holds it, and a direct
+//! reader returns one only when the inbox is empty, so messages keep the order of the wire.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
+use futures_util::task::AtomicWaker;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::stream::WsSource;
+use super::tcp::TcpFd;
+use crate::error::WsError;
+use crate::inbox::Inbox;
+
+/// What the stream gave: a frame, an error, or its end (`None`).
+pub(crate) type Item = Option<Result<Message, WsError>>;
+
+/// What the reader task got next.
+pub(crate) enum Got {
+    /// A message, queued in the inbox.
+    Queued,
+    /// A message, but the inbox has ended (the user closed the connection).
+    Unwanted,
+    /// Anything but a message: a control frame, an error, or the end.
+    Other(Item),
+}
+
+struct SourceState {
+    /// `None` once the task took it for the closing handshake.
+    source: Option<WsSource>,
+    /// What a direct reader took but did not return (anything but a message, or the
+    /// message after the one it returned): the next reader deals with it first.
+    handed_over: Option<Item>,
+}
+
+pub(crate) struct ReadHalf {
+    state: Mutex<SourceState>,
+    /// The reader task, woken when a direct reader lets go of `state`.
+    task: AtomicWaker,
+    /// A direct reader heard from the peer since the task last looked (for keepalive).
+    heard: AtomicBool,
+    inbox: Arc<Inbox>,
+    #[cfg_attr(not(unix), allow(dead_code))]
+    fd: TcpFd,
+}
+
+impl ReadHalf {
+    pub(crate) fn new(source: WsSource, inbox: Arc<Inbox>, fd: TcpFd) -> Self {
+        ReadHalf {
+            state: Mutex::new(SourceState {
+                source: Some(source),
+                handed_over: None,
+            }),
+            task: AtomicWaker::new(),
+            heard: AtomicBool::new(false),
+            inbox,
+            fd,
+        }
+    }
+
+    fn try_lock(&self) -> Option<MutexGuard<'_, SourceState>> {
+        match self.state.try_lock() {
+            Ok(g) => Some(g),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// The reader task's next item; a message is queued before the stream is let go.
+    /// Call only while the inbox has room.
+    pub(crate) async fn next(&self) -> Got {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Got> {
+        // Registered first: a direct reader that lets go after the `try_lock` wakes us.
+        self.task.register(cx.waker());
+        let Some(mut st) = self.try_lock() else {
+            return Poll::Pending;
+        };
+        let item = match st.handed_over.take() {
+            Some(item) => item,
+            None => match st.source.as_mut() {
+                Some(source) => std::task::ready!(source.poll_next_unpin(cx)),
+                None => None,
+            },
+        };
+        Poll::Ready(match item {
+            Some(Ok(m)) if is_message(&m) => {
+                if self.inbox.push_now(into_vec(m)) {
+                    Got::Queued
+                } else {
+                    Got::Unwanted
+                }
+            }
+            other => Got::Other(other),
+        })
+    }
+
+    /// True (once) when a direct reader heard from the peer since the last call.
+    pub(crate) fn heard(&self) -> bool {
+        self.heard.swap(false, Ordering::AcqRel)
+    }
+
+    /// Takes the stream for the closing handshake; direct readers stop reading it.
+    pub(crate) async fn take_source(&self) -> Option<WsSource> {
+        std::future::poll_fn(|cx| {
+            self.task.register(cx.waker());
+            match self.try_lock() {
+                Some(mut st) => Poll::Ready(st.source.take()),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+fn is_message(m: &Message) -> bool {
+    matches!(m, Message::Binary(_) | Message::Text(_))
+}
+
+fn into_vec(m: Message) -> Vec<u8> {
+    match m {
+        Message::Text(t) => t.as_bytes().to_vec(),
+        other => Vec::from(other.into_data()),
+    }
+}
+
+#[cfg(unix)]
+mod direct {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::error::SocketError;
+    use crate::runtime::deadline_after;
+
+    /// How a turn as the direct reader ended.
+    enum Turn {
+        Message(Vec<u8>),
+        /// The time is up.
+        TimedOut,
+        /// The inbox has something (or ended), or the task has work: look there.
+        Yield,
+    }
+
+    /// How long to wait on the inbox before trying again to become the reader.
+    const RETRY: Duration = Duration::from_millis(5);
+
+    /// How often in a row the socket may be readable while the stream reads nothing (its
+    /// other half holds it for a send, say) before the task takes over.
+    const STALLS: u32 = 3;
+
+    impl ReadHalf {
+        /// A blocking take: read the stream on this thread while nobody else does,
+        /// otherwise wait for the inbox. `None` waits without limit.
+        pub(crate) fn recv_blocking(
+            &self,
+            timeout: Option<Duration>,
+        ) -> Result<Option<Vec<u8>>, SocketError> {
+            let deadline = timeout.map(deadline_after);
+            let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // Readable while a message waits or the stream has ended.
+            let inbox_fd = self.inbox.fileno()?;
+            loop {
+                if let Some(next) = self.inbox.try_take() {
+                    return next.map(Some);
+                }
+                let turn = match self.try_lock() {
+                    Some(mut st) => self.read_turn(&mut st, inbox_fd, &left)?,
+                    None => Turn::Yield,
+                };
+                match turn {
+                    Turn::Message(m) => return Ok(Some(m)),
+                    Turn::TimedOut => return Ok(None),
+                    Turn::Yield => {
+                        let wait = left().map_or(RETRY, |l| l.min(RETRY));
+                        if let Some(m) = self.inbox.pop_blocking(Some(wait))? {
+                            return Ok(Some(m));
+                        }
+                        if left().is_some_and(|l| l.is_zero()) {
+                            return Ok(None);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// One turn as the reader. The stream is polled with the task's waker, so that when
+        /// this thread stops reading, the task is the one woken for what comes next; the
+        /// task is woken at once only when it has work.
+        fn read_turn(
+            &self,
+            st: &mut SourceState,
+            inbox_fd: std::os::fd::RawFd,
+            left: &dyn Fn() -> Option<Duration>,
+        ) -> std::io::Result<Turn> {
+            // Messages are only queued under this lock: an empty inbox now means none is
+            // older than what this thread reads.
+            if !self.inbox.is_empty() {
+                return Ok(Turn::Yield);
+            }
+            match st.handed_over.take() {
+                // Read ahead by an earlier turn: the oldest message there is.
+                Some(Some(Ok(m))) if is_message(&m) => return Ok(Turn::Message(into_vec(m))),
+                Some(item) => {
+                    st.handed_over = Some(item);
+                    self.task.wake();
+                    return Ok(Turn::Yield);
+                }
+                None => {}
+            }
+            let Some(source) = st.source.as_mut() else {
+                return Ok(Turn::Yield);
+            };
+            let task = self.task.take();
+            if let Some(w) = &task {
+                self.task.register(w);
+            }
+            let waker = task.unwrap_or_else(futures_util::task::noop_waker);
+            let mut cx = Context::from_waker(&waker);
+            let mut stalls = 0;
+            let mut found = None;
+            loop {
+                match source.poll_next_unpin(&mut cx) {
+                    Poll::Ready(Some(Ok(Message::Pong(_) | Message::Frame(_)))) => {
+                        self.heard.store(true, Ordering::Release);
+                        stalls = 0;
+                        continue;
+                    }
+                    Poll::Ready(item) if found.is_none() => {
+                        if item.is_some() {
+                            self.heard.store(true, Ordering::Release);
+                        }
+                        match item {
+                            Some(Ok(m)) if is_message(&m) => {
+                                // Polled once more, so that the task is registered for
+                                // what comes next (or that is read ahead).
+                                found = Some(into_vec(m));
+                                continue;
+                            }
+                            other => {
+                                st.handed_over = Some(other);
+                                self.task.wake();
+                                return Ok(Turn::Yield);
+                            }
+                        }
+                    }
+                    Poll::Ready(item) => {
+                        st.handed_over = Some(item);
+                        self.task.wake();
+                        return Ok(found.map_or(Turn::Yield, Turn::Message));
+                    }
+                    Poll::Pending if found.is_some() => {
+                        return Ok(found.map_or(Turn::Yield, Turn::Message));
+                    }
+                    Poll::Pending => {}
+                }
+                let wait = left().unwrap_or(Duration::from_secs(3600));
+                if wait.is_zero() {
+                    return Ok(Turn::TimedOut);
+                }
+                match wait_readable(self.fd.0, inbox_fd, wait) {
+                    Ok(Ready::Inbox) => return Ok(Turn::Yield),
+                    Ok(Ready::Socket) => {
+                        stalls += 1;
+                        if stalls > STALLS {
+                            self.task.wake();
+                            return Ok(Turn::Yield);
+                        }
+                    }
+                    Ok(Ready::Neither) => {}
+                    Err(e) => {
+                        self.task.wake();
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    enum Ready {
+        Socket,
+        Inbox,
+        Neither,
+    }
+
+    /// Waits up to `timeout` for `socket` (data, or its end) or `inbox` to be readable.
+    fn wait_readable(
+        socket: std::os::fd::RawFd,
+        inbox: std::os::fd::RawFd,
+        timeout: Duration,
+    ) -> std::io::Result<Ready> {
+        let mut fds = [socket, inbox].map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: two valid pollfds; both descriptors are open while the caller holds the
+        // stream (the socket) and the inbox.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::Interrupted => Ok(Ready::Neither),
+                _ => Err(e),
+            };
+        }
+        Ok(if fds[1].revents != 0 {
+            Ready::Inbox
+        } else if fds[0].revents != 0 {
+            Ready::Socket
+        } else {
+            Ready::Neither
+        })
+    }
+}
