@@ -45,7 +45,8 @@ async def _serve_ipcez(endpoint: str) -> None:
                 await sock.send(m)
 
     raise_nofile(1 << 20)
-    async with ipcez.aio.serve(echo, endpoint) as server:
+    # Above the 10,000-connection row (the default cap is 1,024).
+    async with ipcez.aio.serve(echo, endpoint, max_connections=20_000) as server:
         ready(server.address)
         await server.serve_forever()
 

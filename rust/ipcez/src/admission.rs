@@ -3,7 +3,7 @@
 //! process runs out of file descriptors instead of spinning on the error.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub(crate) struct Gate {
     open: AtomicUsize,
     max: usize,
+    /// A wait at the cap ended without a place coming back, and none has since: the cap
+    /// is full of live connections, so newcomers are refused at once instead of each
+    /// holding the accept loop for `ADMIT_WAIT`.
+    saturated: AtomicBool,
     /// Refusals since the last log line about them, and when that was.
     refused: AtomicU64,
     logged: Mutex<Option<Instant>>,
@@ -53,6 +57,7 @@ impl Gate {
         Arc::new(Gate {
             open: AtomicUsize::new(0),
             max: max.max(1),
+            saturated: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             logged: Mutex::new(None),
             endpoint: endpoint.to_string(),
@@ -103,16 +108,21 @@ impl Gate {
     /// (their tasks run on this runtime) up to `ADMIT_WAIT` to hand theirs back. The accept
     /// loop waits meanwhile, so new peers wait in the kernel's backlog instead of being
     /// turned away: under a connect/close flood the dead connections' places come back
-    /// within a few polls, and a good client is let in.
+    /// within a few polls, and a good client is let in. Once such a wait found no place,
+    /// the next ones are refused at once until a place comes back.
     pub(crate) async fn admit_soon(self: &Arc<Self>, peer: &str) -> Option<Permit> {
         let deadline = tokio::time::Instant::now() + ADMIT_WAIT;
-        while tokio::time::Instant::now() < deadline {
+        while !self.saturated.load(Ordering::Acquire) && tokio::time::Instant::now() < deadline {
             if let Some(permit) = self.try_admit() {
                 return Some(permit);
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.admit(peer)
+        let admitted = self.admit(peer);
+        if admitted.is_none() {
+            self.saturated.store(true, Ordering::Release);
+        }
+        admitted
     }
 
     /// Connections open now.
@@ -125,6 +135,7 @@ impl Gate {
 impl Drop for Permit {
     fn drop(&mut self) {
         self.gate.open.fetch_sub(1, Ordering::AcqRel);
+        self.gate.saturated.store(false, Ordering::Release);
     }
 }
 
@@ -200,6 +211,42 @@ mod tests {
         assert_eq!(gate.open(), 2);
         drop(a);
         assert!(gate.admit("d").is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_a_full_cap_only_the_first_newcomer_waits_until_a_place_comes_back() {
+        let gate = Gate::new(1, "test", || {});
+        let live = gate.admit("live").unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(gate.admit_soon("first").await.is_none());
+        assert_eq!(
+            started.elapsed(),
+            ADMIT_WAIT,
+            "the first one waits for a place"
+        );
+        let started = tokio::time::Instant::now();
+        for _ in 0..100 {
+            assert!(gate.admit_soon("next").await.is_none());
+        }
+        assert!(
+            started.elapsed() < ADMIT_WAIT,
+            "the rest are refused at once"
+        );
+        // A place came back: the next newcomer gets it, and a wait is worth it again.
+        drop(live);
+        let again = gate.admit_soon("again").await.unwrap();
+        let started = tokio::time::Instant::now();
+        let freed = {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ADMIT_WAIT / 2).await;
+                drop(again);
+                gate
+            })
+        };
+        assert!(gate.admit_soon("waits").await.is_some());
+        assert!(started.elapsed() < ADMIT_WAIT);
+        freed.await.unwrap();
     }
 
     #[test]
