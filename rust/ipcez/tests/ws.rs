@@ -306,3 +306,25 @@ async fn a_blocked_recv_and_the_reader_task_keep_the_order() {
     })
     .await
 }
+
+/// The Close frame goes out at once even though a thread was reading the stream when the
+/// socket was closed (the reader task takes the stream back from it to say goodbye).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_during_a_blocked_recv_still_says_goodbye() {
+    within(30, async {
+        let (_listener, client, server) = pair(&ws("ws://127.0.0.1:0/goodbye")).await;
+        let blocked = {
+            let client = client.clone();
+            on_thread(move || client.recv_blocking(None))
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        client.close();
+        assert!(blocked.await.is_err());
+        let e = tokio::time::timeout(std::time::Duration::from_secs(3), server.recv())
+            .await
+            .expect("the peer must get the Close frame at once, not after a keepalive")
+            .unwrap_err();
+        assert!(e.to_string().contains("1000"), "{e}");
+    })
+    .await
+}

@@ -10,7 +10,7 @@
 //! Whoever holds `state` reads. The task queues messages while it holds it, and a direct
 //! reader returns one only when the inbox is empty, so messages keep the order of the wire.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::task::{Context, Poll};
 
@@ -46,8 +46,11 @@ struct SourceState {
 
 pub(crate) struct ReadHalf {
     state: Mutex<SourceState>,
-    /// The reader task, woken when a direct reader lets go of `state`.
+    /// The reader task's waker: a direct reader polls the stream with it, and wakes it
+    /// when the task has work or waits for `state`.
     task: AtomicWaker,
+    /// The task found `state` taken and waits for it to be let go.
+    task_waits: AtomicBool,
     /// A direct reader heard from the peer since the task last looked (for keepalive).
     heard: AtomicBool,
     inbox: Arc<Inbox>,
@@ -63,9 +66,31 @@ impl ReadHalf {
                 handed_over: None,
             }),
             task: AtomicWaker::new(),
+            task_waits: AtomicBool::new(false),
             heard: AtomicBool::new(false),
             inbox,
             fd,
+        }
+    }
+
+    /// `state` for the task (registered to be woken when a direct reader lets go of it).
+    fn lock_for_task(&self, cx: &Context<'_>) -> Option<MutexGuard<'_, SourceState>> {
+        self.task.register(cx.waker());
+        self.task_waits.store(true, Ordering::Relaxed);
+        // Pairs with the fence in `let_go`: either the direct reader sees `task_waits`, or
+        // this `try_lock` sees its unlock.
+        fence(Ordering::SeqCst);
+        let st = self.try_lock()?;
+        self.task_waits.store(false, Ordering::Relaxed);
+        Some(st)
+    }
+
+    /// After a direct reader let go of `state`: wakes the task if it waits for it.
+    #[cfg(unix)]
+    fn let_go(&self) {
+        fence(Ordering::SeqCst);
+        if self.task_waits.swap(false, Ordering::Relaxed) {
+            self.task.wake();
         }
     }
 
@@ -84,9 +109,7 @@ impl ReadHalf {
     }
 
     fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Got> {
-        // Registered first: a direct reader that lets go after the `try_lock` wakes us.
-        self.task.register(cx.waker());
-        let Some(mut st) = self.try_lock() else {
+        let Some(mut st) = self.lock_for_task(cx) else {
             return Poll::Pending;
         };
         let item = match st.handed_over.take() {
@@ -115,12 +138,9 @@ impl ReadHalf {
 
     /// Takes the stream for the closing handshake; direct readers stop reading it.
     pub(crate) async fn take_source(&self) -> Option<WsSource> {
-        std::future::poll_fn(|cx| {
-            self.task.register(cx.waker());
-            match self.try_lock() {
-                Some(mut st) => Poll::Ready(st.source.take()),
-                None => Poll::Pending,
-            }
+        std::future::poll_fn(|cx| match self.lock_for_task(cx) {
+            Some(mut st) => Poll::Ready(st.source.take()),
+            None => Poll::Pending,
         })
         .await
     }
@@ -177,7 +197,12 @@ mod direct {
                     return next.map(Some);
                 }
                 let turn = match self.try_lock() {
-                    Some(mut st) => self.read_turn(&mut st, inbox_fd, &left)?,
+                    Some(mut st) => {
+                        let turn = self.read_turn(&mut st, inbox_fd, &left);
+                        drop(st);
+                        self.let_go();
+                        turn?
+                    }
                     None => Turn::Yield,
                 };
                 match turn {
@@ -198,7 +223,8 @@ mod direct {
 
         /// One turn as the reader. The stream is polled with the task's waker, so that when
         /// this thread stops reading, the task is the one woken for what comes next; the
-        /// task is woken at once only when it has work.
+        /// task is woken at once only when it has work (or, see `let_go`, waits for the
+        /// stream).
         fn read_turn(
             &self,
             st: &mut SourceState,
