@@ -127,6 +127,38 @@ def test_ipcez_client_close_ends_the_websocket_promptly() -> None:
         srv.close()
 
 
+def test_a_thread_waiting_in_recv_answers_the_peers_pings() -> None:
+    # The waiting thread reads the socket itself; a websockets server that pings every
+    # 50 ms and gives up after 300 ms without a pong must still find ipcez alive, and a
+    # message after that wait must arrive.
+    go = threading.Event()
+    codes: "queue.Queue[Any]" = queue.Queue()
+
+    def handler(ws: Any) -> None:
+        go.wait(10)
+        ws.send(b"after the pings")
+        try:
+            for _ in ws:
+                pass
+        finally:
+            codes.put(ws.close_code)
+
+    server = ws_serve(handler, "127.0.0.1", 0, compression=None, ping_interval=0.05, ping_timeout=0.3)
+    port = server.socket.getsockname()[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with ipcez.connect(f"ws://127.0.0.1:{port}/") as s:
+            with pytest.raises(TimeoutError):
+                s.recv(timeout=1.5)  # about 30 pings pass meanwhile
+            go.set()
+            assert s.recv(timeout=5) == b"after the pings"
+        assert codes.get(timeout=5) == 1000, "the server saw the connection end normally"
+    finally:
+        closer = threading.Thread(target=server.shutdown, daemon=True)
+        closer.start()
+        closer.join(3)
+
+
 def test_too_large_send_over_ws(echo_server: WsServer) -> None:
     with ipcez.connect(echo_server.url) as s:
         with pytest.raises(ipcez.MessageTooLarge):

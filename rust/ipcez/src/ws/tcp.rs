@@ -41,13 +41,17 @@ impl DirectTcp {
     /// One read(2) straight from the descriptor into `buf`; `WouldBlock` when empty.
     #[cfg(unix)]
     fn read_now(&self, buf: &mut ReadBuf<'_>) -> io::Result<()> {
-        let unfilled = buf.initialize_unfilled();
+        // SAFETY: only written to by read(2) below, never de-initialized.
+        let unfilled = unsafe { buf.unfilled_mut() };
         // SAFETY: `unfilled` is writable memory of its length; read(2) writes at most that.
         let n = unsafe { libc::read(self.raw_fd(), unfilled.as_mut_ptr().cast(), unfilled.len()) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        buf.advance(n as usize);
+        let n = n as usize;
+        // SAFETY: read(2) initialized the first `n` bytes of the unfilled part.
+        unsafe { buf.assume_init(n) };
+        buf.advance(n);
         Ok(())
     }
 }
