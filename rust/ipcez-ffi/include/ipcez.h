@@ -275,7 +275,8 @@ const uint8_t *ipcez_message_data(const ipcez_message *msg);
 // `msg` is NULL or a live message.
 size_t ipcez_message_len(const ipcez_message *msg);
 
-// Frees a message. NULL is fine; must not be called twice.
+// Frees a message. NULL is fine; must not be called twice. (A large message's buffer is
+// kept for a later one to be received into.)
 //
 // # Safety
 // `msg` is NULL or a message not yet freed.

@@ -91,16 +91,24 @@ pub(crate) unsafe fn try_borrow<'a, H: Castable>(
     unsafe { borrow(ptr) }.ok_or_else(|| FfiError::null_parameter(what))
 }
 
+/// Takes back the value behind a handle; `None` for NULL.
+///
+/// # Safety
+/// As for [`free`].
+pub(crate) unsafe fn take<H: Castable>(ptr: *mut H) -> Option<H::Rust> {
+    // SAFETY: per the `# Safety` section, a non-NULL `ptr` is the unique owner of a
+    // `Box<H::Rust>`.
+    (!ptr.is_null()).then(|| *unsafe { Box::from_raw(ptr.cast::<H::Rust>()) })
+}
+
 /// Takes back and drops the value behind a handle; NULL is a no-op.
 ///
 /// # Safety
 /// `ptr` is NULL or came from `into_handle::<H>`, is not freed twice, and no other call
 /// uses it concurrently or afterwards.
 pub(crate) unsafe fn free<H: Castable>(ptr: *mut H) {
-    if !ptr.is_null() {
-        // SAFETY: per the `# Safety` section, this is the unique owner of a `Box<H::Rust>`.
-        drop(unsafe { Box::from_raw(ptr.cast::<H::Rust>()) });
-    }
+    // SAFETY: per the `# Safety` section.
+    drop(unsafe { take(ptr) });
 }
 
 /// Writes `value` through an out-pointer when it is not NULL.

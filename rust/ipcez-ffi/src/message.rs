@@ -1,6 +1,6 @@
 //! `ipcez_message`: an owned byte buffer (a received message, or a string ipcez returns).
 
-use crate::boundary::{Castable, borrow, call_or, free, into_handle};
+use crate::boundary::{Castable, borrow, call_or, into_handle, take};
 
 /// An owned byte buffer: a received message, or a string ipcez returns.
 #[allow(non_camel_case_types)]
@@ -37,11 +37,16 @@ pub unsafe extern "C" fn ipcez_message_len(msg: *const ipcez_message) -> usize {
     call_or(0, || unsafe { borrow(msg) }.map_or(0, |m| m.len()))
 }
 
-/// Frees a message. NULL is fine; must not be called twice.
+/// Frees a message. NULL is fine; must not be called twice. (A large message's buffer is
+/// kept for a later one to be received into.)
 ///
 /// # Safety
 /// `msg` is NULL or a message not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ipcez_message_free(msg: *mut ipcez_message) {
-    call_or((), || unsafe { free(msg) })
+    call_or((), || {
+        if let Some(data) = unsafe { take(msg) } {
+            ipcez::reuse_buffer(data);
+        }
+    })
 }

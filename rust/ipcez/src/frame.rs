@@ -79,7 +79,7 @@ impl FrameDecoder {
                 ));
             }
             self.body = Some(Body {
-                data: Vec::with_capacity(len.min(INITIAL_BODY_CAPACITY)),
+                data: crate::buffers::take(len, len.min(INITIAL_BODY_CAPACITY)),
                 len,
             });
         }

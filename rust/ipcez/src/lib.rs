@@ -25,6 +25,7 @@
 mod ack;
 mod admission;
 mod budget;
+mod buffers;
 mod conn;
 mod connect;
 mod error;
@@ -42,6 +43,7 @@ mod ws;
 
 pub use admission::DEFAULT_MAX_CONNECTIONS;
 pub use budget::PENDING_READ_BUDGET;
+pub use buffers::reuse_buffer;
 pub use error::{DetectionError, MessageTooLarge, PeerClosed, SocketError, WsError};
 pub use frame::{FrameDecoder, MAX_MESSAGE_LEN};
 pub use inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};

@@ -112,7 +112,10 @@ impl Socket {
         };
         let n = msg.len();
         match buf.get_mut(..n) {
-            Some(dst) => dst.copy_from_slice(&msg),
+            Some(dst) => {
+                dst.copy_from_slice(&msg);
+                crate::buffers::reuse_buffer(msg);
+            }
             None => self.shared.inbox.unget(msg),
         }
         Ok(Some(n))
