@@ -120,7 +120,11 @@ impl Gate {
         }
         let admitted = self.admit(peer);
         if admitted.is_none() {
-            self.saturated.store(true, Ordering::Release);
+            self.saturated.store(true, Ordering::SeqCst);
+            // A place given back just before the store above must not leave it set.
+            if self.open.load(Ordering::SeqCst) < self.max {
+                self.saturated.store(false, Ordering::SeqCst);
+            }
         }
         admitted
     }
@@ -134,8 +138,8 @@ impl Gate {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.gate.open.fetch_sub(1, Ordering::AcqRel);
-        self.gate.saturated.store(false, Ordering::Release);
+        self.gate.open.fetch_sub(1, Ordering::SeqCst);
+        self.gate.saturated.store(false, Ordering::SeqCst);
     }
 }
 

@@ -19,7 +19,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// A descriptor that is readable while signalled: an eventfd on Linux, a pipe elsewhere.
 #[derive(Debug)]
-struct EventFd {
+pub(crate) struct EventFd {
     #[cfg(unix)]
     read: OwnedFd,
     /// The pipe's write end (an eventfd's one descriptor does both).
@@ -31,7 +31,7 @@ struct EventFd {
 impl EventFd {
     /// A new, unsignalled descriptor (close-on-exec, non-blocking).
     #[cfg(target_os = "linux")]
-    fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if fd < 0 {
@@ -46,7 +46,7 @@ impl EventFd {
 
     /// A new, unsignalled descriptor (close-on-exec, non-blocking).
     #[cfg(all(unix, not(target_os = "linux")))]
-    fn new() -> io::Result<Self> {
+    pub(crate) fn new() -> io::Result<Self> {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
@@ -78,7 +78,7 @@ impl EventFd {
     }
 
     #[cfg(unix)]
-    fn fd(&self) -> RawFd {
+    pub(crate) fn fd(&self) -> RawFd {
         self.read.as_raw_fd()
     }
 
@@ -97,7 +97,7 @@ impl EventFd {
     }
 
     #[cfg(unix)]
-    fn signal(&self) {
+    pub(crate) fn signal(&self) {
         #[cfg(target_os = "linux")]
         let fd = self.read.as_raw_fd();
         #[cfg(not(target_os = "linux"))]
@@ -109,7 +109,7 @@ impl EventFd {
     }
 
     #[cfg(unix)]
-    fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: reads into a live local buffer of that size.

@@ -210,8 +210,16 @@ async fn an_idle_but_live_peer_survives_many_keepalive_periods() {
 fn on_thread<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> impl std::future::Future<Output = T> {
-    let thread = tokio::task::spawn_blocking(f);
-    async move { thread.await.unwrap() }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    async move {
+        match rx.await.expect("the thread ended") {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,6 +333,83 @@ async fn close_during_a_blocked_recv_still_says_goodbye() {
             .expect("the peer must get the Close frame at once, not after a keepalive")
             .unwrap_err();
         assert!(e.to_string().contains("1000"), "{e}");
+    })
+    .await
+}
+
+/// A thread blocked in `recv` while other threads keep sending on the same connection
+/// (the sending half holds the stream now and then): with no keepalive to wake anything,
+/// every pair of messages the peer sends must still arrive, the second one too although
+/// the socket has nothing more to say once the first was read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_recv_is_not_stalled_by_concurrent_sends() {
+    within(120, async {
+        let listener = ipcez::ListenOptions {
+            connection: keepalive(0),
+            ..Default::default()
+        }
+        .listen_on(&ws("ws://127.0.0.1:0/busy"))
+        .await
+        .unwrap();
+        let client = keepalive(0)
+            .connect_to(&ws(listener.address()))
+            .await
+            .unwrap();
+        let server = listener.accept().await.unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let senders: Vec<_> = (0..2)
+            .map(|_| {
+                let (client, done) = (client.clone(), done.clone());
+                on_thread(move || {
+                    let big = vec![7u8; 256 * 1024];
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        client.send_frame_blocking(&big).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let drain = {
+            let server = server.clone();
+            tokio::spawn(async move { while server.recv().await.is_ok() {} })
+        };
+        let rounds = 300;
+        // The server sends the next pair only once the reader has both of the last one:
+        // the socket is quiet meanwhile.
+        let (got_pair, mut pair_taken) = tokio::sync::mpsc::channel::<()>(1);
+        let reader = {
+            let client = client.clone();
+            on_thread(move || {
+                for i in 0..rounds {
+                    for part in 0..2u8 {
+                        let m = client
+                            .recv_blocking(Some(std::time::Duration::from_secs(10)))
+                            .unwrap()
+                            .unwrap_or_else(|| panic!("round {i}, message {part}: stalled"));
+                        assert_eq!(m, [(i % 256) as u8, part]);
+                    }
+                    got_pair.blocking_send(()).unwrap();
+                }
+            })
+        };
+        let pairs = {
+            let server = server.clone();
+            tokio::spawn(async move {
+                for i in 0..rounds {
+                    server.send_message(&[(i % 256) as u8, 0]).await.unwrap();
+                    server.send_message(&[(i % 256) as u8, 1]).await.unwrap();
+                    if pair_taken.recv().await.is_none() {
+                        return;
+                    }
+                }
+            })
+        };
+        reader.await;
+        done.store(true, std::sync::atomic::Ordering::Release);
+        for s in senders {
+            s.await;
+        }
+        pairs.await.unwrap();
+        drain.abort();
     })
     .await
 }

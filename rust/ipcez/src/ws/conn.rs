@@ -310,7 +310,9 @@ impl Reader {
                     continue;
                 }
             };
-            pinged = false; // anything from the peer, a pong included, proves it is there
+            // Anything from the peer, a pong included, proves it is there.
+            pinged = false;
+            self.half.heard();
             let next = match next {
                 Got::Queued => continue,
                 Got::Unwanted => return End::Local(self.closing.code.load(Ordering::Acquire)),

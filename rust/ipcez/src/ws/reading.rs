@@ -46,9 +46,10 @@ struct SourceState {
 
 pub(crate) struct ReadHalf {
     state: Mutex<SourceState>,
-    /// The reader task's waker: a direct reader polls the stream with it, and wakes it
-    /// when the task has work or waits for `state`.
-    task: AtomicWaker,
+    /// The reader task's waker. A direct reader polls the stream with a waker that wakes
+    /// whatever the task registered here (and the direct reader), and wakes it when the
+    /// task has work or waits for `state`.
+    task: Arc<AtomicWaker>,
     /// The task found `state` taken and waits for it to be let go.
     task_waits: AtomicBool,
     /// A direct reader heard from the peer since the task last looked (for keepalive).
@@ -56,6 +57,12 @@ pub(crate) struct ReadHalf {
     inbox: Arc<Inbox>,
     #[cfg_attr(not(unix), allow(dead_code))]
     fd: TcpFd,
+    /// How a direct reader waiting in poll(2) is told to look again: the stream may be
+    /// able to go on for reasons the socket does not show (its sending half let go of it,
+    /// TLS has bytes decrypted already), or the task wants the stream back to close it.
+    /// Made by the first direct read.
+    #[cfg(unix)]
+    kick: std::sync::OnceLock<direct::Kick>,
 }
 
 impl ReadHalf {
@@ -65,11 +72,13 @@ impl ReadHalf {
                 source: Some(source),
                 handed_over: None,
             }),
-            task: AtomicWaker::new(),
+            task: Arc::new(AtomicWaker::new()),
             task_waits: AtomicBool::new(false),
             heard: AtomicBool::new(false),
             inbox,
             fd,
+            #[cfg(unix)]
+            kick: std::sync::OnceLock::new(),
         }
     }
 
@@ -80,7 +89,13 @@ impl ReadHalf {
         // Pairs with the fence in `let_go`: either the direct reader sees `task_waits`, or
         // this `try_lock` sees its unlock.
         fence(Ordering::SeqCst);
-        let st = self.try_lock()?;
+        let Some(st) = self.try_lock() else {
+            #[cfg(unix)]
+            if let Some(kick) = self.kick.get() {
+                kick.fd.signal();
+            }
+            return None;
+        };
         self.task_waits.store(false, Ordering::Relaxed);
         Some(st)
     }
@@ -161,9 +176,36 @@ fn into_vec(m: Message) -> Vec<u8> {
 mod direct {
     use std::time::{Duration, Instant};
 
+    use std::task::Waker;
+
+    use futures_util::task::ArcWake;
+
     use super::*;
     use crate::error::SocketError;
+    use crate::readiness::EventFd;
     use crate::runtime::deadline_after;
+    use crate::ws::tcp::{bytes_read_directly, reading_directly};
+
+    /// A direct reader's wake-up: a descriptor it waits on, and the waker it polls the
+    /// stream with, which wakes both the task and it. (A wake-up meant for the task only
+    /// would leave it asleep while it holds the stream; one meant for it only would leave
+    /// the task asleep once it stops reading.)
+    pub(super) struct Kick {
+        pub(super) fd: Arc<EventFd>,
+        waker: Waker,
+    }
+
+    struct BothWaker {
+        task: Arc<AtomicWaker>,
+        fd: Arc<EventFd>,
+    }
+
+    impl ArcWake for BothWaker {
+        fn wake_by_ref(arc_self: &Arc<Self>) {
+            arc_self.task.wake();
+            arc_self.fd.signal();
+        }
+    }
 
     /// How a turn as the direct reader ended.
     enum Turn {
@@ -177,8 +219,8 @@ mod direct {
     /// How long to wait on the inbox before trying again to become the reader.
     const RETRY: Duration = Duration::from_millis(5);
 
-    /// How often in a row the socket may be readable while the stream reads nothing (its
-    /// other half holds it for a send, say) before the task takes over.
+    /// How often in a row the socket may be readable while the stream reads nothing from
+    /// it before the task takes over.
     const STALLS: u32 = 3;
 
     impl ReadHalf {
@@ -188,17 +230,31 @@ mod direct {
             &self,
             timeout: Option<Duration>,
         ) -> Result<Option<Vec<u8>>, SocketError> {
+            let kick = match self.kick.get() {
+                Some(kick) => kick,
+                None => match EventFd::new() {
+                    Ok(fd) => {
+                        let fd = Arc::new(fd);
+                        let both = Arc::new(BothWaker {
+                            task: self.task.clone(),
+                            fd: fd.clone(),
+                        });
+                        let waker = futures_util::task::waker(both);
+                        self.kick.get_or_init(|| Kick { fd, waker })
+                    }
+                    // Out of descriptors, say: wait for the reader task instead.
+                    Err(_) => return self.inbox.pop_blocking(timeout),
+                },
+            };
             let deadline = timeout.map(deadline_after);
             let left = || deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            // Readable while a message waits or the stream has ended.
-            let inbox_fd = self.inbox.fileno()?;
             loop {
                 if let Some(next) = self.inbox.try_take() {
                     return next.map(Some);
                 }
                 let turn = match self.try_lock() {
                     Some(mut st) => {
-                        let turn = self.read_turn(&mut st, inbox_fd, &left);
+                        let turn = reading_directly(|| self.read_turn(&mut st, kick, &left));
                         drop(st);
                         self.let_go();
                         turn?
@@ -221,19 +277,18 @@ mod direct {
             }
         }
 
-        /// One turn as the reader. The stream is polled with the task's waker, so that when
-        /// this thread stops reading, the task is the one woken for what comes next; the
-        /// task is woken at once only when it has work (or, see `let_go`, waits for the
-        /// stream).
+        /// One turn as the reader. The stream is polled with the kick's waker, so that when
+        /// this thread stops reading, the task is woken for what comes next; the task is
+        /// woken at once only when it has work (or, see `let_go`, waits for the stream).
         fn read_turn(
             &self,
             st: &mut SourceState,
-            inbox_fd: std::os::fd::RawFd,
+            kick: &Kick,
             left: &dyn Fn() -> Option<Duration>,
         ) -> std::io::Result<Turn> {
             // Messages are only queued under this lock: an empty inbox now means none is
             // older than what this thread reads.
-            if !self.inbox.is_empty() {
+            if !self.inbox.is_empty() || self.inbox.has_ended() {
                 return Ok(Turn::Yield);
             }
             match st.handed_over.take() {
@@ -249,15 +304,12 @@ mod direct {
             let Some(source) = st.source.as_mut() else {
                 return Ok(Turn::Yield);
             };
-            let task = self.task.take();
-            if let Some(w) = &task {
-                self.task.register(w);
-            }
-            let waker = task.unwrap_or_else(futures_util::task::noop_waker);
-            let mut cx = Context::from_waker(&waker);
+            let mut cx = Context::from_waker(&kick.waker);
             let mut stalls = 0;
+            let mut socket_readable = false;
             let mut found = None;
             loop {
+                let before = bytes_read_directly();
                 match source.poll_next_unpin(&mut cx) {
                     Poll::Ready(Some(Ok(Message::Pong(_) | Message::Frame(_)))) => {
                         self.heard.store(true, Ordering::Release);
@@ -270,7 +322,7 @@ mod direct {
                         }
                         match item {
                             Some(Ok(m)) if is_message(&m) => {
-                                // Polled once more, so that the task is registered for
+                                // Polled once more, so that the waker is registered for
                                 // what comes next (or that is read ahead).
                                 found = Some(into_vec(m));
                                 continue;
@@ -292,63 +344,69 @@ mod direct {
                     }
                     Poll::Pending => {}
                 }
+                // The socket said readable, yet nothing was read: something else holds the
+                // stream (its sending half, say). After a few tries the task takes over.
+                if socket_readable && bytes_read_directly() == before {
+                    stalls += 1;
+                    if stalls > STALLS {
+                        self.task.wake();
+                        return Ok(Turn::Yield);
+                    }
+                } else {
+                    stalls = 0;
+                }
                 let wait = left().unwrap_or(Duration::from_secs(3600));
                 if wait.is_zero() {
                     return Ok(Turn::TimedOut);
                 }
-                match wait_readable(self.fd.0, inbox_fd, wait) {
-                    Ok(Ready::Inbox) => return Ok(Turn::Yield),
-                    Ok(Ready::Socket) => {
-                        stalls += 1;
-                        if stalls > STALLS {
-                            self.task.wake();
-                            return Ok(Turn::Yield);
-                        }
-                    }
-                    Ok(Ready::Neither) => {}
-                    Err(e) => {
-                        self.task.wake();
-                        return Err(e);
+                let ready = wait_readable(self.fd.0, kick.fd.fd(), wait)?;
+                socket_readable = ready.socket;
+                if ready.kicked {
+                    kick.fd.drain();
+                    // The task wants the stream back to close it.
+                    if self.inbox.has_ended() {
+                        return Ok(Turn::Yield);
                     }
                 }
             }
         }
     }
 
-    enum Ready {
-        Socket,
-        Inbox,
-        Neither,
+    /// What poll(2) reported.
+    struct Ready {
+        socket: bool,
+        kicked: bool,
     }
 
-    /// Waits up to `timeout` for `socket` (data, or its end) or `inbox` to be readable.
+    /// Waits up to `timeout` for `socket` (data, or its end) or `kick` to be readable.
     fn wait_readable(
         socket: std::os::fd::RawFd,
-        inbox: std::os::fd::RawFd,
+        kick: std::os::fd::RawFd,
         timeout: Duration,
     ) -> std::io::Result<Ready> {
-        let mut fds = [socket, inbox].map(|fd| libc::pollfd {
+        let mut fds = [socket, kick].map(|fd| libc::pollfd {
             fd,
             events: libc::POLLIN,
             revents: 0,
         });
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // Rounded up: a wait of less than a millisecond must not become a busy loop.
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
         // SAFETY: two valid pollfds; both descriptors are open while the caller holds the
-        // stream (the socket) and the inbox.
+        // stream (the socket) and the `ReadHalf` (the kick).
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         if n < 0 {
             let e = std::io::Error::last_os_error();
-            return match e.kind() {
-                std::io::ErrorKind::Interrupted => Ok(Ready::Neither),
-                _ => Err(e),
-            };
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                return Ok(Ready {
+                    socket: false,
+                    kicked: false,
+                });
+            }
+            return Err(e);
         }
-        Ok(if fds[1].revents != 0 {
-            Ready::Inbox
-        } else if fds[0].revents != 0 {
-            Ready::Socket
-        } else {
-            Ready::Neither
+        Ok(Ready {
+            socket: fds[0].revents != 0,
+            kicked: fds[1].revents != 0,
         })
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! tokio reads a socket only once its I/O driver (another thread) has seen it become
 //! readable. A thread blocked in `recv` that waited with poll(2) itself must not wait for
-//! that hop too, so on Unix every read first tries the descriptor directly and asks tokio
-//! only when nothing is there (which also registers the waker). Elsewhere it is tokio's
-//! stream as it is.
+//! that hop too, so on Unix such a thread (inside [`reading_directly`]) first tries the
+//! descriptor directly and asks tokio only when nothing is there (which also registers the
+//! waker). The runtime's own reads go through tokio, and so through its cooperative
+//! budget. Elsewhere it is tokio's stream as it is.
 
 use std::io;
 use std::pin::Pin;
@@ -13,7 +14,37 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// A connected TCP stream whose reads try the descriptor first (Unix).
+#[cfg(unix)]
+thread_local! {
+    /// This thread reads directly (inside `reading_directly`).
+    static DIRECT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Bytes this thread has read directly, ever: a direct reader tells by it whether a
+    /// poll of the stream made progress.
+    static DIRECT_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` with this thread's reads of every `DirectTcp` going to the descriptor first.
+#[cfg(unix)]
+pub(crate) fn reading_directly<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            DIRECT.with(|d| d.set(false));
+        }
+    }
+    DIRECT.with(|d| d.set(true));
+    let _reset = Reset;
+    f()
+}
+
+/// How many bytes this thread has read directly so far.
+#[cfg(unix)]
+pub(crate) fn bytes_read_directly() -> u64 {
+    DIRECT_BYTES.with(std::cell::Cell::get)
+}
+
+/// A connected TCP stream whose reads, on a direct reader's thread, try the descriptor
+/// first (Unix).
 pub(crate) struct DirectTcp(TcpStream);
 
 /// Which descriptor a thread outside the runtime waits on with poll(2) (Unix; elsewhere
@@ -52,6 +83,7 @@ impl DirectTcp {
         // SAFETY: read(2) initialized the first `n` bytes of the unfilled part.
         unsafe { buf.assume_init(n) };
         buf.advance(n);
+        DIRECT_BYTES.with(|b| b.set(b.get() + n as u64));
         Ok(())
     }
 }
@@ -63,7 +95,7 @@ impl AsyncRead for DirectTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         #[cfg(unix)]
-        if buf.remaining() > 0 {
+        if buf.remaining() > 0 && DIRECT.with(std::cell::Cell::get) {
             match self.read_now(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -137,7 +137,8 @@ impl UdsStream {
             events,
             revents: 0,
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // Rounded up: a wait of less than a millisecond must not become a busy loop.
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int;
         // SAFETY: one valid pollfd.
         match unsafe { libc::poll(&mut pfd, 1, ms) } {
             n if n > 0 => Ok(true),
