@@ -164,6 +164,20 @@ def test_prefixed_variable_wins(monkeypatch: pytest.MonkeyPatch, sock_path: str)
     assert ipcez.which(sock_path).transport == "unix"
 
 
+def test_env_source_names_the_variable_the_library_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ipcez._resolve import env_source
+
+    monkeypatch.delenv("IPCEZ_TARGET", raising=False)
+    monkeypatch.delenv("target", raising=False)
+    assert env_source("target") is None
+    monkeypatch.setenv("target", "remote")
+    assert env_source("target") == ("target", "remote")
+    monkeypatch.setenv("IPCEZ_TARGET", "local")
+    assert env_source("target") == ("IPCEZ_TARGET", "local")
+    with pytest.raises(ipcez.IoError, match="unknown setting"):
+        env_source("colour")
+
+
 def test_prefixed_variable_wins_even_when_invalid(monkeypatch: pytest.MonkeyPatch, sock_path: str) -> None:
     monkeypatch.setenv("IPCEZ_OS", "beos")
     with pytest.raises(ipcez.DetectionError) as info:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import ipcez
 
 from ._cli_common import EXIT_OK, TRANSPORT_NAMES, error_text, out, resolve_endpoint
+from ._resolve import env_source
 
 WHICH_EPILOG = """\
 examples:
@@ -22,9 +23,8 @@ Nothing is connected to: this only answers which transport and address
 ipcez.connect() would use, and which environment variables decided it.
 """
 
-#: The variables behind a local endpoint's transport: (preferred, bare name).  The library
-#: does not report which one it read, so this mirrors its documented precedence to
-#: explain the answer; the answer itself always comes from ``ipcez.which``.
+#: The variables behind a local endpoint's transport, shown side by side: (preferred, bare
+#: name). Which one decides is the library's answer (``env_source``).
 ENV_VARS = (("IPCEZ_TARGET", "target"), ("IPCEZ_OS", "os"))
 
 
@@ -33,8 +33,8 @@ def _env_decision() -> List[Dict[str, Any]]:
     rows = []
     for preferred, bare in ENV_VARS:
         values = {name: os.environ.get(name) for name in (preferred, bare)}
-        used = next((name for name in (preferred, bare) if values[name] is not None), None)
-        rows.append({"setting": bare, "variables": values, "used": used})
+        source = env_source(bare)
+        rows.append({"setting": bare, "variables": values, "used": source[0] if source else None})
     return rows
 
 

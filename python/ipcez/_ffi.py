@@ -112,6 +112,10 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [bytes_in, c_size_t, POINTER(message_p), POINTER(message_p), POINTER(error_p)],
         ipcez_result,
     ),
+    "ipcez_env_source": (
+        [bytes_in, c_size_t, POINTER(message_p), POINTER(message_p), POINTER(error_p)],
+        ipcez_result,
+    ),
     # sockets
     "ipcez_connect": (
         [bytes_in, c_size_t, c_uint32, POINTER(socket_p), POINTER(error_p)],

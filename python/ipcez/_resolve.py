@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 from dataclasses import dataclass
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 from . import _abi, _errors, _ffi
 from ._ffi import lib
@@ -72,3 +72,19 @@ def ack_names(endpoint: Endpoint) -> Tuple[str, str]:
     if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return _ffi.take_text(ready), _ffi.take_text(acked)
+
+
+def env_source(setting: str) -> Optional[Tuple[str, str]]:
+    """Internal interface (for ``ipcez which``): the environment variable the library reads
+    for ``setting`` (``"target"`` or ``"os"``) and its value, or None when neither it nor its
+    ``IPCEZ_`` form is set."""
+    raw = _ffi.encode_str(setting, "setting")
+    name = _ffi.message_p()
+    value = _ffi.message_p()
+    err = _ffi.error_p()
+    rc = lib.ipcez_env_source(raw, len(raw), ctypes.byref(name), ctypes.byref(value), ctypes.byref(err))
+    if rc != _abi.RESULT_OK:
+        raise _errors.fail(rc, err)
+    if not name:
+        return None
+    return _ffi.take_text(name), _ffi.take_text(value)

@@ -478,6 +478,18 @@ ipcez_result ipcez_ack_names(const uint8_t *endpoint,
                              ipcez_message **out_acked,
                              ipcez_error **out_err);
 
+// Which environment variable `ipcez_resolve` reads for `setting` (`"target"` or `"os"`):
+// its name and value as two new messages (`IPCEZ_TARGET`/`IPCEZ_OS` when set, else the bare
+// name), or NULL for both when neither is set. Another setting is an invalid-input error.
+//
+// # Safety
+// `setting` is valid for `setting_len` bytes; out-pointers are valid for writes.
+ipcez_result ipcez_env_source(const uint8_t *setting,
+                              size_t setting_len,
+                              ipcez_message **out_name,
+                              ipcez_message **out_value,
+                              ipcez_error **out_err);
+
 // Whether a failed endpoint detection also prints its guidance to stderr, once per
 // process (on by default). A binding that shows the `IPCEZ_ERROR_FIELD_GUIDANCE` detail
 // through its host's own stderr turns it off.

@@ -4,7 +4,7 @@
 use ipcez::Transport;
 
 use crate::boundary::{call, call_or, text, write_out};
-use crate::error::{ipcez_error, ipcez_result};
+use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::message::{ipcez_message, new_message};
 
 /// The transport of a resolution, socket or listener.
@@ -72,6 +72,39 @@ pub unsafe extern "C" fn ipcez_ack_names(
         unsafe {
             write_out(out_ready, new_message(ready.into_bytes()));
             write_out(out_acked, new_message(acked.into_bytes()));
+        }
+        Ok(ipcez_result::Ok)
+    })
+}
+
+/// Which environment variable `ipcez_resolve` reads for `setting` (`"target"` or `"os"`):
+/// its name and value as two new messages (`IPCEZ_TARGET`/`IPCEZ_OS` when set, else the bare
+/// name), or NULL for both when neither is set. Another setting is an invalid-input error.
+///
+/// # Safety
+/// `setting` is valid for `setting_len` bytes; out-pointers are valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_env_source(
+    setting: *const u8,
+    setting_len: usize,
+    out_name: *mut *mut ipcez_message,
+    out_value: *mut *mut ipcez_message,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let setting = unsafe { text(setting, setting_len, "setting") }?;
+        if !matches!(setting, "target" | "os") {
+            return Err(FfiError::invalid_input(format!(
+                "unknown setting {setting:?}: use \"target\" or \"os\""
+            )));
+        }
+        let (name, value) = ipcez::env_source(setting)
+            .map_or((std::ptr::null_mut(), std::ptr::null_mut()), |(n, v)| {
+                (new_message(n.into_bytes()), new_message(v.into_bytes()))
+            });
+        unsafe {
+            write_out(out_name, name);
+            write_out(out_value, value);
         }
         Ok(ipcez_result::Ok)
     })

@@ -51,8 +51,8 @@ pub use listener::Listener;
 pub use options::{ConnectOptions, DEFAULT_ACK_TIMEOUT, ListenOptions};
 pub use readiness::Poller;
 pub use resolve::{
-    Os, Resolution, Transport, ack_names, decide, detection_guidance_to_stderr, pipe_ack_names,
-    pipe_path, resolve, unix_ack_names,
+    Os, Resolution, Transport, ack_names, decide, detection_guidance_to_stderr, env_source,
+    pipe_ack_names, pipe_path, resolve, unix_ack_names,
 };
 pub use runtime::{ProcessEpoch, runtime};
 pub use socket::{SentMark, Socket};

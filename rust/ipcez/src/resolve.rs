@@ -69,10 +69,7 @@ const OS_VALUES: &str = "linux, windows";
 pub fn resolve(endpoint: &str) -> Result<Resolution, SocketError> {
     let needs_env = check_endpoint(endpoint).is_ok() && url_scheme(endpoint).is_none();
     let (target, os) = if needs_env {
-        (
-            read_var("IPCEZ_TARGET", "target"),
-            read_var("IPCEZ_OS", "os"),
-        )
+        (env_source("target"), env_source("os"))
     } else {
         (None, None)
     };
@@ -88,9 +85,16 @@ pub fn resolve(endpoint: &str) -> Result<Resolution, SocketError> {
     result
 }
 
-/// Reads `preferred` if set, else `fallback`; returns the name that was read and its value.
-fn read_var(preferred: &str, fallback: &str) -> Option<(String, String)> {
-    [preferred, fallback]
+/// The settings [`resolve`] reads for a local endpoint, each as (preferred variable, bare
+/// name): the `IPCEZ_` one wins when it is set.
+const SETTINGS: [(&str, &str); 2] = [("IPCEZ_TARGET", "target"), ("IPCEZ_OS", "os")];
+
+/// Which environment variable [`resolve`] reads for `setting` (`"target"` or `"os"`) and
+/// its value: `IPCEZ_TARGET`/`IPCEZ_OS` when set, else the bare name. `None` when neither is
+/// set, or for another setting.
+pub fn env_source(setting: &str) -> Option<(String, String)> {
+    let (preferred, bare) = SETTINGS.iter().find(|(_, bare)| *bare == setting)?;
+    [preferred, bare]
         .into_iter()
         .find_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
 }

@@ -50,6 +50,16 @@ fn environment_is_read_with_ipcez_prefix_taking_precedence() {
         "{e:?}"
     );
 
+    // Which variable decided, as `ipcez which` shows it.
+    let pair = |n: &str, v: &str| Some((n.to_string(), v.to_string()));
+    assert_eq!(ipcez::env_source("target"), pair("IPCEZ_TARGET", "nope"));
+    assert_eq!(ipcez::env_source("os"), pair("IPCEZ_OS", os));
+    set("IPCEZ_OS", None);
+    assert_eq!(ipcez::env_source("os"), pair("os", "bogus"));
+    set("os", None);
+    assert_eq!(ipcez::env_source("os"), None);
+    assert_eq!(ipcez::env_source("colour"), None);
+
     // A URL reads nothing, whatever the environment says.
     assert_eq!(
         resolve("ws://127.0.0.1:1/").unwrap().transport,
