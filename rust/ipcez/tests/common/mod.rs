@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use ipcez::{ConnectOptions, ListenOptions, Listener, Resolution, Socket, Transport};
 
-/// A fresh socket path in a fresh directory, unique per process and call.
+/// A fresh socket path in a fresh directory, unique per process and call. (The directories
+/// of test processes that have ended are removed on the first call.)
 pub fn socket_path(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_dirs_of_ended_runs);
     let dir = std::env::temp_dir().join(format!(
         "ipcez-test-{}-{}",
         std::process::id(),
@@ -19,6 +22,38 @@ pub fn socket_path(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// Removes `ipcez-test-<pid>-<n>` directories whose process is gone.
+fn remove_dirs_of_ended_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("ipcez-test-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true // not checked: nothing is removed
 }
 
 pub fn unix(path: &std::path::Path) -> Resolution {
