@@ -33,8 +33,9 @@ def _env_decision() -> List[Dict[str, Any]]:
     rows = []
     for preferred, bare in ENV_VARS:
         values = {name: os.environ.get(name) for name in (preferred, bare)}
-        source = env_source(bare)
-        rows.append({"setting": bare, "variables": values, "used": source[0] if source else None})
+        source = env_source(bare)  # the name and value the library read
+        used, value = source if source else (None, None)
+        rows.append({"setting": bare, "variables": values, "used": used, "value": value})
     return rows
 
 
@@ -58,7 +59,7 @@ def _describe_env_row(row: Dict[str, Any]) -> str:
     preferred = next(name for name in variables if name != setting)
     if used is None:
         return f"{setting} is not set (neither {preferred} nor {setting})"
-    value = variables[used]
+    value = row["value"]
     head = f"{setting}={value.strip().lower()}"
     if used == preferred:
         other = variables[setting]

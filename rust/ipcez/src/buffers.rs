@@ -26,12 +26,17 @@ struct Spare(Mutex<Vec<Vec<u8>>>);
 static SPARE: Spare = Spare(Mutex::new(Vec::new()));
 
 impl Spare {
+    /// The smallest spare buffer that holds `len` bytes without being more than twice that
+    /// (a small message does not tie up a large buffer), or a fresh one.
     fn take(&self, len: usize, fresh_capacity: usize) -> Vec<u8> {
         if len >= MIN_LEN
             && let Ok(mut spare) = self.0.try_lock()
-            && let Some(buf) = spare.pop()
+            && let Some(best) = (spare.iter().enumerate())
+                .filter(|(_, b)| (len..=len.saturating_mul(2)).contains(&b.capacity()))
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i)
         {
-            return buf;
+            return spare.swap_remove(best);
         }
         Vec::with_capacity(fresh_capacity)
     }
@@ -44,7 +49,9 @@ impl Spare {
             return;
         };
         let kept: usize = spare.iter().map(Vec::capacity).sum();
-        if spare.len() < MAX_KEPT && kept + buf.capacity() <= MAX_KEPT_BYTES {
+        // The same buffer twice (a caller that freed a message twice) would be two owners.
+        let known = spare.iter().any(|b| b.as_ptr() == buf.as_ptr());
+        if !known && spare.len() < MAX_KEPT && kept + buf.capacity() <= MAX_KEPT_BYTES {
             buf.clear();
             spare.push(buf);
         }
@@ -85,6 +92,12 @@ mod tests {
         big.extend_from_slice(b"old contents");
         let ptr = big.as_ptr();
         pool.give_back(big);
+        let small = pool.take(MIN_LEN, 0);
+        assert_ne!(
+            small.as_ptr(),
+            ptr,
+            "a message a sixteenth of its size does not take it"
+        );
         let again = pool.take(1 << 20, 0);
         assert_eq!(again.as_ptr(), ptr, "the same memory is used again");
         assert!(again.is_empty(), "and handed out empty");

@@ -29,9 +29,11 @@ const INITIAL_BODY_CAPACITY: usize = 256 * 1024;
 
 /// Incremental frame decoder: feed it bytes as they arrive, get whole messages out.
 ///
-/// It never allocates more than `INITIAL_BODY_CAPACITY` (256 KiB) ahead of the bytes received, and
-/// an announced length over [`MAX_MESSAGE_LEN`] is an `InvalidData` error before any
-/// allocation.
+/// A header alone makes it allocate at most `INITIAL_BODY_CAPACITY` (256 KiB); after that it
+/// grows with what arrives, at most 1 MiB ahead of the bytes received. A large body may
+/// instead take a spare buffer that earlier messages gave back (memory already held, see
+/// `buffers`). An announced length over [`MAX_MESSAGE_LEN`] is an `InvalidData` error
+/// before any allocation.
 #[derive(Debug, Default)]
 pub struct FrameDecoder {
     header: [u8; 4],
