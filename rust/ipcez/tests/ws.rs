@@ -228,14 +228,14 @@ async fn a_blocked_recv_keeps_an_idle_peer_through_keepalive_periods() {
         // Only the client pings; the server's pongs are all it hears, and a thread blocked
         // in `recv_blocking` is the one that reads them.
         let listener = listen(&ws("ws://127.0.0.1:0/idle-blocked")).await;
-        let client = keepalive(50)
+        let client = keepalive(100)
             .connect_to(&ws(listener.address()))
             .await
             .unwrap();
         let server = listener.accept().await.unwrap();
         let waiting = {
             let client = client.clone();
-            on_thread(move || client.recv_blocking(Some(std::time::Duration::from_millis(700))))
+            on_thread(move || client.recv_blocking(Some(std::time::Duration::from_millis(1500))))
         };
         assert_eq!(
             waiting.await.unwrap(),
