@@ -18,7 +18,8 @@ pub const DEFAULT_MAX_MESSAGES: usize = 1024;
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why the stream of messages ended. The first taker gets this reason; later ones get
-/// "connection lost", since by then the connection is simply closed.
+/// "connection lost", since by then the connection is simply closed — except that a
+/// WebSocket peer's close code and reason stay on every error, so no caller loses them.
 #[derive(Debug, Clone)]
 struct End {
     kind: io::ErrorKind,
@@ -58,6 +59,8 @@ pub(crate) struct Inbox {
     ready_async: Notify,
     /// Wakes the reader waiting for room.
     room: Notify,
+    /// Wakes those waiting for the end (all at once; never a taker's wake-up).
+    ended: Notify,
     max_messages: usize,
     max_bytes: usize,
     /// Closed by the user: nothing may be taken any more. Implies an end. The one record
@@ -72,6 +75,7 @@ impl Inbox {
             ready_sync: Condvar::new(),
             ready_async: Notify::new(),
             room: Notify::new(),
+            ended: Notify::new(),
             max_messages: max_messages.max(1),
             max_bytes: max_bytes.max(1),
             closed: AtomicBool::new(false),
@@ -162,6 +166,30 @@ impl Inbox {
         self.ready_async.notify_waiters();
         self.ready_async.notify_one();
         self.room.notify_waiters();
+        self.ended.notify_waiters();
+    }
+
+    /// The WebSocket peer's close code and reason, once its Close frame ended the stream.
+    pub(crate) fn peer_close(&self) -> Option<PeerClosed> {
+        self.lock().end.as_ref().and_then(|e| e.close.clone())
+    }
+
+    /// The error for a call on an ended connection: "connection lost", with the peer's
+    /// close code and reason when a WebSocket peer's Close frame ended it.
+    pub(crate) fn lost(&self) -> io::Error {
+        self.peer_close()
+            .map_or_else(crate::error::connection_lost, PeerClosed::into_io)
+    }
+
+    /// Waits until the stream has ended, at most `limit`.
+    pub(crate) async fn wait_end(&self, limit: Duration) {
+        let ended = self.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable(); // registered before the check: an end in between wakes it
+        if self.has_ended() {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, ended).await;
     }
 
     /// Ends the stream and drops what was queued (the user closed the socket). True the
@@ -263,13 +291,13 @@ impl Inbox {
 }
 
 fn to_error(e: &mut End) -> SocketError {
+    if let Some(close) = &e.close {
+        return SocketError::Io(io::Error::new(e.kind, close.clone()));
+    }
     if std::mem::replace(&mut e.reported, true) {
         return crate::error::connection_lost().into();
     }
-    match &e.close {
-        Some(close) => SocketError::Io(io::Error::new(e.kind, close.clone())),
-        None => SocketError::Io(io::Error::new(e.kind, e.message.clone())),
-    }
+    SocketError::Io(io::Error::new(e.kind, e.message.clone()))
 }
 
 #[cfg(test)]

@@ -215,7 +215,7 @@ impl Socket {
     fn check_send(&self, msg: &[u8]) -> Result<(), SocketError> {
         self.shared.epoch.check("socket")?;
         if self.is_closed() {
-            return Err(connection_lost().into());
+            return Err(self.shared.inbox.lost().into());
         }
         check_len(msg.len())?;
         Ok(())

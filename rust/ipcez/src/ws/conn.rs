@@ -21,7 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-use super::errors::{ws_error_to_io, ws_error_to_socket_error};
+use super::errors::{is_loss, ws_error_to_io, ws_error_to_socket_error};
 use super::reading::{Got, ReadHalf};
 use super::stream::{WsSink, WsStream};
 use crate::budget::ReadBudget;
@@ -35,6 +35,10 @@ type SharedSink = Arc<tokio::sync::Mutex<Option<WsSink>>>;
 
 /// How long closing waits for the Close frame to go out, and then for the peer's.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// How long a send that found the connection gone waits for the reader to learn why: the
+/// peer's Close frame (with its code) usually arrives just before the write fails.
+const LOSS_REASON_GRACE: Duration = Duration::from_millis(250);
 
 /// Ping payload a peer may send before ipcez makes sure the pongs are being read.
 const CONTROL_BUDGET: usize = 64 * 1024;
@@ -97,11 +101,35 @@ impl WsConn {
         .await;
         match sent {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ws_error_to_socket_error(e)),
+            Ok(Err(e)) => Err(self.send_error(e).await),
             Err(_) => Err(SocketError::Io(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the WebSocket peer did not take the message within the ack timeout",
             ))),
+        }
+    }
+
+    /// The error of a send that met `e`. When the connection is gone, it carries the peer's
+    /// close code and reason if its Close frame came (the reader is given a moment to read it).
+    async fn send_error(&self, e: WsError) -> SocketError {
+        let error = ws_error_to_socket_error(e);
+        if !is_loss(&error) {
+            return error;
+        }
+        self.inbox.wait_end(LOSS_REASON_GRACE).await;
+        self.inbox.lost().into()
+    }
+
+    /// The error of [`try_send`](Self::try_send), which cannot wait: a loss whose reason is
+    /// not known yet gives `Ok(false)`, so the waiting send finds the reason.
+    fn try_send_error(&self, e: WsError) -> Result<bool, SocketError> {
+        let error = ws_error_to_socket_error(e);
+        if !is_loss(&error) {
+            return Err(error);
+        }
+        match self.inbox.peer_close() {
+            Some(close) => Err(close.into_io().into()),
+            None => Ok(false),
         }
     }
 
@@ -130,7 +158,7 @@ impl WsConn {
             return Ok(false);
         };
         let Some(sink) = guard.as_mut() else {
-            return Err(connection_lost().into());
+            return self.try_send_error(WsError::AlreadyClosed);
         };
         // Polled once with a waker that does nothing: where it would have to wait, the
         // runtime takes over (or the caller sends the waiting way).
@@ -139,14 +167,16 @@ impl WsConn {
         let _runtime = handle.enter();
         match sink.as_mut().poll_ready(&mut cx) {
             Poll::Pending => return Ok(false),
-            Poll::Ready(r) => r.map_err(ws_error_to_socket_error)?,
+            Poll::Ready(Err(e)) => return self.try_send_error(e),
+            Poll::Ready(Ok(())) => {}
         }
         let frame = Message::Binary(Bytes::copy_from_slice(msg));
-        sink.as_mut()
-            .start_send(frame)
-            .map_err(ws_error_to_socket_error)?;
+        if let Err(e) = sink.as_mut().start_send(frame) {
+            return self.try_send_error(e);
+        }
         match sink.as_mut().poll_flush(&mut cx) {
-            Poll::Ready(r) => r.map_err(ws_error_to_socket_error)?,
+            Poll::Ready(Err(e)) => return self.try_send_error(e),
+            Poll::Ready(Ok(())) => {}
             Poll::Pending => {
                 let inbox = self.inbox.clone();
                 handle.spawn(async move {
@@ -158,6 +188,10 @@ impl WsConn {
                     })
                     .await;
                     if !matches!(flushed, Ok(Ok(()))) {
+                        if matches!(flushed, Ok(Err(_))) {
+                            // The reader may be about to learn the peer's close code.
+                            inbox.wait_end(LOSS_REASON_GRACE).await;
+                        }
                         inbox.end(&connection_lost());
                         guard.take(); // drop the sink: the TCP stream closes with the reader
                     }

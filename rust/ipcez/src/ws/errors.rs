@@ -32,8 +32,15 @@ pub(crate) fn ws_error_to_io(e: WsError) -> io::Error {
 pub(crate) fn ws_error_to_socket_error(e: WsError) -> SocketError {
     match e {
         WsError::ConnectionClosed | WsError::AlreadyClosed => connection_lost().into(),
+        // The reader took the peer's Close frame: the connection is over.
+        WsError::Protocol(ProtocolError::SendAfterClosing) => connection_lost().into(),
         WsError::Io(e) if is_disconnect(&e) => connection_lost().into(),
         WsError::Io(e) => e.into(),
         other => other.into(),
     }
+}
+
+/// True for the plain "connection lost" error (no close code attached yet).
+pub(crate) fn is_loss(e: &SocketError) -> bool {
+    matches!(e, SocketError::Io(io) if io.kind() == io::ErrorKind::ConnectionReset)
 }
