@@ -7,8 +7,9 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Longest path `bind(2)` takes (sun_path is 108 bytes with the NUL on Linux).
-const SUN_PATH_MAX: usize = 107;
+#[cfg(test)]
+use super::sockpath::SUN_PATH_MAX;
+use super::sockpath::SocketPath;
 
 /// Adds the path and a hint to an I/O error, keeping its kind (and so its errno mapping).
 pub(crate) fn with_path(e: io::Error, what: &str, path: &str) -> io::Error {
@@ -73,16 +74,7 @@ fn bind_once(
     let parent = target.parent().unwrap_or(Path::new("/"));
     let dir = PrivateDir::new(parent)?;
     let tmp = dir.path.join("s");
-    let listener = if tmp.as_os_str().len() <= SUN_PATH_MAX {
-        std::os::unix::net::UnixListener::bind(&tmp)?
-    } else {
-        // The target's own path fits but ours, a little longer, does not: reach the private
-        // directory through its descriptor instead.
-        let d = std::fs::File::open(&dir.path)?;
-        use std::os::fd::AsRawFd;
-        let via_fd = format!("/proc/self/fd/{}/s", d.as_raw_fd());
-        std::os::unix::net::UnixListener::bind(via_fd)?
-    };
+    let listener = std::os::unix::net::UnixListener::bind(SocketPath::new(&tmp)?.address())?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     let meta = std::fs::symlink_metadata(&tmp)?;
     match std::fs::hard_link(&tmp, target) {
@@ -239,15 +231,14 @@ pub(crate) fn clear_stale(absolute: &Path, shown: &str) -> io::Result<()> {
 fn probe(path: &Path) -> io::Result<()> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
+    let short = SocketPath::new(path)?;
     // SAFETY: sockaddr_un is plain data; all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the path is too long for a Unix socket",
-        ));
-    }
+    let bytes = short.address().as_os_str().as_bytes();
+    debug_assert!(
+        bytes.len() < addr.sun_path.len(),
+        "SocketPath keeps within sun_path"
+    );
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     for (dst, &b) in addr.sun_path.iter_mut().zip(bytes) {
         *dst = b as libc::c_char;

@@ -7,6 +7,7 @@ mod lock;
 #[cfg(target_os = "linux")]
 pub(crate) mod private_ack;
 pub(crate) mod sem;
+mod sockpath;
 mod stream;
 mod uds;
 

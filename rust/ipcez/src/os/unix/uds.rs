@@ -10,6 +10,7 @@ use tokio::net::{UnixListener, UnixStream};
 use super::bind::{BoundFile, bind_exclusive, clear_stale, with_path};
 use super::lock::{PathLock, lock_path};
 use super::sem::{FileId, NamedSemaphore};
+use super::sockpath::SocketPath;
 use super::stream::UdsStream;
 use crate::ack::AckPair;
 use crate::error::SocketError;
@@ -27,8 +28,9 @@ const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// up to [`BACKLOG_WAIT`].
 async fn connect_waiting(path: &str) -> io::Result<UnixStream> {
     let deadline = tokio::time::Instant::now() + BACKLOG_WAIT;
+    let address = SocketPath::new(Path::new(path))?;
     loop {
-        match UnixStream::connect(path).await {
+        match UnixStream::connect(address.address()).await {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(io::Error::new(
@@ -101,6 +103,8 @@ impl Acceptor {
 /// Binds `path` with permission bits `mode` (the stale-file rule: `docs/protocol.md`).
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
+    // A path no client could connect to is refused here, the way connect refuses it.
+    SocketPath::new(&absolute).map_err(|e| with_path(e, "cannot listen on", path))?;
     // Listeners starting on one path take turns until bound: the semaphores below are
     // replaced only after the path was found free by the one holding the lock.
     let _setup = PathLock::acquire(&lock_path(&canonical_path(&absolute)?), SETUP_WAIT)
