@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--certfile", metavar="PEM", help="certificate chain for a wss:// listener")
     p.add_argument("--keyfile", metavar="PEM", help="private key for a wss:// listener")
     p.add_argument("--max-connections", type=int, metavar="N",
-                   help="open connections at most; more are closed at once (default 1024)")
+                   help="open connections at most; more are closed at once "
+                        "(default 1024, or fewer to fit under ulimit -n)")
     p.add_argument("--origin", action="append", metavar="ORIGIN", dest="origins",
                    help="a WebSocket Origin to allow besides the listener's own (repeatable; * for any)")
     p.add_argument("--subprotocol", action="append", metavar="NAME", dest="subprotocols",

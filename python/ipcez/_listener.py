@@ -141,7 +141,7 @@ def listen(
     certfile: _PathArg = None,
     keyfile: _PathArg = None,
     ack_timeout: float = 5.0,
-    max_connections: int = _options.DEFAULT_MAX_CONNECTIONS,
+    max_connections: Optional[int] = None,
     origins: Optional[Iterable[str]] = None,
     subprotocols: Optional[Iterable[str]] = None,
 ) -> Listener:
@@ -155,7 +155,8 @@ def listen(
 
     ``ack_timeout`` (keyword-only, seconds) is the ack timeout of the accepted
     sockets.  ``max_connections`` caps the open connections, accepted plus
-    waiting for :meth:`Listener.accept` (default 1024); beyond it a new
+    waiting for :meth:`Listener.accept` (default 1024, or fewer to fit under
+    the process's file descriptor limit, as logged); beyond it a new
     connection is closed at once, and that is logged.
 
     WebSocket only: ``origins`` lists the ``Origin`` values (as browsers send

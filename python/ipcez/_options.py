@@ -11,16 +11,11 @@ from . import _abi, _errors, _ffi
 from ._ffi import lib
 
 __all__ = [
-    "DEFAULT_MAX_CONNECTIONS",
     "names",
     "check_max_connections",
     "connect_options",
     "listen_options",
 ]
-
-#: The default cap on a listener's open connections (accepted plus not yet accepted).
-DEFAULT_MAX_CONNECTIONS = 1024
-
 
 def names(value: Optional[Iterable[str]], what: str) -> List[str]:
     """A list of strings from ``value`` (None: empty); a bare ``str`` is refused, since
@@ -37,8 +32,10 @@ def names(value: Optional[Iterable[str]], what: str) -> List[str]:
     return out
 
 
-def check_max_connections(value: Any) -> int:
-    """``max_connections`` as a positive int."""
+def check_max_connections(value: Any) -> Optional[int]:
+    """``max_connections`` as a positive int, or None for the library's default."""
+    if value is None:
+        return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"max_connections must be an int >= 1, not {value!r}")
     return value
@@ -77,7 +74,7 @@ def listen_options(
     cert: Optional[bytes],
     key: Optional[bytes],
     ack_ms: int,
-    max_connections: int,
+    max_connections: Optional[int],
     origins: List[str],
     subprotocols: List[str],
 ) -> Iterator[Any]:
@@ -88,7 +85,8 @@ def listen_options(
     try:
         lib.ipcez_listen_options_set_mode(handle, mode)
         lib.ipcez_listen_options_set_ack_timeout_ms(handle, ack_ms)
-        lib.ipcez_listen_options_set_max_connections(handle, max_connections)
+        if max_connections is not None:
+            lib.ipcez_listen_options_set_max_connections(handle, max_connections)
         if cert or key:
             err = _ffi.error_p()
             rc = lib.ipcez_listen_options_set_tls(

@@ -49,7 +49,6 @@ from ._ffi import lib
 from ._listener import Listener, accept_slice
 from ._listener import listen as _listen
 from ._managed import check_open
-from ._options import DEFAULT_MAX_CONNECTIONS
 from ._resolve import Endpoint
 from ._socket import BATCH, WINDOW, Socket, check_ack_timeout, prepare_many, recv_slice, write_many
 from ._socket import connect as _connect
@@ -345,7 +344,7 @@ def listen(
     certfile: Any = None,
     keyfile: Any = None,
     ack_timeout: float = 5.0,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_connections: Optional[int] = None,
     origins: Optional[Iterable[str]] = None,
     subprotocols: Optional[Iterable[str]] = None,
 ) -> "_Opening[AsyncListener]":

@@ -317,7 +317,8 @@ ipcez_result ipcez_connect_with(const uint8_t *endpoint,
                                 ipcez_error **out_err);
 
 // New listener settings with the defaults (mode 0600, ack timeout 5 s, max_connections
-// 1024, no extra origins, no subprotocols, no TLS files).
+// 1024 or fewer to fit under the process's descriptor limit, no extra origins, no
+// subprotocols, no TLS files).
 ipcez_listen_options *ipcez_listen_options_new(void);
 
 // Sets the permission bits of a Unix socket file.

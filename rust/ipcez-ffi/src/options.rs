@@ -139,7 +139,8 @@ pub unsafe extern "C" fn ipcez_connect_with(
 }
 
 /// New listener settings with the defaults (mode 0600, ack timeout 5 s, max_connections
-/// 1024, no extra origins, no subprotocols, no TLS files).
+/// 1024 or fewer to fit under the process's descriptor limit, no extra origins, no
+/// subprotocols, no TLS files).
 #[unsafe(no_mangle)]
 pub extern "C" fn ipcez_listen_options_new() -> *mut ipcez_listen_options {
     call_or(std::ptr::null_mut(), || {

@@ -13,8 +13,63 @@ const ADMIT_WAIT: Duration = Duration::from_millis(100);
 /// How often refusals at the cap are logged, at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Default cap on a listener's open connections (accepted plus not yet accepted).
+/// Default cap on a listener's open connections (accepted plus not yet accepted), where
+/// the process's descriptor limit allows it (see [`default_max_connections`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// The process's soft limit on open file descriptors (`ulimit -n`), when it has one.
+pub(crate) fn descriptor_limit() -> Option<usize> {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit into `r`.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0
+            && r.rlim_cur != libc::RLIM_INFINITY
+        {
+            return usize::try_from(r.rlim_cur).ok();
+        }
+    }
+    None
+}
+
+/// How many connections fit under a descriptor limit of `limit`: a connection may hold
+/// two descriptors (its socket, and the one `fileno` or a blocked receive adds), and an
+/// eighth of the limit (at least 16) is left for the rest of the process.
+pub(crate) fn connections_that_fit(limit: usize) -> usize {
+    let spare = (limit / 8).max(16);
+    (limit.saturating_sub(spare) / 2).max(1)
+}
+
+/// The default cap on a listener's open connections: [`DEFAULT_MAX_CONNECTIONS`], or fewer
+/// where the process's descriptor limit would run out first (e.g. 448 under `ulimit -n
+/// 1024`, 24 under 64), so the cap, not a failing `accept`, is what turns peers away.
+pub fn default_max_connections() -> usize {
+    descriptor_limit().map_or(DEFAULT_MAX_CONNECTIONS, |limit| {
+        connections_that_fit(limit).min(DEFAULT_MAX_CONNECTIONS)
+    })
+}
+
+/// Logs a cap that does not fit under the descriptor limit, or one the limit lowered.
+pub(crate) fn log_cap(max: usize, endpoint: &str) {
+    let Some(limit) = descriptor_limit() else {
+        return;
+    };
+    let fit = connections_that_fit(limit);
+    if max > fit {
+        log::warn!(
+            "{endpoint}: max_connections={max} needs more file descriptors than `ulimit -n` \
+             ({limit}) gives; past about {fit} connections new ones are refused at once"
+        );
+    } else if max == fit && max < DEFAULT_MAX_CONNECTIONS {
+        log::info!(
+            "{endpoint}: max_connections={max}, to fit under the descriptor limit \
+             (`ulimit -n` {limit}); raise the limit or set max_connections for more"
+        );
+    }
+}
 
 /// Counts a listener's open connections against its cap.
 pub(crate) struct Gate {
@@ -168,11 +223,12 @@ impl Backoff {
         if self.failures == 0 {
             let why = if is_out_of_descriptors(error) {
                 "the process is out of file descriptors (raise `ulimit -n` or lower \
-                 max_connections)"
+                 max_connections); slow handshakes are dropped and new connections refused \
+                 at once until descriptors are free again"
             } else {
-                "accepting failed"
+                "accepting failed; retrying with a growing pause"
             };
-            log::warn!("{endpoint}: {why}: {error}; retrying with a growing pause");
+            log::warn!("{endpoint}: {why}: {error}");
         }
         self.failures += 1;
         self.next = Some((pause * 2).min(LONGEST_PAUSE));
@@ -193,7 +249,7 @@ impl Backoff {
 }
 
 /// EMFILE / ENFILE (and the Windows equivalent).
-fn is_out_of_descriptors(e: &io::Error) -> bool {
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
     #[cfg(unix)]
     if let Some(n) = e.raw_os_error() {
         return n == libc::EMFILE || n == libc::ENFILE;
@@ -251,6 +307,20 @@ mod tests {
         assert!(gate.admit_soon("waits").await.is_some());
         assert!(started.elapsed() < ADMIT_WAIT);
         freed.await.unwrap();
+    }
+
+    #[test]
+    fn the_default_cap_fits_under_the_descriptor_limit() {
+        assert_eq!(connections_that_fit(64), 24);
+        assert_eq!(connections_that_fit(1024), 448);
+        assert_eq!(connections_that_fit(20), 2);
+        assert_eq!(connections_that_fit(4), 1);
+        assert!(connections_that_fit(1 << 20) > DEFAULT_MAX_CONNECTIONS);
+        let limit = descriptor_limit().unwrap();
+        assert_eq!(
+            default_max_connections(),
+            connections_that_fit(limit).min(DEFAULT_MAX_CONNECTIONS)
+        );
     }
 
     #[test]

@@ -36,12 +36,13 @@ mod local;
 mod options;
 mod os;
 mod readiness;
+mod reserve;
 mod resolve;
 mod runtime;
 mod socket;
 mod ws;
 
-pub use admission::DEFAULT_MAX_CONNECTIONS;
+pub use admission::{DEFAULT_MAX_CONNECTIONS, default_max_connections};
 pub use budget::PENDING_READ_BUDGET;
 pub use buffers::reuse_buffer;
 pub use error::{DetectionError, MessageTooLarge, PeerClosed, SocketError, WsError};

@@ -8,11 +8,12 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::admission::{Backoff, Gate};
+use crate::admission::{Backoff, Gate, is_out_of_descriptors};
 use crate::budget::ReadBudget;
 use crate::error::{SocketError, connection_lost, invalid_input};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::readiness::{Poller, ReadyCount};
+use crate::reserve::Reserve;
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{ProcessEpoch, block_on, current_handle};
 use crate::socket::Socket;
@@ -36,6 +37,7 @@ impl ListenOptions {
                 transport.as_str()
             )));
         }
+        crate::admission::log_cap(self.max_connections, &resolution.address);
         let pending = Arc::new(Pending::default());
         let gate = Gate::new(self.max_connections, &resolution.address, {
             let pending = Arc::downgrade(&pending);
@@ -181,7 +183,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Accepts connections, starts each one's reader at once (so messages are read and acked
 /// before `accept` is called, up to a pending connection's budget) and queues it for
 /// `accept`; ends when the listener closes. A connection over the cap is closed at once;
-/// a failing accept (out of file descriptors, say) is retried after a growing pause.
+/// so is one that finds no file descriptor left (see [`make_room`]); another failing
+/// accept is retried after a growing pause.
 async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) {
     let Wrap {
         transport,
@@ -190,6 +193,7 @@ async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) 
         gate,
     } = wrap;
     let mut backoff = Backoff::new();
+    let mut reserve = Reserve::new();
     loop {
         let accepted = match &mut acceptor {
             Acceptor::Local(a) => match a.accept().await {
@@ -215,9 +219,45 @@ async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) 
                     None => tokio::task::yield_now().await,
                 }
             }
-            Err(e) => tokio::time::sleep(backoff.failed(&e, &endpoint)).await,
+            Err(e) => {
+                let pause = backoff.failed(&e, &endpoint);
+                if !is_out_of_descriptors(&e) {
+                    tokio::time::sleep(pause).await;
+                    continue;
+                }
+                match make_room(&mut acceptor, &mut reserve).await {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => tokio::time::sleep(pause).await,
+                }
+            }
         }
     }
+}
+
+/// Out of file descriptors, the newcomers in the backlog would wait there until their own
+/// timeouts. Instead a WebSocket handshake slower than the others makes way; failing that,
+/// the spare descriptor is lent to take the newcomers and close them at once, so they learn
+/// at once. Returns how long to wait before accepting again (zero: at once), or `None`
+/// when nothing could be done (no spare): then the caller backs off.
+async fn make_room(acceptor: &mut Acceptor, reserve: &mut Reserve) -> Option<Duration> {
+    use futures_util::FutureExt;
+    let refused = match acceptor {
+        Acceptor::Ws(a) => match a.make_room().await {
+            crate::ws::Room::Made => return Some(Duration::ZERO),
+            crate::ws::Room::WaitFor(wait) => return Some(wait),
+            crate::ws::Room::None => reserve.lend(|| a.refuse_waiting())?,
+        },
+        Acceptor::Local(a) => reserve.lend(|| {
+            (0..64)
+                .take_while(|_| matches!(a.accept().now_or_never(), Some(Ok(_))))
+                .count()
+        })?,
+    };
+    if refused > 0 {
+        log::debug!("out of file descriptors: {refused} new connection(s) refused at once");
+    }
+    // Nothing more waits now: the next accept waits for the next newcomer, no spinning.
+    Some(Duration::ZERO)
 }
 
 struct ListenerShared {

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(doc)]
 use crate::admission::DEFAULT_MAX_CONNECTIONS;
+use crate::admission::default_max_connections;
 use crate::inbox::{DEFAULT_MAX_BYTES, DEFAULT_MAX_MESSAGES};
 
 /// The default time a local send waits for the recipient's ack.
@@ -70,7 +72,8 @@ pub struct ListenOptions {
     /// Settings of each accepted connection.
     pub connection: ConnectOptions,
     /// Open connections at most, accepted plus not yet accepted (default
-    /// [`DEFAULT_MAX_CONNECTIONS`], 1,024); beyond it new connections are closed at once.
+    /// [`default_max_connections`]: [`DEFAULT_MAX_CONNECTIONS`], 1,024, or fewer to fit under
+    /// the process's descriptor limit); beyond it new connections are closed at once.
     pub max_connections: usize,
     /// WebSocket: `Origin` values allowed besides the listener's own (default none; `*`
     /// allows any). A request without `Origin` is always allowed; others get 403.
@@ -87,7 +90,7 @@ impl Default for ListenOptions {
             certfile: None,
             keyfile: None,
             connection: ConnectOptions::default(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections: default_max_connections(),
             origins: Vec::new(),
             subprotocols: Vec::new(),
         }

@@ -1,13 +1,17 @@
 //! The listening side: binds `host:port` and hands up upgraded WebSockets for the URL's
 //! path. Every handshake runs in a task of its own, so a slow or hostile client holds up
 //! nobody; each counts against the listener's connection cap from its first byte, and
-//! reads no more than a pending connection's budget.
+//! reads no more than a pending connection's budget. Handshakes still under way belong to
+//! the library: when a newcomer finds no place under the cap or no file descriptor, the
+//! oldest one that has taken longer than [`SHED_AFTER`] is dropped to make room (slowloris).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -29,6 +33,13 @@ const SERVER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upgraded connections not yet taken by `accept`.
 const UPGRADED_BACKLOG: usize = 16;
 
+/// A handshake older than this may be dropped to make room for a newcomer: on loopback
+/// and LANs a real client finishes in milliseconds.
+pub(crate) const SHED_AFTER: Duration = Duration::from_millis(200);
+
+/// Connections that a newcomer's refusal takes from the backlog at most per round.
+const REFUSE_BATCH: usize = 64;
+
 /// An upgraded connection with its place under the listener's cap.
 type Upgraded = (WsStream, Permit);
 
@@ -40,6 +51,37 @@ pub(crate) struct Acceptor {
     gate: Arc<Gate>,
     upgraded_tx: mpsc::Sender<Upgraded>,
     upgraded: mpsc::Receiver<Upgraded>,
+    handshakes: Arc<Handshakes>,
+}
+
+/// The handshakes under way, oldest first (by number), each with its task.
+#[derive(Default)]
+struct Handshakes {
+    next: AtomicU64,
+    running: Mutex<BTreeMap<u64, (Instant, tokio::task::JoinHandle<()>)>>,
+}
+
+/// Takes a finished (or dropped) handshake off the list.
+struct Running(Arc<Handshakes>, u64);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        lock(&self.0.running).remove(&self.1);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What making room for a newcomer came to.
+pub(crate) enum Room {
+    /// A slow handshake was dropped: its descriptor and place are free.
+    Made,
+    /// Handshakes are under way but none is slow yet: try again after this long.
+    WaitFor(Duration),
+    /// No handshake to drop.
+    None,
 }
 
 /// What a WebSocket listener is told besides its URL.
@@ -88,6 +130,7 @@ pub(crate) async fn listen(
         gate,
         upgraded_tx,
         upgraded,
+        handshakes: Arc::default(),
     };
     Ok((acceptor, address))
 }
@@ -102,9 +145,14 @@ impl Acceptor {
                 Some(upgraded) = self.upgraded.recv() => return Ok(upgraded),
                 tcp = self.tcp.accept() => {
                     let (tcp, peer) = tcp?;
-                    // Over the cap: dropped here, so closed at once (and logged by the gate);
-                    // then the connections that are closing get to finish first.
-                    match self.gate.admit(&peer.to_string()) {
+                    // At the cap a slow handshake makes way; else the newcomer is dropped
+                    // here, so closed at once (and logged by the gate), and the connections
+                    // that are closing get to finish first.
+                    let mut permit = self.gate.try_admit();
+                    if permit.is_none() && matches!(self.make_room().await, Room::Made) {
+                        permit = self.gate.try_admit();
+                    }
+                    match permit.or_else(|| self.gate.admit(&peer.to_string())) {
                         Some(permit) => self.start_handshake(tcp, peer, permit),
                         None => {
                             drop(tcp);
@@ -116,6 +164,36 @@ impl Acceptor {
         }
     }
 
+    /// Drops the oldest handshake under way if it has taken longer than [`SHED_AFTER`],
+    /// and waits until its descriptor is closed and its place given back.
+    pub(crate) async fn make_room(&self) -> Room {
+        let oldest = {
+            let mut running = lock(&self.handshakes.running);
+            let Some(entry) = running.first_entry() else {
+                return Room::None;
+            };
+            let age = entry.get().0.elapsed();
+            if age < SHED_AFTER {
+                return Room::WaitFor(SHED_AFTER - age);
+            }
+            entry.remove()
+        };
+        let (_, task) = oldest;
+        task.abort();
+        let _ = task.await; // resolves once the task, with its stream and permit, is dropped
+        log::info!("dropped a WebSocket handshake slower than {SHED_AFTER:?} to make room");
+        Room::Made
+    }
+
+    /// Takes the connections waiting in the backlog and closes them at once (for when no
+    /// descriptor is left for them): how many there were.
+    pub(crate) fn refuse_waiting(&self) -> usize {
+        use futures_util::FutureExt;
+        (0..REFUSE_BATCH)
+            .take_while(|_| matches!(self.tcp.accept().now_or_never(), Some(Ok(_))))
+            .count()
+    }
+
     fn start_handshake(&self, tcp: tokio::net::TcpStream, peer: SocketAddr, permit: Permit) {
         let _ = tcp.set_nodelay(true);
         let (tls, policy, done) = (
@@ -123,7 +201,13 @@ impl Acceptor {
             self.policy.clone(),
             self.upgraded_tx.clone(),
         );
-        tokio::spawn(async move {
+        let handshakes = self.handshakes.clone();
+        let id = handshakes.next.fetch_add(1, Ordering::Relaxed);
+        // Listed before the task can run (and take itself off the list at its end).
+        let mut running = lock(&handshakes.running);
+        let entry = Running(handshakes.clone(), id);
+        let task = tokio::spawn(async move {
+            let _entry = entry;
             let peer = peer.to_string();
             let budget = ReadBudget::pending();
             let tcp = DirectTcp::new(tcp);
@@ -150,5 +234,6 @@ impl Acceptor {
                 ),
             }
         });
+        running.insert(id, (Instant::now(), task));
     }
 }

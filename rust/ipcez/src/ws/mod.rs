@@ -15,7 +15,7 @@ mod tcp;
 mod tls;
 mod url;
 
-pub(crate) use acceptor::{Acceptor, ListenSettings, listen};
+pub(crate) use acceptor::{Acceptor, ListenSettings, Room, listen};
 pub(crate) use client::connect;
 pub(crate) use conn::WsConn;
 pub(crate) use stream::WsStream;
