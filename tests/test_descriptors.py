@@ -136,6 +136,7 @@ def test_unix_newcomer_is_refused_at_once_when_every_descriptor_is_held(
         for s in attackers:
             s.close()
         err = stop(proc)
+    print(f"unix cap={cap} {load}: refused in {refused:.3f} s, {spent:.2f} s CPU in 2 s, served in {served:.3f} s")
     assert refused < 1.0, f"refused after {refused:.2f} s ({load}); stderr: {err[-2000:]}"
     assert spent < 0.2, f"{spent:.2f} s of CPU in 2 s while saturated ({load})"
     assert served < 1.0, f"served {served:.2f} s after the attackers left ({load})"
@@ -171,6 +172,8 @@ def test_websocket_slowloris_under_a_descriptor_limit(cap: str, load: str) -> No
         for s in attackers:
             s.close()
         err = stop(proc)
+    print(f"ws cap={cap} {load}: served in {waited:.3f} s and {again:.3f} s, {spent:.2f} s CPU in 2 s, "
+          f"after: {after:.3f} s")
     assert waited < 1.0, f"a good client waited {waited:.2f} s beside {ATTACKERS} stalled handshakes ({load})"
     assert again < 1.0, f"the second good client waited {again:.2f} s ({load})"
     assert spent < 0.2, f"{spent:.2f} s of CPU in 2 s while saturated ({load})"
@@ -240,6 +243,7 @@ def test_out_of_descriptors_refuses_at_once_without_spinning_and_recovers(sock_p
     finally:
         if proc.poll() is None:
             proc.kill()
+    print(f"exhausted: refused in {refused:.3f} s, {spun:.2f} s CPU in 2 s, served in {served:.3f} s after")
     assert outcome and isinstance(outcome[0], ipcez.ConnectionLost), outcome
     assert refused < 1.0, f"refused after {refused:.2f} s"
     assert spun < 0.2, f"the accept loop used {spun:.2f} s of CPU in 2 s while out of descriptors"

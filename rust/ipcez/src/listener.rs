@@ -77,7 +77,10 @@ impl ListenOptions {
             opts: self.connection.clone(),
             gate,
         };
-        let task = tokio::spawn(accept_loop(acceptor, wrap, pending.clone()));
+        // Taken before `listen` returns, not when the loop first runs: by then the
+        // descriptors may all be gone.
+        let reserve = Reserve::new();
+        let task = tokio::spawn(accept_loop(acceptor, wrap, reserve, pending.clone()));
         Ok(Listener {
             shared: Arc::new(ListenerShared {
                 address,
@@ -185,7 +188,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `accept`; ends when the listener closes. A connection over the cap is closed at once;
 /// so is one that finds no file descriptor left (see [`make_room`]); another failing
 /// accept is retried after a growing pause.
-async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) {
+async fn accept_loop(
+    mut acceptor: Acceptor,
+    wrap: Wrap,
+    mut reserve: Reserve,
+    pending: Arc<Pending>,
+) {
     let Wrap {
         transport,
         endpoint,
@@ -193,7 +201,6 @@ async fn accept_loop(mut acceptor: Acceptor, wrap: Wrap, pending: Arc<Pending>) 
         gate,
     } = wrap;
     let mut backoff = Backoff::new();
-    let mut reserve = Reserve::new();
     loop {
         let accepted = match &mut acceptor {
             Acceptor::Local(a) => match a.accept().await {
