@@ -1,0 +1,53 @@
+// One SafeHandle per native handle kind. The runtime counts the calls in flight on each
+// (every delegate in Native.cs takes the SafeHandle, not its pointer), so ReleaseHandle,
+// the native *_free, runs only once the handle is disposed and no call uses it any more:
+// a socket disposed while another thread waits in a receive is freed after that receive
+// has returned, never under it.
+using System;
+using System.Runtime.InteropServices;
+
+namespace IpcezNet
+{
+    internal abstract class IpcezHandle : SafeHandle
+    {
+        protected IpcezHandle() : base(IntPtr.Zero, true) { }
+
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+    }
+
+    internal sealed class SocketHandle : IpcezHandle
+    {
+        protected override bool ReleaseHandle()
+        {
+            Native.SocketFree(handle);
+            return true;
+        }
+    }
+
+    internal sealed class ListenerHandle : IpcezHandle
+    {
+        protected override bool ReleaseHandle()
+        {
+            Native.ListenerFree(handle);
+            return true;
+        }
+    }
+
+    internal sealed class ConnectOptionsHandle : IpcezHandle
+    {
+        protected override bool ReleaseHandle()
+        {
+            Native.ConnectOptionsFree(handle);
+            return true;
+        }
+    }
+
+    internal sealed class ListenOptionsHandle : IpcezHandle
+    {
+        protected override bool ReleaseHandle()
+        {
+            Native.ListenOptionsFree(handle);
+            return true;
+        }
+    }
+}

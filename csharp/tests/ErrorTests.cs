@@ -1,0 +1,77 @@
+// Errors come from the library, as the matching .NET exception.
+using System;
+using System.IO;
+
+namespace IpcezNet.Tests
+{
+    static class ErrorTests
+    {
+        [Test]
+        public static void DetectionExceptionNamesTheVariable()
+        {
+            string saved = Environment.GetEnvironmentVariable("target");
+            string savedOs = Environment.GetEnvironmentVariable("os");
+            try
+            {
+                Environment.SetEnvironmentVariable("target", null);
+                Environment.SetEnvironmentVariable("IPCEZ_TARGET", null);
+                var e = Assert.Throws<DetectionException>(() => Ipcez.Connect(Helpers.TempPath()), "connect without target");
+                Assert.True(e is ArgumentException, "a DetectionException is an ArgumentException");
+                Assert.Equal("target", e.Variable, "the variable");
+                Assert.True(e.Message.Contains("target"), "the message names it: " + e.Message);
+                Environment.SetEnvironmentVariable("target", "local");
+                Environment.SetEnvironmentVariable("os", "plan9");
+                var bad = Assert.Throws<DetectionException>(() => Ipcez.Which("/tmp/x.sock"), "an invalid os");
+                Assert.Equal("os", bad.Variable, "the variable");
+                Assert.True(bad.Message.Contains("plan9"), "the message quotes the value: " + bad.Message);
+                Environment.SetEnvironmentVariable("os", "windows");
+                var pair = Assert.Throws<UnsupportedCombinationException>(() => Ipcez.Connect("pipe"), "local + windows on Linux");
+                Assert.Equal("local", pair.Target, "target");
+                Assert.Equal("windows", pair.Os, "os");
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable("target", saved);
+                Environment.SetEnvironmentVariable("os", savedOs);
+            }
+        }
+
+        [Test]
+        public static void UnreachablePathIsAnIOExceptionWithErrno()
+        {
+            string path = Path.Combine(Path.GetTempPath(), "ipcez-cs-missing-dir", "nobody.sock");
+            var e = Assert.Throws<IpcezIOException>(() => Ipcez.Connect(path), "connect to a missing path");
+            Assert.True(e is IOException, "an IpcezIOException is an IOException");
+            Assert.Equal(2, e.Errno, "errno ENOENT");
+            Assert.True(e.Message.Contains(path), "the message names the path: " + e.Message);
+            Assert.Throws<ArgumentNullException>(() => Ipcez.Connect(null), "a null endpoint");
+            var empty = Assert.Throws<IpcezIOException>(() => Ipcez.Connect(""), "an empty endpoint");
+            Assert.Equal(22, empty.Errno, "errno EINVAL");
+        }
+
+        [Test]
+        public static void RefusedConnectionHasErrno()
+        {
+            using (var l = Ipcez.Listen("ws://127.0.0.1:0/"))
+            {
+                string address = l.Address;
+                l.Dispose();
+                var e = Assert.Throws<Exception>(() => Ipcez.Connect(address), "connect to a closed port");
+                Assert.True(e is IIpcezException, "an ipcez exception: " + e.GetType().Name + ": " + e.Message);
+            }
+        }
+
+        [Test]
+        public static void WhichAndAckNames()
+        {
+            Resolution ws = Ipcez.Which("WS://example.com:9/x");
+            Assert.Equal(IpcezTransport.WebSocket, ws.Transport, "ws transport");
+            Resolution unix = Ipcez.Which("/tmp/which.sock");
+            Assert.Equal(IpcezTransport.Unix, unix.Transport, "unix transport");
+            Assert.Equal("/tmp/which.sock", unix.Address, "unix address");
+            var names = Ipcez.AckNames("/tmp/which.sock");
+            Assert.True(names.DataReady.Length > 0 && names.DataAcked.Length > 0 && names.DataReady != names.DataAcked, "two names: " + names);
+            Assert.True(Ipcez.NativeLibraryPath.Length > 0, "the library path is known");
+        }
+    }
+}
