@@ -8,6 +8,7 @@ NuGet's layout, written with :mod:`zipfile`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,6 +153,35 @@ def check_package(nupkg: Path) -> int:
         return 0
 
 
+def doc_snippets() -> List[str]:
+    """The ```csharp blocks of docs/csharp.md and csharp/README.md, each as a program: its
+    `using` lines on top, the rest as the body of Main."""
+    programs = []
+    for doc in (ROOT / "docs" / "csharp.md", HERE / "README.md"):
+        for block in re.findall(r"```csharp\n(.*?)```", doc.read_text(), re.S):
+            lines = block.splitlines()
+            head = [line for line in lines if re.match(r"using [A-Za-z.]+;$", line)]
+            body = [line for line in lines if line not in head]
+            programs.append("\n".join(head) + "\nstatic class Snippet\n{\n    static void Main()\n    {\n"
+                            + "\n".join(body) + "\n    }\n}\n")
+    return programs
+
+
+def check_doc_snippets(dll: Path, library: Path) -> int:
+    """Compiles every C# snippet of the docs; runs those that need no other process."""
+    for n, program in enumerate(doc_snippets()):
+        source = dll.with_name(f"Snippet{n}.cs")
+        source.write_text(program)
+        exe = compile_program(dll, [source], source.with_suffix(".exe"))
+        if "Ipcez.Listen" in program:
+            proc = subprocess.run(["mono", str(exe)], env=_test_env(library), capture_output=True, text=True, timeout=60)
+            if proc.returncode:
+                print(f"FAILED: the snippet {source.name} of the docs exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+                return 1
+    print("doc snippets: compiled (and the self-contained ones run)", flush=True)
+    return 0
+
+
 def test(library: Path, args: List[str]) -> int:
     """Compiles Ipcez.dll and the tests, runs them under mono against ``library``, then
     packs a test .nupkg with ``library`` and runs a program against it unpacked."""
@@ -173,6 +203,8 @@ def test(library: Path, args: List[str]) -> int:
             return 1
         if rc or args:
             return rc
+        if check_doc_snippets(dll, library):
+            return 1
         nupkg = pack(dll, {"linux-x64": library}, out / "dist")
         return check_package(nupkg)
 
