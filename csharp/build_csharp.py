@@ -182,6 +182,20 @@ def check_doc_snippets(dll: Path, library: Path) -> int:
     return 0
 
 
+def check_missing_library(one_using: Path) -> int:
+    """Runs ``one_using`` where no native library is: one message must list every place tried."""
+    env = {k: v for k, v in _test_env(Path("/nonexistent")).items() if k != "IPCEZ_LIBRARY"}
+    proc = subprocess.run(["mono", str(one_using)], env=env, capture_output=True, text=True, timeout=60)
+    here = one_using.parent
+    expected = (f"ipcez: cannot load its native library libipcez_ffi.so; looked in: {here}/libipcez_ffi.so "
+                f"(not found); {here}/runtimes/linux-x64/native/libipcez_ffi.so (not found).")
+    if proc.returncode == 0 or "DllNotFoundException" not in proc.stderr or expected not in proc.stderr:
+        print(f"FAILED: without a native library, expected a DllNotFoundException saying\n  {expected}\ngot:\n{proc.stderr}")
+        return 1
+    print("missing native library: one message lists where it looked", flush=True)
+    return 0
+
+
 def test(library: Path, args: List[str]) -> int:
     """Compiles Ipcez.dll and the tests, runs them under mono against ``library``, then
     packs a test .nupkg with ``library`` and runs a program against it unpacked."""
@@ -192,7 +206,7 @@ def test(library: Path, args: List[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="ipcez-csharp-") as tmp:
         out = Path(tmp)
         dll = compile_library(out)
-        compile_program(dll, [ONE_USING], out / "OneUsing.exe")  # one `using` is enough
+        one_using = compile_program(dll, [ONE_USING], out / "OneUsing.exe")  # one `using` is enough
         exe = compile_program(dll, TESTS, out / "IpcezTests.exe")
         cmd = ["mono", "--debug", str(exe), *args]
         print("+ " + " ".join(cmd), flush=True)
@@ -203,7 +217,7 @@ def test(library: Path, args: List[str]) -> int:
             return 1
         if rc or args:
             return rc
-        if check_doc_snippets(dll, library):
+        if check_doc_snippets(dll, library) or check_missing_library(one_using):
             return 1
         nupkg = pack(dll, {"linux-x64": library}, out / "dist")
         return check_package(nupkg)

@@ -234,35 +234,42 @@ namespace IpcezNet
         }
 
         /// <summary>One wait of at most <paramref name="timeoutMs"/>: a message, or null when
-        /// none came. Asks for the size first (a zero-capacity receive keeps the message),
-        /// then takes it into an array of exactly that size: no native message handle, no copy.</summary>
+        /// none came. A message up to 64 KiB lands in this thread's buffer and is copied out in
+        /// one call; a larger one is kept by the library (a receive into too small a buffer
+        /// takes nothing) and taken again into an array of its exact size. No native message
+        /// handle is involved.</summary>
         internal unsafe byte[] ReceiveOnce(uint timeoutMs)
         {
             CheckOpen();
+            byte[] scratch = threadBuffer ?? (threadBuffer = new byte[ThreadBufferSize]);
             try
             {
                 IntPtr err;
                 UIntPtr size;
-                uint rc = Native.SocketRecvInto(handle, IntPtr.Zero, UIntPtr.Zero, timeoutMs, out size, out err);
+                uint rc;
+                fixed (byte* p = scratch)
+                {
+                    rc = Native.SocketRecvInto(handle, (IntPtr)p, new UIntPtr((uint)scratch.Length), timeoutMs, out size, out err);
+                }
                 while (true)
                 {
                     if (rc == Native.TimedOut) return null;
                     if (rc != Native.Ok) throw Errors.Take(rc, err);
                     ulong n = size.ToUInt64();
                     if (n == 0) return Empty;
-                    var buffer = new byte[checked((int)n)];
-                    fixed (byte* p = buffer)
+                    if (n <= (ulong)scratch.Length)
+                    {
+                        var message = new byte[n];
+                        Buffer.BlockCopy(scratch, 0, message, 0, (int)n);
+                        return message;
+                    }
+                    scratch = new byte[checked((int)n)];
+                    fixed (byte* p = scratch)
                     {
                         rc = Native.SocketRecvInto(handle, (IntPtr)p, size, 0, out size, out err);
                     }
-                    if (rc == Native.Ok && size.ToUInt64() <= n)
-                    {
-                        // Another thread may have taken the message sized above and left a shorter one.
-                        if (size.ToUInt64() < n) Array.Resize(ref buffer, (int)size.ToUInt64());
-                        return buffer;
-                    }
-                    // TimedOut (another thread took it) or larger than the buffer: ask again.
-                    if (rc == Native.TimedOut) return null;
+                    if (rc == Native.Ok && size.ToUInt64() == n) return scratch;
+                    // Another thread took the large message meanwhile: the loop handles what came instead.
                 }
             }
             catch (ObjectDisposedException)
@@ -270,6 +277,9 @@ namespace IpcezNet
                 throw Errors.Closed();
             }
         }
+
+        const int ThreadBufferSize = 64 * 1024;
+        [ThreadStatic] static byte[] threadBuffer;
 
         static readonly byte[] Empty = new byte[0];
 
