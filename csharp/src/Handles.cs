@@ -13,41 +13,34 @@ namespace IpcezNet
         protected IpcezHandle() : base(IntPtr.Zero, true) { }
 
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+
+        protected override bool ReleaseHandle()
+        {
+            Free(handle);
+            return true;
+        }
+
+        /// <summary>The native *_free of this kind of handle.</summary>
+        protected abstract void Free(IntPtr pointer);
     }
 
     internal sealed class SocketHandle : IpcezHandle
     {
-        protected override bool ReleaseHandle()
-        {
-            Native.SocketFree(handle);
-            return true;
-        }
+        protected override void Free(IntPtr pointer) { Native.SocketFree(pointer); }
     }
 
     internal sealed class ListenerHandle : IpcezHandle
     {
-        protected override bool ReleaseHandle()
-        {
-            Native.ListenerFree(handle);
-            return true;
-        }
+        protected override void Free(IntPtr pointer) { Native.ListenerFree(pointer); }
     }
 
     internal sealed class ConnectOptionsHandle : IpcezHandle
     {
-        protected override bool ReleaseHandle()
-        {
-            Native.ConnectOptionsFree(handle);
-            return true;
-        }
+        protected override void Free(IntPtr pointer) { Native.ConnectOptionsFree(pointer); }
     }
 
     internal sealed class ListenOptionsHandle : IpcezHandle
     {
-        protected override bool ReleaseHandle()
-        {
-            Native.ListenOptionsFree(handle);
-            return true;
-        }
+        protected override void Free(IntPtr pointer) { Native.ListenOptionsFree(pointer); }
     }
 }

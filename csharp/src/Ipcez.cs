@@ -30,21 +30,26 @@ namespace IpcezNet
             Native.Ready();
             using (ConnectOptionsHandle opts = (options ?? new ConnectOptions()).ToNative())
             {
-                Interop.Outcome outcome = default(Interop.Outcome);
-                SocketHandle socket = null;
-                outcome = Interop.WithUtf8(endpoint, "endpoint", (p, n) =>
-                {
-                    IntPtr err;
-                    uint rc = Native.ConnectWith(p, n, opts, out socket, out err);
-                    return Interop.Pair(rc, err);
-                });
-                if (outcome.Rc != Native.Ok)
-                {
-                    if (socket != null) socket.Dispose();
-                    throw Errors.Take(outcome.Rc, outcome.Err);
-                }
-                return new IpcezSocket(socket);
+                return new IpcezSocket(Open(endpoint, (IntPtr p, UIntPtr n, out SocketHandle s, out IntPtr e) => Native.ConnectWith(p, n, opts, out s, out e)));
             }
+        }
+
+        delegate uint OpenFn<T>(IntPtr endpoint, UIntPtr length, out T handle, out IntPtr err);
+
+        /// <summary>Calls a native connect or listen with the endpoint as UTF-8; the new handle,
+        /// or the library's error as an exception.</summary>
+        static T Open<T>(string endpoint, OpenFn<T> open) where T : IpcezHandle
+        {
+            T handle = null;
+            Interop.Outcome outcome = Interop.WithUtf8(endpoint, "endpoint", (p, n) =>
+            {
+                IntPtr err;
+                uint rc = open(p, n, out handle, out err);
+                return Interop.Pair(rc, err);
+            });
+            if (outcome.Rc == Native.Ok) return handle;
+            if (handle != null) handle.Dispose();
+            throw Errors.Take(outcome.Rc, outcome.Err);
         }
 
         /// <summary>Like <see cref="Connect"/> without blocking the caller (a WebSocket
@@ -81,19 +86,7 @@ namespace IpcezNet
             Native.Ready();
             using (ListenOptionsHandle opts = (options ?? new ListenOptions()).ToNative())
             {
-                ListenerHandle listener = null;
-                Interop.Outcome outcome = Interop.WithUtf8(endpoint, "endpoint", (p, n) =>
-                {
-                    IntPtr err;
-                    uint rc = Native.ListenWith(p, n, opts, out listener, out err);
-                    return Interop.Pair(rc, err);
-                });
-                if (outcome.Rc != Native.Ok)
-                {
-                    if (listener != null) listener.Dispose();
-                    throw Errors.Take(outcome.Rc, outcome.Err);
-                }
-                return new IpcezListener(listener);
+                return new IpcezListener(Open(endpoint, (IntPtr p, UIntPtr n, out ListenerHandle l, out IntPtr e) => Native.ListenWith(p, n, opts, out l, out e)));
             }
         }
 
