@@ -1,5 +1,6 @@
 // Small helpers around native calls that take UTF-8 strings as (pointer, length).
 using System;
+using System.Diagnostics;
 
 namespace IpcezNet
 {
@@ -11,6 +12,14 @@ namespace IpcezNet
         {
             internal uint Rc;
             internal IntPtr Err;
+        }
+
+        /// <summary>Milliseconds left of <paramref name="timeout"/> on <paramref name="clock"/>, at least 0.</summary>
+        internal static uint MillisLeft(TimeSpan timeout, Stopwatch clock)
+        {
+            double left = Math.Ceiling((timeout - clock.Elapsed).TotalMilliseconds);
+            if (left <= 0) return 0;
+            return left >= uint.MaxValue - 1 ? uint.MaxValue - 1 : (uint)left;
         }
 
         internal static Outcome Pair(uint rc, IntPtr err)

@@ -15,7 +15,7 @@ namespace IpcezNet
         , IAsyncDisposable
 #endif
     {
-        const uint SliceMs = 100;
+        const uint SliceMs = Native.SliceMs;
         readonly ListenerHandle handle;
         int closed;
 
@@ -37,7 +37,7 @@ namespace IpcezNet
             Stopwatch clock = Stopwatch.StartNew();
             while (true)
             {
-                uint wait = forever ? Native.Forever : MillisLeft(timeout.Value, clock);
+                uint wait = forever ? SliceMs : Math.Min(SliceMs, Interop.MillisLeft(timeout.Value, clock));
                 IpcezSocket socket = AcceptOnce(wait);
                 if (socket != null) return socket;
                 if (!forever && clock.Elapsed >= timeout.Value)
@@ -61,13 +61,6 @@ namespace IpcezNet
                     if (socket != null) return socket;
                 }
             }, cancellationToken);
-        }
-
-        static uint MillisLeft(TimeSpan timeout, Stopwatch clock)
-        {
-            double left = Math.Ceiling((timeout - clock.Elapsed).TotalMilliseconds);
-            if (left <= 0) return 0;
-            return left >= uint.MaxValue - 1 ? uint.MaxValue - 1 : (uint)left;
         }
 
         IpcezSocket AcceptOnce(uint timeoutMs)

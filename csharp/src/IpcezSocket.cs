@@ -21,9 +21,9 @@ namespace IpcezNet
         , IAsyncDisposable
 #endif
     {
-        /// <summary>The first ack wait, inside the send call itself; then slices of SliceMs,
-        /// between which a cancellation is seen. The library keeps the ack deadline.</summary>
-        const uint FirstAckMs = 50, SliceMs = 100;
+        /// <summary>The first ack wait, inside the send call itself; then slices of
+        /// Native.SliceMs, between which a cancellation is seen. The library keeps the ack deadline.</summary>
+        const uint FirstAckMs = 50, SliceMs = Native.SliceMs;
 
         readonly SocketHandle handle;
         int closed;
@@ -167,8 +167,7 @@ namespace IpcezNet
             Stopwatch clock = Stopwatch.StartNew();
             while (true)
             {
-                // A dispose wakes the native wait, so one long wait is enough.
-                uint wait = forever ? Native.Forever : MillisLeft(timeout, clock);
+                uint wait = forever ? SliceMs : Math.Min(SliceMs, Interop.MillisLeft(timeout, clock));
                 message = ReceiveOnce(wait);
                 if (message != null) return true;
                 if (!forever && clock.Elapsed >= timeout) return false;
@@ -224,13 +223,6 @@ namespace IpcezNet
         {
             try { return Receive(); }
             catch (ConnectionLostException) { return null; }
-        }
-
-        static uint MillisLeft(TimeSpan timeout, Stopwatch clock)
-        {
-            double left = Math.Ceiling((timeout - clock.Elapsed).TotalMilliseconds);
-            if (left <= 0) return 0;
-            return left >= uint.MaxValue - 1 ? uint.MaxValue - 1 : (uint)left;
         }
 
         /// <summary>One wait of at most <paramref name="timeoutMs"/>: a message, or null when

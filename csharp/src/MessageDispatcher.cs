@@ -11,8 +11,6 @@ namespace IpcezNet
         /// <summary>How long Dispose waits for the handler's final call before leaving it behind.</summary>
         internal static readonly TimeSpan CloseGrace = TimeSpan.FromSeconds(1);
 
-        /// <summary>Longest single wait: a dispose wakes it at once.</summary>
-        const uint SliceMs = 1000;
 
         [ThreadStatic] static bool onHandlerThread;
 
@@ -39,7 +37,7 @@ namespace IpcezNet
                 byte[] message;
                 try
                 {
-                    message = socket.ReceiveOnce(SliceMs);
+                    message = socket.ReceiveOnce(Native.SliceMs);
                 }
                 catch (Exception end)
                 {

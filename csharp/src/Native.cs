@@ -11,7 +11,10 @@ namespace IpcezNet
     internal static class Native
     {
         internal const uint Ok = 0, TimedOut = 1, Failed = 2;
-        internal const uint Forever = uint.MaxValue;
+        /// <summary>The longest single native wait. A dispose wakes a waiting call at once,
+        /// but Mono does not exit while a thread is inside a native call, so no call waits
+        /// long: process exit is delayed by at most this.</summary>
+        internal const uint SliceMs = 100;
 
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate IntPtr PtrFn();
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate void FreeFn(IntPtr p);

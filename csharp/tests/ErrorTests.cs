@@ -52,12 +52,19 @@ namespace IpcezNet.Tests
         [Test]
         public static void RefusedConnectionHasErrno()
         {
-            using (var l = Ipcez.Listen("ws://127.0.0.1:0/"))
+            // A socket file nobody listens on any more.
+            string path = Helpers.TempPath();
+            using (var raw = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
+                raw.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            try
             {
-                string address = l.Address;
-                l.Dispose();
-                var e = Assert.Throws<Exception>(() => Ipcez.Connect(address), "connect to a closed port");
-                Assert.True(e is IIpcezException, "an ipcez exception: " + e.GetType().Name + ": " + e.Message);
+                var e = Assert.Throws<IpcezIOException>(() => Ipcez.Connect(path), "connect to a stale socket file");
+                Assert.Equal(111, e.Errno, "errno ECONNREFUSED");
+                Assert.True(e.Message.Contains("refused") && e.Message.Contains(path), "the message says what and where: " + e.Message);
+            }
+            finally
+            {
+                File.Delete(path);
             }
         }
 

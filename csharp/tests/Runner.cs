@@ -54,6 +54,7 @@ namespace IpcezNet.Tests
     {
         static int Main(string[] args)
         {
+            if (args.Length == 1 && args[0] == "--exit-child") return ConcurrencyTests.ExitChild();
             var tests = typeof(Runner).Assembly.GetTypes()
                 .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static))
                 .Where(m => m.GetCustomAttributes(typeof(TestAttribute), false).Length > 0)
