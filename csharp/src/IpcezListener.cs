@@ -50,7 +50,9 @@ namespace IpcezNet
         public Task<IpcezSocket> AcceptAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<IpcezSocket>(cancellationToken);
-            IpcezSocket ready = AcceptOnce(0);
+            IpcezSocket ready;
+            try { ready = AcceptOnce(0); }
+            catch (Exception e) { return Task.FromException<IpcezSocket>(e); } // failures belong to the task
             if (ready != null) return Task.FromResult(ready);
             return Task.Run(() =>
             {

@@ -181,7 +181,9 @@ namespace IpcezNet
         {
             CheckNoHandler();
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<byte[]>(cancellationToken);
-            byte[] ready = ReceiveOnce(0);
+            byte[] ready;
+            try { ready = ReceiveOnce(0); }
+            catch (Exception e) { return Task.FromException<byte[]>(e); } // failures belong to the task
             if (ready != null) return Task.FromResult(ready);
             return Task.Run(() =>
             {

@@ -69,6 +69,32 @@ namespace IpcezNet.Tests
         }
 
         [Test]
+        public static void APeerAnnouncingTooLargeAFrameIsCutOff()
+        {
+            // A hostile server written with .NET's Socket announces 4 GiB - 1: one I/O error,
+            // then the end; the 4 GiB are never allocated.
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    using (IpcezSocket sock = Ipcez.Connect(path))
+                    using (var peer = raw.Accept())
+                    {
+                        peer.Send(new byte[] { 0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3 });
+                        var e = Assert.Throws<IpcezIOException>(() => sock.Receive(TimeSpan.FromSeconds(5)), "the lying frame");
+                        Assert.True(!(e is ConnectionLostException) && e.Message.Contains("4194304"), "a protocol error naming the limit: " + e.GetType().Name + ": " + e.Message);
+                        Assert.Throws<ConnectionLostException>(() => sock.Receive(TimeSpan.FromSeconds(5)), "then the end");
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+        }
+
+        [Test]
         public static void WhichAndAckNames()
         {
             Resolution ws = Ipcez.Which("WS://example.com:9/x");

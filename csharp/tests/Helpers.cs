@@ -40,6 +40,25 @@ namespace IpcezNet.Tests
             }
         }
 
+        /// <summary>A listening .NET Socket on a Unix socket path: a peer written without ipcez.</summary>
+        public static System.Net.Sockets.Socket RawListener(string path)
+        {
+            var raw = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            raw.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
+            raw.Listen(1);
+            return raw;
+        }
+
+        /// <summary>A client creates the semaphores a listener written without ipcez did not,
+        /// and never removes them: the test does, with the socket file.</summary>
+        public static void RemoveSemaphores(string path)
+        {
+            var names = Ipcez.AckNames(path);
+            foreach (string name in new[] { names.DataReady, names.DataAcked })
+                File.Delete("/dev/shm/sem." + name.TrimStart('/'));
+            File.Delete(path);
+        }
+
         public static byte[] Pattern(int size, int seed = 1)
         {
             var data = new byte[size];

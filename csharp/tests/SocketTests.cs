@@ -165,10 +165,8 @@ namespace IpcezNet.Tests
         {
             // A peer written with .NET's own Socket that accepts and never reads: no ack comes.
             string path = Helpers.TempPath();
-            using (var raw = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
+            using (var raw = Helpers.RawListener(path))
             {
-                raw.Bind(new System.Net.Sockets.UnixDomainSocketEndPoint(path));
-                raw.Listen(1);
                 try
                 {
                     using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromMilliseconds(300) }))
@@ -182,11 +180,7 @@ namespace IpcezNet.Tests
                 }
                 finally
                 {
-                    // A client creates the semaphores a custom listener did not, and never removes them.
-                    var names = Ipcez.AckNames(path);
-                    foreach (string name in new[] { names.DataReady, names.DataAcked })
-                        System.IO.File.Delete("/dev/shm/sem." + name.TrimStart('/'));
-                    System.IO.File.Delete(path);
+                    Helpers.RemoveSemaphores(path);
                 }
             }
         }
