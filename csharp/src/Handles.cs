@@ -43,4 +43,9 @@ namespace IpcezNet
     {
         protected override void Free(IntPtr pointer) { Native.ListenOptionsFree(pointer); }
     }
+
+    internal sealed class PollerHandle : IpcezHandle
+    {
+        protected override void Free(IntPtr pointer) { Native.PollerFree(pointer); }
+    }
 }

@@ -18,10 +18,12 @@ namespace IpcezNet
         const uint SliceMs = Native.SliceMs;
         readonly ListenerHandle handle;
         int closed;
+        readonly AsyncWaiters<IpcezSocket> acceptors;
 
         internal IpcezListener(ListenerHandle handle)
         {
             this.handle = handle;
+            acceptors = new AsyncWaiters<IpcezSocket>(() => AcceptOnce(0), Watch);
             Address = Native.TakeText(Native.ListenerAddress(handle)) ?? "";
         }
 
@@ -50,6 +52,8 @@ namespace IpcezNet
         public Task<IpcezSocket> AcceptAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<IpcezSocket>(cancellationToken);
+            Reactor reactor = Reactor.Get();
+            if (reactor != null) return acceptors.Next(reactor, cancellationToken);
             IpcezSocket ready;
             try { ready = AcceptOnce(0); }
             catch (Exception e) { return Task.FromException<IpcezSocket>(e); } // failures belong to the task
@@ -63,6 +67,20 @@ namespace IpcezNet
                     if (socket != null) return socket;
                 }
             }, cancellationToken);
+        }
+
+        Exception Watch(Reactor reactor, ulong token)
+        {
+            try
+            {
+                IntPtr err;
+                uint rc = Native.ListenerWatch(handle, reactor.Poller, token, out err);
+                return rc == Native.Ok ? null : Errors.Take(rc, err);
+            }
+            catch (ObjectDisposedException)
+            {
+                return Errors.Closed();
+            }
         }
 
         IpcezSocket AcceptOnce(uint timeoutMs)
@@ -91,6 +109,7 @@ namespace IpcezNet
             try { Native.ListenerClose(handle); }
             catch (ObjectDisposedException) { }
             handle.Dispose();
+            acceptors.Close(Errors.Closed());
         }
 
         /// <summary>Same as <see cref="Dispose"/>.</summary>

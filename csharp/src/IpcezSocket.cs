@@ -29,10 +29,12 @@ namespace IpcezNet
         int closed;
         MessageDispatcher dispatcher;
         readonly object handlerGate = new object();
+        readonly AsyncWaiters<byte[]> receivers;
 
         internal IpcezSocket(SocketHandle handle)
         {
             this.handle = handle;
+            receivers = new AsyncWaiters<byte[]>(() => ReceiveOnce(0), Watch);
             Transport = (IpcezTransport)Native.SocketTransport(handle);
             Endpoint = Native.TakeText(Native.SocketEndpoint(handle)) ?? "";
             Subprotocol = Native.TakeText(Native.SocketSubprotocol(handle));
@@ -176,11 +178,14 @@ namespace IpcezNet
 
         /// <summary>The next message, without blocking the caller. A cancelled receive
         /// loses nothing: a message is either returned by this task or left for the next
-        /// receive.</summary>
+        /// receive. Pending receives hold no thread each: one thread of the library waits for
+        /// all of them (on Windows, each waits on the thread pool).</summary>
         public Task<byte[]> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             CheckNoHandler();
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<byte[]>(cancellationToken);
+            Reactor reactor = Reactor.Get();
+            if (reactor != null) return receivers.Next(reactor, cancellationToken);
             byte[] ready;
             try { ready = ReceiveOnce(0); }
             catch (Exception e) { return Task.FromException<byte[]>(e); } // failures belong to the task
@@ -194,6 +199,20 @@ namespace IpcezNet
                     if (message != null) return message; // taken: delivered even if cancelled meanwhile
                 }
             }, cancellationToken);
+        }
+
+        Exception Watch(Reactor reactor, ulong token)
+        {
+            try
+            {
+                IntPtr err;
+                uint rc = Native.SocketWatch(handle, reactor.Poller, token, out err);
+                return rc == Native.Ok ? null : Errors.Take(rc, err);
+            }
+            catch (ObjectDisposedException)
+            {
+                return Errors.Closed();
+            }
         }
 
         /// <summary>The messages until the connection ends or the socket is disposed (blocking).</summary>
@@ -320,6 +339,7 @@ namespace IpcezNet
             try { Native.SocketClose(handle); }
             catch (ObjectDisposedException) { }
             handle.Dispose();
+            receivers.Close(Errors.Closed());
             MessageDispatcher current;
             lock (handlerGate) current = dispatcher;
             if (current != null) current.Finish(MessageDispatcher.CloseGrace);

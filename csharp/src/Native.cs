@@ -44,6 +44,11 @@ namespace IpcezNet
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] [return: MarshalAs(UnmanagedType.U1)] internal delegate bool SocketBoolFn(SocketHandle s);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint SendFn(SocketHandle s, IntPtr data, UIntPtr len, uint sliceMs, out IntPtr err);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint WaitAckFn(SocketHandle s, uint sliceMs, out IntPtr err);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint PollerNewFn(out PollerHandle p, out IntPtr err);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate int PollerFilenoFn(PollerHandle p);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate UIntPtr PollerTakeFn(PollerHandle p, IntPtr tokens, UIntPtr cap);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint SocketWatchFn(SocketHandle s, PollerHandle p, ulong token, out IntPtr err);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint ListenerWatchFn(ListenerHandle l, PollerHandle p, ulong token, out IntPtr err);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint RecvIntoFn(SocketHandle s, IntPtr buf, UIntPtr cap, uint timeoutMs, out UIntPtr len, out IntPtr err);
 
         internal static readonly string LibraryPath;
@@ -86,6 +91,12 @@ namespace IpcezNet
         internal static readonly SocketVoidFn SocketClose;
         internal static readonly SocketBoolFn SocketIsClosed;
         internal static readonly FreeFn SocketFree;
+        internal static readonly PollerNewFn PollerNew;
+        internal static readonly PollerFilenoFn PollerFileno;
+        internal static readonly PollerTakeFn PollerTake;
+        internal static readonly FreeFn PollerFree;
+        internal static readonly SocketWatchFn SocketWatch;
+        internal static readonly ListenerWatchFn ListenerWatch;
 
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate IntPtr PtrFnFromMsg(IntPtr msg);
 
@@ -137,6 +148,12 @@ namespace IpcezNet
                 SocketClose = Bind<SocketVoidFn>("ipcez_socket_close");
                 SocketIsClosed = Bind<SocketBoolFn>("ipcez_socket_is_closed");
                 SocketFree = Bind<FreeFn>("ipcez_socket_free");
+                PollerNew = Bind<PollerNewFn>("ipcez_poller_new");
+                PollerFileno = Bind<PollerFilenoFn>("ipcez_poller_fileno");
+                PollerTake = Bind<PollerTakeFn>("ipcez_poller_take");
+                PollerFree = Bind<FreeFn>("ipcez_poller_free");
+                SocketWatch = Bind<SocketWatchFn>("ipcez_socket_watch");
+                ListenerWatch = Bind<ListenerWatchFn>("ipcez_listener_watch");
                 string native = Marshal.PtrToStringAnsi(Version());
                 if (native != Ipcez.Version)
                     throw new DllNotFoundException(
