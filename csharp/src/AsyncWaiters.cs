@@ -13,28 +13,34 @@ namespace IpcezNet
     {
         readonly object gate = new object();
         readonly LinkedList<TaskCompletionSource<T>> waiting = new LinkedList<TaskCompletionSource<T>>();
-        readonly Func<T> tryTake;
+        readonly Func<uint, T> take;
         readonly Func<Reactor, ulong, Exception> watch;
         Reactor reactor;
         ulong token;
 
-        /// <param name="tryTake">takes one item without waiting: the item, null, or throws the end.</param>
+        /// <param name="take">takes one item, waiting at most the given milliseconds: the item, null, or throws the end.</param>
         /// <param name="watch">makes the source report <c>token</c> to the reactor's poller; an error or null.</param>
-        internal AsyncWaiters(Func<T> tryTake, Func<Reactor, ulong, Exception> watch)
+        internal AsyncWaiters(Func<uint, T> take, Func<Reactor, ulong, Exception> watch)
         {
-            this.tryTake = tryTake;
+            this.take = take;
             this.watch = watch;
         }
 
-        /// <summary>The next item: at once when one is there, else when the source reports one.</summary>
-        internal Task<T> Next(Reactor on, CancellationToken cancellationToken)
+        T TryTake() { return take(0); }
+
+        /// <summary>The next item: at once when one is there, else when the source reports one
+        /// (on the reactor), or from a pool thread waiting in slices where there is no reactor.</summary>
+        internal Task<T> Next(CancellationToken cancellationToken)
         {
+            if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<T>(cancellationToken);
+            Reactor on = Reactor.Get();
+            if (on == null) return OnPool(cancellationToken);
             lock (gate)
             {
                 if (waiting.Count == 0)
                 {
                     T ready;
-                    try { ready = tryTake(); }
+                    try { ready = TryTake(); }
                     catch (Exception e) { return Task.FromException<T>(e); }
                     if (ready != null) return Task.FromResult(ready);
                 }
@@ -69,6 +75,23 @@ namespace IpcezNet
             }
         }
 
+        Task<T> OnPool(CancellationToken cancellationToken)
+        {
+            T ready;
+            try { ready = TryTake(); }
+            catch (Exception e) { return Task.FromException<T>(e); } // failures belong to the task
+            if (ready != null) return Task.FromResult(ready);
+            return Task.Run(() =>
+            {
+                while (true)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    T item = take(Native.SliceMs);
+                    if (item != null) return item; // taken: delivered even if cancelled meanwhile
+                }
+            }, cancellationToken);
+        }
+
         /// <summary>On the reactor thread: hands waiting items to the waiters, in order.</summary>
         void OnReady()
         {
@@ -77,7 +100,7 @@ namespace IpcezNet
                 while (waiting.Count > 0)
                 {
                     T item;
-                    try { item = tryTake(); }
+                    try { item = TryTake(); }
                     catch (Exception end)
                     {
                         FailAllLocked(end); // the source has ended: it reports nothing more

@@ -22,6 +22,24 @@ namespace IpcezNet
             return left >= uint.MaxValue - 1 ? uint.MaxValue - 1 : (uint)left;
         }
 
+        internal delegate uint Fallible(out IntPtr err);
+
+        /// <summary>Runs a call on a handle: null when it succeeded, else its error (a disposed
+        /// handle is a ConnectionLostException).</summary>
+        internal static Exception ErrorOf(Fallible call)
+        {
+            try
+            {
+                IntPtr err;
+                uint rc = call(out err);
+                return rc == Native.Ok ? null : Errors.Take(rc, err);
+            }
+            catch (ObjectDisposedException)
+            {
+                return Errors.Closed();
+            }
+        }
+
         internal static Outcome Pair(uint rc, IntPtr err)
         {
             return new Outcome { Rc = rc, Err = err };

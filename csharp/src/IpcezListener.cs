@@ -15,7 +15,6 @@ namespace IpcezNet
         , IAsyncDisposable
 #endif
     {
-        const uint SliceMs = Native.SliceMs;
         readonly ListenerHandle handle;
         int closed;
         readonly AsyncWaiters<IpcezSocket> acceptors;
@@ -23,7 +22,7 @@ namespace IpcezNet
         internal IpcezListener(ListenerHandle handle)
         {
             this.handle = handle;
-            acceptors = new AsyncWaiters<IpcezSocket>(() => AcceptOnce(0), Watch);
+            acceptors = new AsyncWaiters<IpcezSocket>(AcceptOnce, Watch);
             Address = Native.TakeText(Native.ListenerAddress(handle)) ?? "";
         }
 
@@ -39,7 +38,7 @@ namespace IpcezNet
             Stopwatch clock = Stopwatch.StartNew();
             while (true)
             {
-                uint wait = forever ? SliceMs : Math.Min(SliceMs, Interop.MillisLeft(timeout.Value, clock));
+                uint wait = forever ? Native.SliceMs : Math.Min(Native.SliceMs, Interop.MillisLeft(timeout.Value, clock));
                 IpcezSocket socket = AcceptOnce(wait);
                 if (socket != null) return socket;
                 if (!forever && clock.Elapsed >= timeout.Value)
@@ -51,36 +50,12 @@ namespace IpcezNet
         /// connection: one taken is returned, others stay for the next accept.</summary>
         public Task<IpcezSocket> AcceptAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
-            if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<IpcezSocket>(cancellationToken);
-            Reactor reactor = Reactor.Get();
-            if (reactor != null) return acceptors.Next(reactor, cancellationToken);
-            IpcezSocket ready;
-            try { ready = AcceptOnce(0); }
-            catch (Exception e) { return Task.FromException<IpcezSocket>(e); } // failures belong to the task
-            if (ready != null) return Task.FromResult(ready);
-            return Task.Run(() =>
-            {
-                while (true)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    IpcezSocket socket = AcceptOnce(SliceMs);
-                    if (socket != null) return socket;
-                }
-            }, cancellationToken);
+            return acceptors.Next(cancellationToken);
         }
 
         Exception Watch(Reactor reactor, ulong token)
         {
-            try
-            {
-                IntPtr err;
-                uint rc = Native.ListenerWatch(handle, reactor.Poller, token, out err);
-                return rc == Native.Ok ? null : Errors.Take(rc, err);
-            }
-            catch (ObjectDisposedException)
-            {
-                return Errors.Closed();
-            }
+            return Interop.ErrorOf((out IntPtr err) => Native.ListenerWatch(handle, reactor.Poller, token, out err));
         }
 
         IpcezSocket AcceptOnce(uint timeoutMs)

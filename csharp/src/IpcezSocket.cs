@@ -34,7 +34,7 @@ namespace IpcezNet
         internal IpcezSocket(SocketHandle handle)
         {
             this.handle = handle;
-            receivers = new AsyncWaiters<byte[]>(() => ReceiveOnce(0), Watch);
+            receivers = new AsyncWaiters<byte[]>(ReceiveOnce, Watch);
             Transport = (IpcezTransport)Native.SocketTransport(handle);
             Endpoint = Native.TakeText(Native.SocketEndpoint(handle)) ?? "";
             Subprotocol = Native.TakeText(Native.SocketSubprotocol(handle));
@@ -183,36 +183,12 @@ namespace IpcezNet
         public Task<byte[]> ReceiveAsync(CancellationToken cancellationToken = default(CancellationToken))
         {
             CheckNoHandler();
-            if (cancellationToken.IsCancellationRequested) return Task.FromCanceled<byte[]>(cancellationToken);
-            Reactor reactor = Reactor.Get();
-            if (reactor != null) return receivers.Next(reactor, cancellationToken);
-            byte[] ready;
-            try { ready = ReceiveOnce(0); }
-            catch (Exception e) { return Task.FromException<byte[]>(e); } // failures belong to the task
-            if (ready != null) return Task.FromResult(ready);
-            return Task.Run(() =>
-            {
-                while (true)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    byte[] message = ReceiveOnce(SliceMs);
-                    if (message != null) return message; // taken: delivered even if cancelled meanwhile
-                }
-            }, cancellationToken);
+            return receivers.Next(cancellationToken);
         }
 
         Exception Watch(Reactor reactor, ulong token)
         {
-            try
-            {
-                IntPtr err;
-                uint rc = Native.SocketWatch(handle, reactor.Poller, token, out err);
-                return rc == Native.Ok ? null : Errors.Take(rc, err);
-            }
-            catch (ObjectDisposedException)
-            {
-                return Errors.Closed();
-            }
+            return Interop.ErrorOf((out IntPtr err) => Native.SocketWatch(handle, reactor.Poller, token, out err));
         }
 
         /// <summary>The messages until the connection ends or the socket is disposed (blocking).</summary>
