@@ -7,7 +7,6 @@ using System.Diagnostics;
 using System.Threading;
 using System.Threading.Tasks;
 #if NETCOREAPP3_0_OR_GREATER
-using System.Buffers;
 using System.Runtime.CompilerServices;
 #endif
 

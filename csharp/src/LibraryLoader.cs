@@ -20,26 +20,36 @@ namespace IpcezNet
             }
         }
 
+#if NETCOREAPP3_0_OR_GREATER
         static bool IsWindows { get { return RuntimeInformation.IsOSPlatform(OSPlatform.Windows); } }
 
         static bool IsMac { get { return RuntimeInformation.IsOSPlatform(OSPlatform.OSX); } }
 
-        /// <summary>The NuGet runtime identifier of this process (linux-x64, win-x64, osx-arm64, ...).</summary>
-        internal static string RuntimeId
+        static string Architecture { get { return RuntimeInformation.ProcessArchitecture.ToString().ToLowerInvariant(); } }
+#else
+        // Without RuntimeInformation: where an assembly built against .NET Framework's mscorlib
+        // runs (Mono, .NET Framework, or .NET 8 through its compatibility facades), that type
+        // is not always reachable, so it is looked up by reflection.
+        static bool IsWindows { get { return Path.DirectorySeparatorChar == '\\'; } }
+
+        static bool IsMac { get { return !IsWindows && Directory.Exists("/System/Library/CoreServices"); } }
+
+        static string Architecture
         {
             get
             {
-                string os = IsWindows ? "win" : IsMac ? "osx" : "linux";
-                string arch;
-                switch (RuntimeInformation.ProcessArchitecture)
-                {
-                    case Architecture.Arm64: arch = "arm64"; break;
-                    case Architecture.X86: arch = "x86"; break;
-                    case Architecture.Arm: arch = "arm"; break;
-                    default: arch = "x64"; break;
-                }
-                return os + "-" + arch;
+                Type info = Type.GetType("System.Runtime.InteropServices.RuntimeInformation")
+                    ?? Type.GetType("System.Runtime.InteropServices.RuntimeInformation, System.Runtime.InteropServices.RuntimeInformation");
+                object arch = info == null ? null : info.GetProperty("ProcessArchitecture").GetValue(null, null);
+                return arch != null ? arch.ToString().ToLowerInvariant() : IntPtr.Size == 8 ? "x64" : "x86";
             }
+        }
+#endif
+
+        /// <summary>The NuGet runtime identifier of this process (linux-x64, win-x64, osx-arm64, ...).</summary>
+        internal static string RuntimeId
+        {
+            get { return (IsWindows ? "win" : IsMac ? "osx" : "linux") + "-" + Architecture; }
         }
 
         /// <summary>The files tried, in order: IPCEZ_LIBRARY alone when set; else next to
