@@ -4,6 +4,7 @@ using System;
 using System.Diagnostics;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace IpcezNet.Tests
 {
@@ -112,6 +113,44 @@ with ipcez.connect(sys.argv[1], ack_timeout=0.5) as sock:
                 {
                     if (!peer.HasExited) peer.Kill();
                 }
+            }
+        }
+
+        const string PythonSilent = @"
+import sys, time, ipcez
+with ipcez.listen(sys.argv[1]) as listener:
+    print('ready', flush=True)
+    with listener.accept(timeout=20) as peer:
+        print('accepted', flush=True)
+        time.sleep(60)
+";
+
+        [Test]
+        public static void APeerKilledMidReceiveEndsIt()
+        {
+            string path = Helpers.TempPath();
+            Process peer = Helpers.Python(PythonSilent, path);
+            try
+            {
+                Assert.Equal("ready", Helpers.ReadLine(peer), "the peer listens");
+                using (IpcezSocket sock = Ipcez.Connect(path))
+                {
+                    Assert.Equal("accepted", Helpers.ReadLine(peer), "the peer accepted");
+                    Task<byte[]> pending = sock.ReceiveAsync();
+                    Exception blocking = null;
+                    var blocked = new Thread(() => { try { sock.Receive(); } catch (Exception e) { blocking = e; } });
+                    blocked.Start();
+                    Thread.Sleep(100);
+                    Signal(peer, "KILL");
+                    var e1 = Assert.Throws<AggregateException>(() => pending.Wait(TimeSpan.FromSeconds(5)), "the pending ReceiveAsync");
+                    Assert.True(e1.InnerException is ConnectionLostException, "ConnectionLostException, got " + e1.InnerException);
+                    Assert.True(blocked.Join(TimeSpan.FromSeconds(5)) && blocking is ConnectionLostException, "the blocked Receive: " + blocking);
+                    Assert.Throws<ConnectionLostException>(() => sock.Send(new byte[1]), "a send afterwards");
+                }
+            }
+            finally
+            {
+                if (!peer.HasExited) peer.Kill();
             }
         }
 
