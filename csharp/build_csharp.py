@@ -248,3 +248,10 @@ def build_package(dist: Path, natives: Dict[str, Path], check: bool = False) -> 
     dll = compile_library(dist)
     nupkg = pack(dll, natives, dist)
     return check_package(nupkg) if check else 0
+
+
+if __name__ == "__main__":
+    # python csharp/build_csharp.py [NAME ...]: the C# tests alone (those whose names contain a
+    # NAME), against IPCEZ_LIBRARY or the debug library `cargo build -p ipcez-ffi` makes.
+    default = ROOT / "rust" / "target" / "debug" / "libipcez_ffi.so"
+    sys.exit(test(Path(os.environ.get("IPCEZ_LIBRARY") or default).resolve(), sys.argv[1:]))
