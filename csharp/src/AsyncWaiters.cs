@@ -9,8 +9,12 @@ using System.Threading.Tasks;
 
 namespace IpcezNet
 {
-    internal sealed class AsyncWaiters<T> where T : class
+    internal sealed class AsyncWaiters<T> : IReady where T : class
     {
+        /// <summary>The waiter lists with receives pending: the reactor holds sources weakly, so
+        /// these keep their socket alive until the receives complete.</summary>
+        static readonly HashSet<object> Pinned = new HashSet<object>();
+
         readonly object gate = new object();
         readonly LinkedList<TaskCompletionSource<T>> waiting = new LinkedList<TaskCompletionSource<T>>();
         readonly Func<uint, T> take;
@@ -46,7 +50,7 @@ namespace IpcezNet
                 }
                 if (reactor == null)
                 {
-                    ulong added = on.Add(OnReady);
+                    ulong added = on.Add(this);
                     Exception failed = watch(on, added);
                     if (failed != null)
                     {
@@ -58,6 +62,7 @@ namespace IpcezNet
                 }
                 var waiter = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
                 LinkedListNode<TaskCompletionSource<T>> node = waiting.AddLast(waiter);
+                if (waiting.Count == 1) Pin(true);
                 if (cancellationToken.CanBeCanceled)
                 {
                     CancellationTokenRegistration registration = cancellationToken.Register(() =>
@@ -66,6 +71,7 @@ namespace IpcezNet
                         {
                             if (node.List == null) return; // already completed
                             waiting.Remove(node);
+                            if (waiting.Count == 0) Pin(false);
                         }
                         waiter.TrySetCanceled(cancellationToken);
                     });
@@ -92,8 +98,17 @@ namespace IpcezNet
             }, cancellationToken);
         }
 
+        void Pin(bool pinned)
+        {
+            lock (Pinned)
+            {
+                if (pinned) Pinned.Add(this);
+                else Pinned.Remove(this);
+            }
+        }
+
         /// <summary>On the reactor thread: hands waiting items to the waiters, in order.</summary>
-        void OnReady()
+        public void OnReady()
         {
             lock (gate)
             {
@@ -110,6 +125,7 @@ namespace IpcezNet
                     if (item == null) return; // the source reports again when the next one comes
                     TaskCompletionSource<T> first = waiting.First.Value;
                     waiting.RemoveFirst();
+                    if (waiting.Count == 0) Pin(false);
                     first.TrySetResult(item);
                 }
             }
@@ -135,6 +151,7 @@ namespace IpcezNet
         {
             foreach (TaskCompletionSource<T> waiter in waiting) waiter.TrySetException(end);
             waiting.Clear();
+            Pin(false);
         }
     }
 }

@@ -9,6 +9,12 @@ using System.Threading;
 
 namespace IpcezNet
 {
+    /// <summary>What the reactor calls when a source reports.</summary>
+    internal interface IReady
+    {
+        void OnReady();
+    }
+
     internal sealed class Reactor
     {
         static readonly object Gate = new object();
@@ -17,7 +23,9 @@ namespace IpcezNet
 
         readonly PollerHandle poller;
         readonly int fd;
-        readonly Dictionary<ulong, Action> sources = new Dictionary<ulong, Action>();
+        /// <summary>Weak: a socket dropped without Dispose, and with no receive pending (pending ones
+        /// keep it alive, see AsyncWaiters), is still collected.</summary>
+        readonly Dictionary<ulong, WeakReference> sources = new Dictionary<ulong, WeakReference>();
         ulong lastToken;
 
         /// <summary>The process's reactor, started on first use; null where there is none.</summary>
@@ -57,14 +65,14 @@ namespace IpcezNet
 
         internal PollerHandle Poller { get { return poller; } }
 
-        /// <summary>A token for a source; <paramref name="ready"/> runs on the reactor thread each
-        /// time the source reports (it must take everything it wants without waiting).</summary>
-        internal ulong Add(Action ready)
+        /// <summary>A token for a source; <paramref name="ready"/>.OnReady runs on the reactor
+        /// thread each time the source reports (it must take what it wants without waiting).</summary>
+        internal ulong Add(IReady ready)
         {
             lock (sources)
             {
                 ulong token = ++lastToken;
-                sources[token] = ready;
+                sources[token] = new WeakReference(ready);
                 return token;
             }
         }
@@ -90,16 +98,29 @@ namespace IpcezNet
                         taken = Native.PollerTake(poller, (IntPtr)p, new UIntPtr((uint)tokens.Length)).ToUInt64();
                     }
                     if (taken == 0) break;
-                    for (ulong i = 0; i < taken; i++)
-                    {
-                        Action ready;
-                        lock (sources) sources.TryGetValue(tokens[i], out ready);
-                        if (ready == null) continue;
-                        try { ready(); }
-                        catch (Exception e) { Ipcez.ReportHandlerException(e); } // a bug here must not stop the others
-                    }
+                    for (ulong i = 0; i < taken; i++) Dispatch(tokens[i]);
                 }
             }
+        }
+
+        /// <summary>Calls the source of <paramref name="token"/>. A method of its own, so that no
+        /// slot of the waiting loop's frame keeps a source alive (Mono scans stacks conservatively).</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        void Dispatch(ulong token)
+        {
+            IReady ready = null;
+            lock (sources)
+            {
+                WeakReference entry;
+                if (sources.TryGetValue(token, out entry))
+                {
+                    ready = entry.Target as IReady;
+                    if (ready == null) sources.Remove(token); // collected
+                }
+            }
+            if (ready == null) return;
+            try { ready.OnReady(); }
+            catch (Exception e) { Ipcez.ReportHandlerException(e); } // a bug here must not stop the others
         }
 
         const short PollIn = 1;

@@ -87,5 +87,42 @@ namespace IpcezNet.Tests
                 Assert.True(Assert.Throws<AggregateException>(() => accepting.Wait(5000), "disposed").InnerException is ConnectionLostException, "accept: ConnectionLostException");
             }
         }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static WeakReference UseAndDrop(IpcezListener listener, out IpcezSocket server)
+        {
+            IpcezSocket client = Ipcez.Connect(listener.Address);
+            server = listener.Accept(TimeSpan.FromSeconds(5));
+            Task<byte[]> pending = client.ReceiveAsync(); // waits on the reactor
+            Thread.Sleep(50);
+            server.Send(new byte[] { 1 });
+            Assert.Bytes(new byte[] { 1 }, pending.Result, "received");
+            return new WeakReference(client);
+        }
+
+        [Test]
+        public static void ASocketDroppedAfterReceiveAsyncIsCollectedAndClosed()
+        {
+            using (var listener = Ipcez.Listen(Helpers.TempPath()))
+            {
+                IpcezSocket server = null;
+                WeakReference dropped = null;
+                // On a thread of its own, so that no stack slot of this one still holds the socket.
+                var user = new Thread(() => dropped = UseAndDrop(listener, out server));
+                user.Start();
+                user.Join();
+                using (server)
+                {
+                    for (int i = 0; i < 50 && dropped.IsAlive; i++)
+                    {
+                        GC.Collect();
+                        GC.WaitForPendingFinalizers();
+                        Thread.Sleep(20);
+                    }
+                    Assert.True(!dropped.IsAlive, "the dropped socket was collected");
+                    Assert.Throws<ConnectionLostException>(() => server.Receive(TimeSpan.FromSeconds(5)), "its peer saw it close");
+                }
+            }
+        }
     }
 }
