@@ -12,6 +12,7 @@ As a script::
     python build.py wheel      # the release artifacts in dist/: one py3-none-<platform> wheel
                                # (manylinux_2_17 with zig + cargo-zigbuild) and the sdist
     python build.py docs       # API docs into target/api-docs/: rust/ (cargo doc), python/ (pdoc)
+    python build.py csharp     # Ipcez.dll and Ipcez.<version>.nupkg into dist/ (Mono's mcs)
 
 As a build backend (``pyproject.toml``: ``build-backend = "build"``,
 ``backend-path = ["."]``) it re-exports ``setuptools.build_meta``; its
@@ -442,7 +443,39 @@ def _cmd_test(args: argparse.Namespace) -> int:
     env.pop("IPCEZ_LIBRARY", None)  # test what was just installed in place
     cmd = [sys.executable, "-m", "pytest", *args.pytest_args]
     _log(" ".join(cmd))
-    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    if rc:
+        return rc
+    profile = "release" if args.release else "debug"
+    return _csharp().test_from_build(_target_dir() / profile / CARGO_NAMES[_os_family(sys.platform)])
+
+
+# --------------------------------------------------------------------------
+# The C# binding (csharp/, built with Mono): its code is in csharp/build_csharp.py.
+
+
+def _csharp() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_csharp", ROOT / "csharp" / "build_csharp.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cmd_csharp(args: argparse.Namespace) -> int:
+    """Ipcez.dll and Ipcez.<version>.nupkg into dist/, with the release library of this machine
+    (linux-x64) and the cross-built Windows DLL (win-x64)."""
+    natives = {"linux-x64": cargo_build(release=True, locked=True)}
+    if not args.no_windows:
+        env, missing = _windows_toolchain()
+        if missing:
+            raise SystemExit(f"the win-x64 DLL needs {', '.join(missing)}: apt-get install {WINDOWS_PACKAGES} "
+                             "(or pass --no-windows)")
+        artifacts = _windows_cargo(env, ["build", "--release", "--locked", "-p", "ipcez-ffi"])
+        natives["win-x64"] = next(Path(f) for a in artifacts for f in a["filenames"] if f.endswith("ipcez_ffi.dll"))
+    return _csharp().build_package(Path(args.dist), natives, check=args.check)
 
 
 def _version() -> str:
@@ -852,6 +885,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         "docs/*.md are the hand-written guides"
     )
     docs.add_argument("--strict", action="store_true", help="RUSTDOCFLAGS=-D warnings (missing docs fail)")
+    csharp = sub.add_parser("csharp", help="Ipcez.dll and the .nupkg (linux-x64 and win-x64 libraries) into dist/, with Mono")
+    csharp.add_argument("--dist", default=str(ROOT / "dist"), help="output directory")
+    csharp.add_argument("--no-windows", action="store_true", help="without the cross-built win-x64 DLL")
+    csharp.add_argument("--check", action="store_true", help="then unpack the .nupkg and run a program against it")
     args, unknown = parser.parse_known_args(argv)
     if args.command == "test":
         # everything the parser does not know goes to pytest (e.g. -q -k name, or after --)
@@ -866,6 +903,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _cmd_wheel(args)
     if args.command == "docs":
         return _cmd_docs(args)
+    if args.command == "csharp":
+        return _cmd_csharp(args)
     return _cmd_develop(args)
 
 

@@ -1,0 +1,128 @@
+// Pending ReceiveAsync/AcceptAsync calls wait on one thread of the library, not one each.
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace IpcezNet.Tests
+{
+    static class AsyncTests
+    {
+        static int Threads()
+        {
+            return Directory.GetDirectories("/proc/self/task").Length;
+        }
+
+        [Test]
+        public static void TwoHundredPendingReceivesHoldNoThreadEach()
+        {
+            const int count = 200;
+            using (var listener = Ipcez.Listen(Helpers.TempPath(), new ListenOptions { MaxConnections = 2 * count }))
+            {
+                var clients = new IpcezSocket[count];
+                var servers = new IpcezSocket[count];
+                try
+                {
+                    for (int i = 0; i < count; i++)
+                    {
+                        clients[i] = Ipcez.Connect(listener.Address);
+                        servers[i] = listener.Accept(TimeSpan.FromSeconds(5));
+                    }
+                    clients[0].ReceiveAsync(new CancellationTokenSource(10).Token).ContinueWith(_ => { }).Wait(); // the reactor runs
+                    Thread.Sleep(200);
+                    int before = Threads();
+                    var cancelled = new CancellationTokenSource();
+                    Task<byte[]>[] receives = clients.Select((c, i) => c.ReceiveAsync(i % 2 == 0 ? CancellationToken.None : cancelled.Token)).ToArray();
+                    Thread.Sleep(300);
+                    int during = Threads();
+                    Assert.True(receives.All(r => !r.IsCompleted), "all pending");
+                    Assert.True(during - before < 20, "threads while 200 receives wait: " + before + " -> " + during);
+                    // The thread pool is not blocked by them: a work item runs (a liveness bound, not a speed).
+                    Assert.True(Task.Run(() => 1).Wait(TimeSpan.FromSeconds(5)), "the thread pool runs work while 200 receives wait");
+                    cancelled.Cancel();
+                    for (int i = 0; i < count; i++) servers[i].Send(BitConverter.GetBytes(i));
+                    for (int i = 0; i < count; i++)
+                    {
+                        if (i % 2 == 0)
+                        {
+                            Assert.Equal(i, BitConverter.ToInt32(receives[i].Result, 0), "receive " + i);
+                        }
+                        else
+                        {
+                            Assert.Throws<OperationCanceledException>(() => receives[i].GetAwaiter().GetResult(), "cancelled receive " + i);
+                            Assert.Equal(i, BitConverter.ToInt32(clients[i].Receive(TimeSpan.FromSeconds(5)), 0), "the message a cancelled receive left " + i);
+                        }
+                    }
+                }
+                finally
+                {
+                    foreach (IpcezSocket s in clients.Concat(servers)) if (s != null) s.Dispose();
+                }
+            }
+        }
+
+        [Test]
+        public static void PendingReceiveEndsWhenThePeerOrThisSideCloses()
+        {
+            using (var pair = new Helpers.Pair())
+            {
+                Task<byte[]> first = pair.Client.ReceiveAsync(), second = pair.Client.ReceiveAsync();
+                pair.Server.Send(new byte[] { 1 });
+                Assert.Bytes(new byte[] { 1 }, first.Result, "the first waiter gets the first message");
+                Assert.True(!second.Wait(100), "the second still waits");
+                pair.Server.Dispose();
+                Assert.True(Assert.Throws<AggregateException>(() => second.Wait(5000), "peer closed").InnerException is ConnectionLostException, "ConnectionLostException");
+                Task<byte[]> after = pair.Client.ReceiveAsync();
+                Assert.True(Assert.Throws<AggregateException>(() => after.Wait(5000), "after the end").InnerException is ConnectionLostException, "ConnectionLostException");
+            }
+            using (var pair = new Helpers.Pair())
+            {
+                Task<byte[]> pending = pair.Client.ReceiveAsync();
+                Task<IpcezSocket> accepting = pair.Listener.AcceptAsync();
+                pair.Client.Dispose();
+                pair.Listener.Dispose();
+                Assert.True(Assert.Throws<AggregateException>(() => pending.Wait(5000), "disposed").InnerException is ConnectionLostException, "receive: ConnectionLostException");
+                Assert.True(Assert.Throws<AggregateException>(() => accepting.Wait(5000), "disposed").InnerException is ConnectionLostException, "accept: ConnectionLostException");
+            }
+        }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static WeakReference UseAndDrop(IpcezListener listener, out IpcezSocket server)
+        {
+            IpcezSocket client = Ipcez.Connect(listener.Address);
+            server = listener.Accept(TimeSpan.FromSeconds(5));
+            Task<byte[]> pending = client.ReceiveAsync(); // waits on the reactor
+            Thread.Sleep(50);
+            server.Send(new byte[] { 1 });
+            Assert.Bytes(new byte[] { 1 }, pending.Result, "received");
+            return new WeakReference(client);
+        }
+
+        [Test]
+        public static void ASocketDroppedAfterReceiveAsyncIsCollectedAndClosed()
+        {
+            using (var listener = Ipcez.Listen(Helpers.TempPath()))
+            {
+                IpcezSocket server = null;
+                WeakReference dropped = null;
+                // On a thread of its own, so that no stack slot of this one still holds the socket.
+                var user = new Thread(() => dropped = UseAndDrop(listener, out server));
+                user.Start();
+                user.Join();
+                using (server)
+                {
+                    for (int i = 0; i < 50 && dropped.IsAlive; i++)
+                    {
+                        GC.Collect();
+                        GC.WaitForPendingFinalizers();
+                        Thread.Sleep(20);
+                    }
+                    Assert.True(!dropped.IsAlive, "the dropped socket was collected");
+                    Assert.Throws<ConnectionLostException>(() => server.Receive(TimeSpan.FromSeconds(5)), "its peer saw it close");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+// Several threads on one socket, and a process that exits with sockets still in use.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace IpcezNet.Tests
+{
+    static class ConcurrencyTests
+    {
+        /// <summary>Message i: its index in the first 4 bytes, then a pattern; sizes up to 200 KiB,
+        /// so some fit the 64 KiB receive buffer and some do not.</summary>
+        static byte[] Numbered(int i)
+        {
+            int size = 4 + (i * 7919) % (200 * 1024);
+            byte[] data = Helpers.Pattern(size, i);
+            BitConverter.GetBytes(i).CopyTo(data, 0);
+            return data;
+        }
+
+        [Test]
+        public static void SendersOnSeveralThreadsNeverInterleave()
+        {
+            const int threads = 4, each = 300;
+            using (var pair = new Helpers.Pair())
+            {
+                var senders = Enumerable.Range(0, threads).Select(t => Task.Run(() =>
+                {
+                    for (int i = 0; i < each; i++) pair.Client.Send(Numbered(t * each + i));
+                })).ToArray();
+                var last = Enumerable.Repeat(-1, threads).ToArray();
+                for (int k = 0; k < threads * each; k++)
+                {
+                    byte[] message = pair.Server.Receive(TimeSpan.FromSeconds(20));
+                    int i = BitConverter.ToInt32(message, 0);
+                    Assert.Bytes(Numbered(i), message, "message " + i + " whole");
+                    Assert.True(i % each > last[i / each], "per-thread order at " + i);
+                    last[i / each] = i % each;
+                }
+                Assert.True(Task.WaitAll(senders, TimeSpan.FromSeconds(20)), "the senders finished");
+            }
+        }
+
+        [Test]
+        public static void ReceiversOnSeveralThreadsGetEveryMessageOnce()
+        {
+            const int count = 600;
+            using (var pair = new Helpers.Pair())
+            {
+                var got = new List<int>();
+                var receivers = Enumerable.Range(0, 3).Select(_ => Task.Run(() =>
+                {
+                    while (true)
+                    {
+                        byte[] message;
+                        if (!pair.Server.TryReceive(TimeSpan.FromSeconds(2), out message)) return;
+                        int i = BitConverter.ToInt32(message, 0);
+                        Assert.Bytes(Numbered(i), message, "message " + i + " whole");
+                        lock (got) got.Add(i);
+                    }
+                })).ToArray();
+                for (int i = 0; i < count; i++) pair.Client.Send(Numbered(i));
+                Assert.True(Task.WaitAll(receivers, TimeSpan.FromSeconds(60)), "the receivers finished");
+                got.Sort();
+                Assert.Equal(count, got.Count, "messages received");
+                Assert.True(got.SequenceEqual(Enumerable.Range(0, count)), "each exactly once");
+            }
+        }
+
+        /// <summary>Run by <see cref="ExitWithSocketsInUseNeitherHangsNorCrashes"/> in a child process.</summary>
+        internal static int ExitChild()
+        {
+            var pair = new Helpers.Pair();
+            pair.Server.MessageHandler(_ => Thread.Sleep(Timeout.Infinite));
+            pair.Client.Send(new byte[] { 1 });
+            new Thread(() => pair.Client.Receive()) { IsBackground = true }.Start();
+            var listener = Ipcez.Listen(Helpers.TempPath());
+            new Thread(() => listener.Accept()) { IsBackground = true }.Start();
+            Ipcez.Connect(pair.Listener.Address); // never disposed: the finalizer's
+            Thread.Sleep(200);
+            Console.WriteLine("exiting");
+            return 0;
+        }
+
+        [Test]
+        public static void ExitWithSocketsInUseNeitherHangsNorCrashes()
+        {
+            string runtime = Process.GetCurrentProcess().MainModule.FileName;
+            string exe = typeof(ConcurrencyTests).Assembly.Location;
+            var info = new ProcessStartInfo(runtime, "\"" + exe + "\" --exit-child") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+            using (Process child = Process.Start(info))
+            {
+                Task<string> stdout = child.StandardOutput.ReadToEndAsync(), stderr = child.StandardError.ReadToEndAsync();
+                Assert.True(child.WaitForExit(10000), "the child exited within 10 s");
+                Assert.Equal(0, child.ExitCode, "exit code; stderr: " + stderr.Result);
+                Assert.Equal("exiting", stdout.Result.Trim(), "the child ran to its end");
+            }
+        }
+    }
+}
