@@ -1,5 +1,6 @@
 // Settings and small result types. Defaults are the library's (ack timeout 5 s, mode 0600,
-// 1024 connections); a value left null here is not sent, so the library's default holds.
+// up to 1024 connections, fewer under a low descriptor limit); a value left null here is not
+// sent, so the library's default holds.
 using System;
 using System.Collections.Generic;
 
@@ -64,7 +65,7 @@ namespace IpcezNet
         /// <summary>The ack timeout of accepted connections (null: 5 s).</summary>
         public TimeSpan? AckTimeout { get; set; }
 
-        /// <summary>Cap on open connections, accepted or waiting (null: 1024).</summary>
+        /// <summary>Cap on open connections, accepted or waiting (null: the library's default, 1024 or fewer to fit under the descriptor limit).</summary>
         public int? MaxConnections { get; set; }
 
         /// <summary>PEM certificate chain file of a wss:// listener.</summary>
