@@ -16,6 +16,49 @@ namespace IpcezNet.Tests
         }
 
         [Test]
+        public static void SendAsyncCancelledWaitingForTheAckSaysTheMessageMayArrive()
+        {
+            // A peer written with .NET's own Socket that reads the bytes and never acks.
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromSeconds(30) }))
+                    using (var peer = raw.Accept())
+                    {
+                        var clock = Stopwatch.StartNew();
+                        using (var cts = new CancellationTokenSource(200))
+                        {
+                            Task send = sock.SendAsync(new byte[] { 7 }, cts.Token);
+                            var e = Assert.Throws<OperationCanceledException>(() => send.GetAwaiter().GetResult(), "the cancelled send");
+                            Assert.True(send.IsCanceled, "the task ends as Canceled, not Faulted");
+                            Assert.True(e.Message.Contains("may still be delivered"), "the exception says the message was written: " + e.Message);
+                            Assert.True(clock.ElapsedMilliseconds < 5000, "cancelled long before the 30 s ack timeout: " + clock.ElapsedMilliseconds + " ms");
+                        }
+                        peer.ReceiveTimeout = 5000;
+                        var frame = new byte[5];
+                        int got = 0;
+                        while (got < frame.Length) got += peer.Receive(frame, got, frame.Length - got, System.Net.Sockets.SocketFlags.None);
+                        Assert.Bytes(new byte[] { 0, 0, 0, 1, 7 }, frame, "the frame of the cancelled send was written");
+
+                        using (var cts = new CancellationTokenSource())
+                        {
+                            cts.Cancel();
+                            Task never = sock.SendAsync(new byte[] { 8 }, cts.Token);
+                            Assert.True(never.IsCanceled, "a send cancelled before it starts is Canceled at once");
+                        }
+                        Assert.True(!peer.Poll(200 * 1000, System.Net.Sockets.SelectMode.SelectRead), "nothing more was written");
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+        }
+
+        [Test]
         public static void TwoHundredPendingReceivesHoldNoThreadEach()
         {
             const int count = 200;
