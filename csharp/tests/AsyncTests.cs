@@ -49,6 +49,16 @@ namespace IpcezNet.Tests
                             Assert.True(never.IsCanceled, "a send cancelled before it starts is Canceled at once");
                         }
                         Assert.True(!peer.Poll(200 * 1000, System.Net.Sockets.SelectMode.SelectRead), "nothing more was written");
+
+                        // The socket stays usable: the next send is written too.
+                        using (var cts = new CancellationTokenSource(200))
+                        {
+                            Task again = sock.SendAsync(new byte[] { 9 }, cts.Token);
+                            Assert.Throws<OperationCanceledException>(() => again.GetAwaiter().GetResult(), "the next cancelled send");
+                        }
+                        got = 0;
+                        while (got < frame.Length) got += peer.Receive(frame, got, frame.Length - got, System.Net.Sockets.SocketFlags.None);
+                        Assert.Bytes(new byte[] { 0, 0, 0, 1, 9 }, frame, "the next frame");
                     }
                 }
                 finally
