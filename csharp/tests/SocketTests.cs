@@ -207,7 +207,12 @@ namespace IpcezNet.Tests
             using (var listener = Ipcez.Listen(Helpers.TempPath()))
             {
                 Task<IpcezSocket> accepted = listener.AcceptAsync();
-                using (IpcezSocket client = Ipcez.ConnectAsync(listener.Address).Result)
+                using (var never = new CancellationTokenSource())
+                {
+                    never.Cancel();
+                    Assert.True(Ipcez.ConnectAsync(listener.Address, never.Token).IsCanceled, "cancelled before it starts");
+                }
+                using (IpcezSocket client = Ipcez.ConnectAsync(listener.Address, CancellationToken.None).Result)
                 using (IpcezSocket server = accepted.Result)
                 {
                     client.Send(new byte[] { 3 });
