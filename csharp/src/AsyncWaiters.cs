@@ -21,6 +21,8 @@ namespace IpcezNet
         readonly Func<Reactor, ulong, Exception> watch;
         Reactor reactor;
         ulong token;
+        bool open = true;
+        string closedReason;
 
         /// <param name="take">takes one item, waiting at most the given milliseconds: the item, null, or throws the end.</param>
         /// <param name="watch">makes the source report <c>token</c> to the reactor's poller; an error or null.</param>
@@ -41,6 +43,7 @@ namespace IpcezNet
             if (on == null) return OnPool(cancellationToken);
             lock (gate)
             {
+                if (!open) throw new InvalidOperationException(closedReason);
                 if (waiting.Count == 0)
                 {
                     T ready;
@@ -128,6 +131,18 @@ namespace IpcezNet
                     if (waiting.Count == 0) Pin(false);
                     first.TrySetResult(item);
                 }
+            }
+        }
+
+        /// <summary>Refuses every later <see cref="Next"/> with InvalidOperationException(<paramref name="reason"/>);
+        /// throws that itself, changing nothing, when a waiter is pending.</summary>
+        internal void Refuse(string reason, string whilePending)
+        {
+            lock (gate)
+            {
+                if (waiting.Count > 0) throw new InvalidOperationException(whilePending);
+                open = false;
+                closedReason = reason;
             }
         }
 

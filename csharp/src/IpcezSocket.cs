@@ -278,7 +278,8 @@ namespace IpcezNet
         /// once with the exception that ended the connection (normally a
         /// <see cref="ConnectionLostException"/>); nothing after that. An exception a callback
         /// throws goes to <see cref="Ipcez.HandlerException"/> and delivery goes on. One handler
-        /// per socket; while it is set, Receive throws InvalidOperationException.</summary>
+        /// per socket; while it is set, Receive and ReceiveAsync throw InvalidOperationException,
+        /// and setting it throws that while a ReceiveAsync is pending.</summary>
         public void MessageHandler(Action<byte[]> onMessage, Action<Exception> onEnd = null)
         {
             if (onMessage == null) throw new ArgumentNullException("onMessage");
@@ -286,6 +287,7 @@ namespace IpcezNet
             lock (handlerGate)
             {
                 if (dispatcher != null) throw new InvalidOperationException("a message handler is already set on this socket");
+                receivers.Refuse(HandlerSet, "a ReceiveAsync is pending on this socket: a message handler would miss the message it takes");
                 dispatcher = new MessageDispatcher(this, onMessage, onEnd);
             }
         }
@@ -294,8 +296,10 @@ namespace IpcezNet
         {
             if (Volatile.Read(ref dispatcher) == null) return;
             CheckOpen();
-            throw new InvalidOperationException("a message handler is set on this socket; messages go to it, not to Receive");
+            throw new InvalidOperationException(HandlerSet);
         }
+
+        const string HandlerSet = "a message handler is set on this socket; messages go to it, not to Receive";
 
         // -- closing ---------------------------------------------------------------
 
