@@ -265,6 +265,7 @@ namespace IpcezNet.Tests
             using (var listener = Ipcez.Listen(Helpers.TempPath()))
             {
                 Task<IpcezSocket> accepted = listener.AcceptAsync();
+                Assert.Throws<ArgumentOutOfRangeException>(() => listener.Accept(TimeSpan.FromSeconds(-1)), "a negative accept timeout");
                 using (var never = new CancellationTokenSource())
                 {
                     never.Cancel();
