@@ -69,6 +69,47 @@ namespace IpcezNet.Tests
             }
         }
 
+        [Test(TimeoutSeconds = 180)]
+        public static void DisposeWhileEveryKindOfCallIsInFlight()
+        {
+            // Each round: Send, Receive, ReceiveAsync, a handler, IsClosed and SendAsync all busy
+            // on one pair while another thread disposes a socket (a random one, after a random
+            // moment). Every call ends, within a bound, with ConnectionLostException and nothing else.
+            var random = new Random(13);
+            var unexpected = new List<string>();
+            using (var listener = Ipcez.Listen(Helpers.TempPath()))
+            {
+                for (int round = 0; round < 200; round++)
+                {
+                    IpcezSocket client = Ipcez.Connect(listener.Address), server = listener.Accept(TimeSpan.FromSeconds(5));
+                    var handled = Ipcez.Connect(listener.Address);
+                    IpcezSocket handledPeer = listener.Accept(TimeSpan.FromSeconds(5));
+                    handled.MessageHandler(_ => { }, end => { if (!(end is ConnectionLostException)) lock (unexpected) unexpected.Add("handler end: " + end); });
+                    Action<Action> run = body => { try { while (true) body(); } catch (ConnectionLostException) { } catch (Exception e) { lock (unexpected) unexpected.Add(e.ToString()); } };
+                    var calls = new List<Task>
+                    {
+                        Task.Run(() => run(() => client.Send(new byte[] { 1, 2, 3 }))),
+                        Task.Run(() => run(() => server.Receive())),
+                        Task.Run(() => run(() => server.ReceiveAsync().GetAwaiter().GetResult())),
+                        Task.Run(() => run(() => client.ReceiveAsync().GetAwaiter().GetResult())),
+                        Task.Run(() => run(() => { handledPeer.Send(new byte[] { 4 }); if (client.IsClosed) throw Errors(); })),
+                        Task.Run(() => run(() => client.SendAsync(new byte[70 * 1024]).GetAwaiter().GetResult())),
+                    };
+                    Thread.Sleep(random.Next(0, 4));
+                    IpcezSocket first = random.Next(2) == 0 ? client : server;
+                    first.Dispose();
+                    (first == client ? server : client).Dispose();
+                    handled.Dispose();
+                    handledPeer.Dispose();
+                    Assert.True(Task.WaitAll(calls.ToArray(), TimeSpan.FromSeconds(10)), "round " + round + ": every call ended within 10 s");
+                    first.Dispose(); // twice is fine
+                }
+            }
+            Assert.Equal("", string.Join("\n", unexpected), "exceptions other than ConnectionLostException");
+        }
+
+        static ConnectionLostException Errors() { return new ConnectionLostException("closed"); }
+
         /// <summary>Run by <see cref="ExitWithSocketsInUseNeitherHangsNorCrashes"/> in a child process.</summary>
         internal static int ExitChild()
         {
