@@ -120,6 +120,10 @@ namespace IpcezNet.Tests
             var listener = Ipcez.Listen(Helpers.TempPath());
             new Thread(() => listener.Accept()) { IsBackground = true }.Start();
             Ipcez.Connect(pair.Listener.Address); // never disposed: the finalizer's
+            var waiting = Ipcez.Connect(pair.Listener.Address);
+            waiting.ReceiveAsync(); // the reactor thread is waiting at exit too
+            listener.AcceptAsync();
+            GC.KeepAlive(waiting);
             Thread.Sleep(200);
             Console.WriteLine("exiting");
             return 0;
