@@ -43,6 +43,31 @@ namespace IpcezNet.Tests
             }
         }
 
+        [Test(TimeoutSeconds = 120)]
+        public static void SendAsyncCallsKeepTheirOrder()
+        {
+            // Many SendAsync calls issued at once, not awaited one by one: the messages arrive in
+            // the order of the calls, also over a WebSocket, where a send that finds another still
+            // being written has to wait for it on the thread pool.
+            const int count = 300;
+            foreach (string endpoint in new[] { Helpers.TempPath(), "ws://127.0.0.1:0/" })
+            {
+                using (var listener = Ipcez.Listen(endpoint))
+                using (IpcezSocket client = Ipcez.Connect(listener.Address))
+                using (IpcezSocket server = listener.Accept(TimeSpan.FromSeconds(5)))
+                {
+                    Task[] sends = Enumerable.Range(0, count).Select(i => client.SendAsync(Numbered(i))).ToArray();
+                    for (int i = 0; i < count; i++)
+                    {
+                        byte[] message = server.Receive(TimeSpan.FromSeconds(20));
+                        Assert.Equal(i, BitConverter.ToInt32(message, 0), client.Transport + ": message " + i + " in call order");
+                        Assert.Bytes(Numbered(i), message, "message " + i + " whole");
+                    }
+                    Assert.True(Task.WaitAll(sends, TimeSpan.FromSeconds(20)), client.Transport + ": every send completed");
+                }
+            }
+        }
+
         [Test]
         public static void ReceiversOnSeveralThreadsGetEveryMessageOnce()
         {
