@@ -126,6 +126,33 @@ namespace IpcezNet.Tests
         }
 
         [Test]
+        public static void APeerVanishingEndsPendingSendAsyncAtOnce()
+        {
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromSeconds(30) }))
+                    {
+                        var peer = raw.Accept();
+                        Task[] sends = Enumerable.Range(0, 10).Select(i => sock.SendAsync(new byte[] { (byte)i })).ToArray();
+                        Thread.Sleep(200);
+                        Assert.True(sends.All(t => !t.IsCompleted), "the sends wait for acks");
+                        peer.Close(); // gone without a word
+                        Assert.True(Task.WaitAny(new[] { Task.WhenAll(sends).ContinueWith(_ => { }) }, TimeSpan.FromSeconds(10)) == 0,
+                            "they end long before the 30 s ack timeout");
+                        Assert.True(sends.All(t => t.Exception != null && t.Exception.InnerException is ConnectionLostException), "each with ConnectionLostException");
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+        }
+
+        [Test]
         public static void TwoHundredPendingReceivesHoldNoThreadEach()
         {
             const int count = 200;
