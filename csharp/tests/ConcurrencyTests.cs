@@ -166,6 +166,7 @@ namespace IpcezNet.Tests
                 Assert.True(child.WaitForExit(10000), "the child exited within 10 s");
                 Assert.Equal(0, child.ExitCode, "exit code; stderr: " + stderr.Result);
                 Assert.Equal("exiting", stdout.Result.Trim(), "the child ran to its end");
+                Helpers.CleanUp(Helpers.TempDir(child.Id)); // its listeners were never closed
             }
         }
     }
