@@ -183,16 +183,44 @@ def check_doc_snippets(dll: Path, library: Path) -> int:
 
 
 def check_missing_library(one_using: Path) -> int:
-    """Runs ``one_using`` where no native library is: one message must list every place tried."""
-    env = {k: v for k, v in _test_env(Path("/nonexistent")).items() if k != "IPCEZ_LIBRARY"}
-    proc = subprocess.run(["mono", str(one_using)], env=env, capture_output=True, text=True, timeout=60)
+    """Runs ``one_using`` where no native library is: one message must list every place tried
+    (IPCEZ_LIBRARY unset, or set to "", which counts as unset)."""
     here = one_using.parent
     expected = (f"ipcez: cannot load its native library libipcez_ffi.so; looked in: {here}/libipcez_ffi.so "
-                f"(not found); {here}/runtimes/linux-x64/native/libipcez_ffi.so (not found).")
-    if proc.returncode == 0 or "DllNotFoundException" not in proc.stderr or expected not in proc.stderr:
-        print(f"FAILED: without a native library, expected a DllNotFoundException saying\n  {expected}\ngot:\n{proc.stderr}")
-        return 1
+                f"(not found); {here}/runtimes/linux-x64/native/libipcez_ffi.so (not found). Install the Ipcez package")
+    for variable in ({}, {"IPCEZ_LIBRARY": ""}):
+        env = {k: v for k, v in _test_env(Path("/nonexistent")).items() if k != "IPCEZ_LIBRARY"}
+        proc = subprocess.run(["mono", str(one_using)], env={**env, **variable}, capture_output=True, text=True, timeout=60)
+        if proc.returncode == 0 or "DllNotFoundException" not in proc.stderr or expected not in proc.stderr:
+            print(f"FAILED: without a native library ({variable}), expected a DllNotFoundException saying\n"
+                  f"  {expected}\ngot:\n{proc.stderr}")
+            return 1
     print("missing native library: one message lists where it looked", flush=True)
+    return 0
+
+
+def check_bad_libraries(one_using: Path, library: Path) -> int:
+    """IPCEZ_LIBRARY naming a library of another architecture, a directory or a missing file:
+    each time one DllNotFoundException naming the path and what is wrong with it."""
+    wrong_arch = one_using.with_name("wrong-arch.so")
+    data = bytearray(library.read_bytes())
+    data[4] = 1  # EI_CLASS: a 32-bit library
+    wrong_arch.write_bytes(bytes(data))
+    cases = {
+        wrong_arch: "wrong ELF class: ELFCLASS32; this process needs a linux-x64 library)",
+        one_using.parent: "(a directory: name the libipcez_ffi.so in it)",
+        one_using.with_name("missing.so"): "(not found)",
+    }
+    for path, reason in cases.items():
+        env = dict(_test_env(library), IPCEZ_LIBRARY=str(path))
+        proc = subprocess.run(["mono", str(one_using)], env=env, capture_output=True, text=True, timeout=60)
+        expected = f"ipcez: cannot load its native library libipcez_ffi.so; looked in: {path} "
+        if proc.returncode == 0 or "DllNotFoundException" not in proc.stderr or expected not in proc.stderr \
+                or reason not in proc.stderr or "IPCEZ_LIBRARY is set" not in proc.stderr:
+            print(f"FAILED: IPCEZ_LIBRARY={path}: expected a DllNotFoundException saying\n  {expected}...{reason}\n"
+                  f"got:\n{proc.stderr}")
+            return 1
+    print("a bad IPCEZ_LIBRARY (other architecture, directory, missing): the message says which and why", flush=True)
     return 0
 
 
@@ -217,7 +245,8 @@ def test(library: Path, args: List[str]) -> int:
             return 1
         if rc or args:
             return rc
-        if check_doc_snippets(dll, library) or check_missing_library(one_using):
+        if check_doc_snippets(dll, library) or check_missing_library(one_using) \
+                or check_bad_libraries(one_using, library):
             return 1
         nupkg = pack(dll, {"linux-x64": library}, out / "dist")
         return check_package(nupkg)

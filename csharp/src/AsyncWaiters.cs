@@ -11,23 +11,24 @@ namespace IpcezNet
 {
     internal sealed class AsyncWaiters<T> : IReady where T : class
     {
-        /// <summary>The waiter lists with receives pending: the reactor holds sources weakly, so
-        /// these keep their socket alive until the receives complete.</summary>
-        static readonly HashSet<object> Pinned = new HashSet<object>();
-
         readonly object gate = new object();
         readonly LinkedList<TaskCompletionSource<T>> waiting = new LinkedList<TaskCompletionSource<T>>();
         readonly Func<uint, T> take;
         readonly Func<Reactor, ulong, Exception> watch;
+        readonly Action alsoOnReady;
         Reactor reactor;
         ulong token;
+        bool open = true;
+        string closedReason;
 
         /// <param name="take">takes one item, waiting at most the given milliseconds: the item, null, or throws the end.</param>
         /// <param name="watch">makes the source report <c>token</c> to the reactor's poller; an error or null.</param>
-        internal AsyncWaiters(Func<uint, T> take, Func<Reactor, ulong, Exception> watch)
+        /// <param name="alsoOnReady">called first each time the source reports (a socket's acks), or null.</param>
+        internal AsyncWaiters(Func<uint, T> take, Func<Reactor, ulong, Exception> watch, Action alsoOnReady = null)
         {
             this.take = take;
             this.watch = watch;
+            this.alsoOnReady = alsoOnReady;
         }
 
         T TryTake() { return take(0); }
@@ -41,6 +42,7 @@ namespace IpcezNet
             if (on == null) return OnPool(cancellationToken);
             lock (gate)
             {
+                if (!open) throw new InvalidOperationException(closedReason);
                 if (waiting.Count == 0)
                 {
                     T ready;
@@ -48,18 +50,8 @@ namespace IpcezNet
                     catch (Exception e) { return Task.FromException<T>(e); }
                     if (ready != null) return Task.FromResult(ready);
                 }
-                if (reactor == null)
-                {
-                    ulong added = on.Add(this);
-                    Exception failed = watch(on, added);
-                    if (failed != null)
-                    {
-                        on.Remove(added);
-                        return Task.FromException<T>(failed);
-                    }
-                    reactor = on;
-                    token = added;
-                }
+                Exception failed = WatchLocked(on);
+                if (failed != null) return Task.FromException<T>(failed);
                 var waiter = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
                 LinkedListNode<TaskCompletionSource<T>> node = waiting.AddLast(waiter);
                 if (waiting.Count == 1) Pin(true);
@@ -81,6 +73,27 @@ namespace IpcezNet
             }
         }
 
+        /// <summary>Makes the source report to <paramref name="on"/> (once); its error or null.</summary>
+        internal Exception Watch(Reactor on)
+        {
+            lock (gate) return WatchLocked(on);
+        }
+
+        Exception WatchLocked(Reactor on)
+        {
+            if (reactor != null) return null;
+            ulong added = on.Add(this);
+            Exception failed = watch(on, added);
+            if (failed != null)
+            {
+                on.Remove(added);
+                return failed;
+            }
+            reactor = on;
+            token = added;
+            return null;
+        }
+
         Task<T> OnPool(CancellationToken cancellationToken)
         {
             T ready;
@@ -98,18 +111,12 @@ namespace IpcezNet
             }, cancellationToken);
         }
 
-        void Pin(bool pinned)
-        {
-            lock (Pinned)
-            {
-                if (pinned) Pinned.Add(this);
-                else Pinned.Remove(this);
-            }
-        }
+        void Pin(bool pinned) { Pins.Hold(this, pinned); }
 
         /// <summary>On the reactor thread: hands waiting items to the waiters, in order.</summary>
         public void OnReady()
         {
+            if (alsoOnReady != null) alsoOnReady();
             lock (gate)
             {
                 while (waiting.Count > 0)
@@ -118,8 +125,7 @@ namespace IpcezNet
                     try { item = TryTake(); }
                     catch (Exception end)
                     {
-                        FailAllLocked(end); // the source has ended: it reports nothing more
-                        ForgetLocked();
+                        FailAllLocked(end); // the source has ended; it stays watched (for its acks) until disposed
                         return;
                     }
                     if (item == null) return; // the source reports again when the next one comes
@@ -128,6 +134,18 @@ namespace IpcezNet
                     if (waiting.Count == 0) Pin(false);
                     first.TrySetResult(item);
                 }
+            }
+        }
+
+        /// <summary>Refuses every later <see cref="Next"/> with InvalidOperationException(<paramref name="reason"/>);
+        /// throws that itself, changing nothing, when a waiter is pending.</summary>
+        internal void Refuse(string reason, string whilePending)
+        {
+            lock (gate)
+            {
+                if (waiting.Count > 0) throw new InvalidOperationException(whilePending);
+                open = false;
+                closedReason = reason;
             }
         }
 
@@ -149,6 +167,7 @@ namespace IpcezNet
 
         void FailAllLocked(Exception end)
         {
+            if (waiting.Count == 0) return;
             foreach (TaskCompletionSource<T> waiter in waiting) waiter.TrySetException(end);
             waiting.Clear();
             Pin(false);

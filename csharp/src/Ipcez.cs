@@ -79,6 +79,12 @@ namespace IpcezNet
             return done.Task;
         }
 
+        /// <summary>Like <see cref="Connect"/> without blocking the caller, with the default options.</summary>
+        public static Task<IpcezSocket> ConnectAsync(string endpoint, CancellationToken cancellationToken)
+        {
+            return ConnectAsync(endpoint, null, cancellationToken);
+        }
+
         /// <summary>Listens on <paramref name="endpoint"/>: a Unix socket path, a named pipe,
         /// or a ws:// / wss:// URL (port 0 picks a free port; see <see cref="IpcezListener.Address"/>).</summary>
         public static IpcezListener Listen(string endpoint, ListenOptions options = null)

@@ -35,6 +35,7 @@ namespace IpcezNet
         public IpcezSocket Accept(TimeSpan? timeout = null)
         {
             bool forever = !timeout.HasValue || timeout.Value == Timeout.InfiniteTimeSpan;
+            if (!forever && timeout.Value < TimeSpan.Zero) throw new ArgumentOutOfRangeException("timeout", timeout, "timeout must be >= 0");
             Stopwatch clock = Stopwatch.StartNew();
             while (true)
             {

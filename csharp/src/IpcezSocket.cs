@@ -29,12 +29,15 @@ namespace IpcezNet
         MessageDispatcher dispatcher;
         readonly object handlerGate = new object();
         readonly AsyncWaiters<byte[]> receivers;
+        readonly AckWaiters acks;
 
         internal IpcezSocket(SocketHandle handle)
         {
             this.handle = handle;
-            receivers = new AsyncWaiters<byte[]>(ReceiveOnce, Watch);
             Transport = (IpcezTransport)Native.SocketTransport(handle);
+            acks = new AckWaiters(handle, Transport != IpcezTransport.WebSocket);
+            receivers = new AsyncWaiters<byte[]>(ReceiveOnce, Watch, acks.Collect);
+            acks.Owner = receivers;
             Endpoint = Native.TakeText(Native.SocketEndpoint(handle)) ?? "";
             Subprotocol = Native.TakeText(Native.SocketSubprotocol(handle));
             AckTimeout = TimeSpan.FromMilliseconds(Native.SocketAckTimeoutMs(handle));
@@ -83,9 +86,10 @@ namespace IpcezNet
             SendCore(data, offset, count, CancellationToken.None);
         }
 
-        /// <summary>Sends without blocking the caller. Cancelled before the message is
-        /// written, nothing is sent; cancelled while waiting for the acknowledgement, the
-        /// message may still be delivered (the OperationCanceledException says so).</summary>
+        /// <summary>Sends without blocking the caller, and without a thread waiting for the
+        /// acknowledgement (the library's reactor completes the task). Cancelled before the
+        /// message is written, nothing is sent; cancelled while waiting for the acknowledgement,
+        /// the message may still be delivered (the OperationCanceledException says so).</summary>
         public Task SendAsync(byte[] data, CancellationToken cancellationToken = default(CancellationToken))
         {
             if (data == null) throw new ArgumentNullException("data");
@@ -97,8 +101,68 @@ namespace IpcezNet
         {
             CheckRange(data.Array, data.Offset, data.Count);
             if (cancellationToken.IsCancellationRequested) return Task.FromCanceled(cancellationToken);
-            return Task.Run(() => SendCore(data.Array, data.Offset, data.Count, cancellationToken), cancellationToken);
+            lock (sendGate)
+            {
+                if (slowSends == 0)
+                {
+                    Task started;
+                    try
+                    {
+                        started = Volatile.Read(ref closed) != 0 ? null : acks.TryStart(data.Array, data.Offset, data.Count, receivers.Watch);
+                    }
+                    catch (Exception e)
+                    {
+                        return Task.FromException(e); // failures belong to the task
+                    }
+                    if (started != null)
+                        return started.IsCompleted || !cancellationToken.CanBeCanceled ? started : AwaitAck(started, cancellationToken);
+                }
+                // It would have to wait (or there is no reactor): a pool thread sends it, once the
+                // sends handed over before it are written, so that messages keep the call order.
+                slowSends++;
+                var written = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+                Task previous = slowWritten;
+                slowWritten = written.Task;
+                return SendSlow(previous, data, cancellationToken, written);
+            }
         }
+
+        readonly object sendGate = new object();
+        /// <summary>Completes once the last send handed to the pool has written its frame (or given up).</summary>
+        Task slowWritten = Task.CompletedTask;
+        int slowSends;
+
+        async Task SendSlow(Task previous, ArraySegment<byte> data, CancellationToken cancellationToken, TaskCompletionSource<bool> written)
+        {
+            try
+            {
+                await previous.ConfigureAwait(false);
+                await Task.Run(() => SendCore(data.Array, data.Offset, data.Count, cancellationToken, written)).ConfigureAwait(false);
+            }
+            finally
+            {
+                Written(written);
+            }
+        }
+
+        void Written(TaskCompletionSource<bool> written)
+        {
+            if (written != null && written.TrySetResult(true))
+                lock (sendGate) slowSends--;
+        }
+
+        static async Task AwaitAck(Task acked, CancellationToken cancellationToken)
+        {
+            var cancelled = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using (cancellationToken.Register(() => cancelled.TrySetResult(true)))
+            {
+                if (await Task.WhenAny(acked, cancelled.Task).ConfigureAwait(false) != acked)
+                    throw new OperationCanceledException(AckWaitCancelled, cancellationToken);
+            }
+            await acked.ConfigureAwait(false);
+        }
+
+        const string AckWaitCancelled = "the message was written; the wait for its acknowledgement was cancelled (it may still be delivered)";
 
 #if NETCOREAPP3_0_OR_GREATER
         /// <summary>Like <see cref="SendAsync(byte[], CancellationToken)"/> for any memory.</summary>
@@ -117,7 +181,8 @@ namespace IpcezNet
                 throw new ArgumentOutOfRangeException("offset", "offset and count must lie within data");
         }
 
-        unsafe void SendCore(byte[] data, int offset, int count, CancellationToken token)
+        // written: set once the frame is written (the next send in order may start), or null.
+        unsafe void SendCore(byte[] data, int offset, int count, CancellationToken token, TaskCompletionSource<bool> written = null)
         {
             CheckOpen();
             token.ThrowIfCancellationRequested();
@@ -130,11 +195,11 @@ namespace IpcezNet
                     IntPtr p = count == 0 ? IntPtr.Zero : (IntPtr)(start + offset);
                     rc = Native.SocketSend(handle, p, new UIntPtr((uint)count), FirstAckMs, out err);
                 }
+                Written(written);
                 while (rc == Native.TimedOut)
                 {
                     if (token.IsCancellationRequested)
-                        throw new OperationCanceledException(
-                            "the message was written; the wait for its acknowledgement was cancelled (it may still be delivered)", token);
+                        throw new OperationCanceledException(AckWaitCancelled, token);
                     rc = Native.SocketWaitAck(handle, SliceMs, out err);
                 }
                 if (rc != Native.Ok) throw Errors.Take(rc, err);
@@ -278,7 +343,8 @@ namespace IpcezNet
         /// once with the exception that ended the connection (normally a
         /// <see cref="ConnectionLostException"/>); nothing after that. An exception a callback
         /// throws goes to <see cref="Ipcez.HandlerException"/> and delivery goes on. One handler
-        /// per socket; while it is set, Receive throws InvalidOperationException.</summary>
+        /// per socket; while it is set, Receive and ReceiveAsync throw InvalidOperationException,
+        /// and setting it throws that while a ReceiveAsync is pending.</summary>
         public void MessageHandler(Action<byte[]> onMessage, Action<Exception> onEnd = null)
         {
             if (onMessage == null) throw new ArgumentNullException("onMessage");
@@ -286,6 +352,7 @@ namespace IpcezNet
             lock (handlerGate)
             {
                 if (dispatcher != null) throw new InvalidOperationException("a message handler is already set on this socket");
+                receivers.Refuse(HandlerSet, "a ReceiveAsync is pending on this socket: a message handler would miss the message it takes");
                 dispatcher = new MessageDispatcher(this, onMessage, onEnd);
             }
         }
@@ -294,8 +361,10 @@ namespace IpcezNet
         {
             if (Volatile.Read(ref dispatcher) == null) return;
             CheckOpen();
-            throw new InvalidOperationException("a message handler is set on this socket; messages go to it, not to Receive");
+            throw new InvalidOperationException(HandlerSet);
         }
+
+        const string HandlerSet = "a message handler is set on this socket; messages go to it, not to Receive";
 
         // -- closing ---------------------------------------------------------------
 
@@ -315,6 +384,7 @@ namespace IpcezNet
             catch (ObjectDisposedException) { }
             handle.Dispose();
             receivers.Close(Errors.Closed());
+            acks.Fail(Errors.Closed());
             MessageDispatcher current;
             lock (handlerGate) current = dispatcher;
             if (current != null) current.Finish(MessageDispatcher.CloseGrace);

@@ -88,7 +88,7 @@ namespace IpcezNet
             {
                 if (!File.Exists(candidate))
                 {
-                    tried.Add(candidate + " (not found)");
+                    tried.Add(candidate + (Directory.Exists(candidate) ? " (a directory: name the " + FileName + " in it)" : " (not found)"));
                     continue;
                 }
                 string why;
@@ -98,9 +98,9 @@ namespace IpcezNet
                     path = candidate;
                     return handle;
                 }
-                tried.Add(candidate + " (" + why + ")");
+                tried.Add(candidate + " (" + why + "; this process needs a " + RuntimeId + " library)");
             }
-            string hint = Environment.GetEnvironmentVariable("IPCEZ_LIBRARY") != null
+            string hint = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("IPCEZ_LIBRARY"))
                 ? "IPCEZ_LIBRARY is set: unset it to use the library shipped with the package"
                 : "Install the Ipcez package with its runtimes/ folder, or set IPCEZ_LIBRARY to a built " + FileName;
             throw new DllNotFoundException(
@@ -151,6 +151,7 @@ namespace IpcezNet
 
             internal static IntPtr Open(string file)
             {
+                LastError(); // binds dlerror now: Mono's own dlopen when it first binds it would clear the error of this one
                 try { return Glibc.dlopen(file, RTLD_NOW); }
                 catch (DllNotFoundException) { return Other.dlopen(file, RTLD_NOW); }
             }

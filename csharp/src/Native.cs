@@ -43,6 +43,9 @@ namespace IpcezNet
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate void SocketVoidFn(SocketHandle s);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] [return: MarshalAs(UnmanagedType.U1)] internal delegate bool SocketBoolFn(SocketHandle s);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint SendFn(SocketHandle s, IntPtr data, UIntPtr len, uint sliceMs, out IntPtr err);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint StartSendFn(SocketHandle s, IntPtr data, UIntPtr len, out IntPtr err);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint ExpectAcksFn(SocketHandle s, UIntPtr count, out IntPtr err);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint TakeAcksFn(SocketHandle s, out UIntPtr acked, out UIntPtr timedOut, out IntPtr err);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint WaitAckFn(SocketHandle s, uint sliceMs, out IntPtr err);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate uint PollerNewFn(out PollerHandle p, out IntPtr err);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] internal delegate int PollerFilenoFn(PollerHandle p);
@@ -87,6 +90,9 @@ namespace IpcezNet
         internal static readonly SocketU32Fn SocketAckTimeoutMs;
         internal static readonly SendFn SocketSend;
         internal static readonly WaitAckFn SocketWaitAck;
+        internal static readonly StartSendFn SocketStartSend;
+        internal static readonly ExpectAcksFn SocketExpectAcks;
+        internal static readonly TakeAcksFn SocketTakeAcks;
         internal static readonly RecvIntoFn SocketRecvInto;
         internal static readonly SocketVoidFn SocketClose;
         internal static readonly SocketBoolFn SocketIsClosed;
@@ -144,6 +150,9 @@ namespace IpcezNet
                 SocketAckTimeoutMs = Bind<SocketU32Fn>("ipcez_socket_ack_timeout_ms");
                 SocketSend = Bind<SendFn>("ipcez_socket_send");
                 SocketWaitAck = Bind<WaitAckFn>("ipcez_socket_wait_ack");
+                SocketStartSend = Bind<StartSendFn>("ipcez_socket_start_send");
+                SocketExpectAcks = Bind<ExpectAcksFn>("ipcez_socket_expect_acks");
+                SocketTakeAcks = Bind<TakeAcksFn>("ipcez_socket_take_acks");
                 SocketRecvInto = Bind<RecvIntoFn>("ipcez_socket_recv_into");
                 SocketClose = Bind<SocketVoidFn>("ipcez_socket_close");
                 SocketIsClosed = Bind<SocketBoolFn>("ipcez_socket_is_closed");

@@ -85,9 +85,9 @@ namespace IpcezNet
             var handle = Native.ListenOptionsNew();
             try
             {
-                if (Mode.HasValue) Native.ListenOptionsSetMode(handle, checked((uint)Mode.Value));
+                if (Mode.HasValue) Native.ListenOptionsSetMode(handle, (uint)AtLeast(Mode.Value, 0, "Mode"));
                 if (AckTimeout.HasValue) Native.ListenOptionsSetAckTimeoutMs(handle, ConnectOptions.Millis(AckTimeout.Value, "AckTimeout"));
-                if (MaxConnections.HasValue) Native.ListenOptionsSetMaxConnections(handle, new UIntPtr(checked((uint)MaxConnections.Value)));
+                if (MaxConnections.HasValue) Native.ListenOptionsSetMaxConnections(handle, new UIntPtr((uint)AtLeast(MaxConnections.Value, 1, "MaxConnections")));
                 if (CertFile != null || KeyFile != null)
                     ConnectOptions.Check(Interop.WithUtf8(CertFile ?? "", "CertFile", (c, cn) => Interop.WithUtf8(KeyFile ?? "", "KeyFile", (k, kn) =>
                     {
@@ -106,6 +106,12 @@ namespace IpcezNet
                 handle.Dispose();
                 throw;
             }
+        }
+
+        static int AtLeast(int value, int least, string what)
+        {
+            if (value < least) throw new ArgumentOutOfRangeException(what, value, what + " must be >= " + least);
+            return value;
         }
     }
 

@@ -15,6 +15,27 @@ namespace IpcezNet
         void OnReady();
     }
 
+    /// <summary>What keeps a source alive while work on it is pending (receives, acks): the
+    /// reactor holds sources weakly, so a socket dropped with nothing pending is still collected.</summary>
+    internal static class Pins
+    {
+        /// <summary>Each source with the number of holders (a socket's receives and its acks).</summary>
+        static readonly Dictionary<object, int> Held = new Dictionary<object, int>();
+
+        /// <summary>Takes (or, with <paramref name="held"/> false, gives back) one hold on <paramref name="owner"/>.</summary>
+        internal static void Hold(object owner, bool held)
+        {
+            lock (Held)
+            {
+                int count;
+                Held.TryGetValue(owner, out count);
+                count += held ? 1 : -1;
+                if (count > 0) Held[owner] = count;
+                else Held.Remove(owner);
+            }
+        }
+    }
+
     internal sealed class Reactor
     {
         static readonly object Gate = new object();

@@ -16,6 +16,143 @@ namespace IpcezNet.Tests
         }
 
         [Test]
+        public static void SendAsyncCancelledWaitingForTheAckSaysTheMessageMayArrive()
+        {
+            // A peer written with .NET's own Socket that reads the bytes and never acks.
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromSeconds(30) }))
+                    using (var peer = raw.Accept())
+                    {
+                        var clock = Stopwatch.StartNew();
+                        using (var cts = new CancellationTokenSource(200))
+                        {
+                            Task send = sock.SendAsync(new byte[] { 7 }, cts.Token);
+                            var e = Assert.Throws<OperationCanceledException>(() => send.GetAwaiter().GetResult(), "the cancelled send");
+                            Assert.True(send.IsCanceled, "the task ends as Canceled, not Faulted");
+                            Assert.True(e.Message.Contains("may still be delivered"), "the exception says the message was written: " + e.Message);
+                            Assert.True(clock.ElapsedMilliseconds < 5000, "cancelled long before the 30 s ack timeout: " + clock.ElapsedMilliseconds + " ms");
+                        }
+                        peer.ReceiveTimeout = 5000;
+                        var frame = new byte[5];
+                        int got = 0;
+                        while (got < frame.Length) got += peer.Receive(frame, got, frame.Length - got, System.Net.Sockets.SocketFlags.None);
+                        Assert.Bytes(new byte[] { 0, 0, 0, 1, 7 }, frame, "the frame of the cancelled send was written");
+
+                        using (var cts = new CancellationTokenSource())
+                        {
+                            cts.Cancel();
+                            Task never = sock.SendAsync(new byte[] { 8 }, cts.Token);
+                            Assert.True(never.IsCanceled, "a send cancelled before it starts is Canceled at once");
+                        }
+                        Assert.True(!peer.Poll(200 * 1000, System.Net.Sockets.SelectMode.SelectRead), "nothing more was written");
+
+                        // The socket stays usable: the next send is written too.
+                        using (var cts = new CancellationTokenSource(200))
+                        {
+                            Task again = sock.SendAsync(new byte[] { 9 }, cts.Token);
+                            Assert.Throws<OperationCanceledException>(() => again.GetAwaiter().GetResult(), "the next cancelled send");
+                        }
+                        got = 0;
+                        while (got < frame.Length) got += peer.Receive(frame, got, frame.Length - got, System.Net.Sockets.SocketFlags.None);
+                        Assert.Bytes(new byte[] { 0, 0, 0, 1, 9 }, frame, "the next frame");
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+        }
+
+        [Test]
+        public static void TwoHundredSendAsyncAwaitingAcksHoldNoThreadEach()
+        {
+            // A peer written with .NET's own Socket that reads the frames and never acks.
+            const int count = 200;
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromSeconds(30) }))
+                    using (var peer = raw.Accept())
+                    {
+                        sock.ReceiveAsync(new CancellationTokenSource(10).Token).ContinueWith(_ => { }).Wait(); // the reactor runs
+                        Thread.Sleep(200);
+                        int before = Threads();
+                        Task[] sends = Enumerable.Range(0, count).Select(i => sock.SendAsync(BitConverter.GetBytes(i))).ToArray();
+                        var frame = new byte[8];
+                        peer.ReceiveTimeout = 5000;
+                        for (int i = 0; i < count; i++)
+                        {
+                            int got = 0;
+                            while (got < frame.Length) got += peer.Receive(frame, got, frame.Length - got, System.Net.Sockets.SocketFlags.None);
+                            Assert.Equal(i, BitConverter.ToInt32(frame, 4), "frame " + i + " written, in order");
+                        }
+                        Thread.Sleep(300);
+                        int during = Threads();
+                        Assert.True(sends.All(t => !t.IsCompleted), "all wait for their acks");
+                        Assert.True(during - before < 20, "threads while 200 sends wait for acks: " + before + " -> " + during);
+                        Assert.True(Task.Run(() => 1).Wait(TimeSpan.FromSeconds(5)), "the thread pool runs work while 200 sends wait");
+                        sock.Dispose();
+                        Assert.True(Task.WaitAny(new[] { Task.WhenAll(sends).ContinueWith(_ => { }) }, TimeSpan.FromSeconds(5)) == 0, "dispose ends them");
+                        Assert.True(sends.All(t => t.Exception != null && t.Exception.InnerException is ConnectionLostException), "each with ConnectionLostException");
+                    }
+                    using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromMilliseconds(300) }))
+                    {
+                        var clock = Stopwatch.StartNew();
+                        var e = Assert.Throws<RecipientAckTimeoutException>(() => sock.SendAsync(new byte[] { 1 }).GetAwaiter().GetResult(), "no ack");
+                        Assert.True(clock.ElapsedMilliseconds >= 280 && clock.ElapsedMilliseconds < 5000, "after the ack timeout: " + clock.ElapsedMilliseconds + " ms");
+                        Assert.True(e.Message.Contains("did not acknowledge"), "the library's words: " + e.Message);
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+            // With an ipcez peer: many sends outstanding at once, every ack comes, in order.
+            using (var pair = new Helpers.Pair())
+            {
+                Task[] sends = Enumerable.Range(0, 2000).Select(i => pair.Client.SendAsync(BitConverter.GetBytes(i))).ToArray();
+                for (int i = 0; i < 2000; i++)
+                    Assert.Equal(i, BitConverter.ToInt32(pair.Server.Receive(TimeSpan.FromSeconds(10)), 0), "message " + i);
+                Assert.True(Task.WaitAll(sends, TimeSpan.FromSeconds(10)), "every send acknowledged");
+            }
+        }
+
+        [Test]
+        public static void APeerVanishingEndsPendingSendAsyncAtOnce()
+        {
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    using (IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromSeconds(30) }))
+                    {
+                        var peer = raw.Accept();
+                        Task[] sends = Enumerable.Range(0, 10).Select(i => sock.SendAsync(new byte[] { (byte)i })).ToArray();
+                        Thread.Sleep(200);
+                        Assert.True(sends.All(t => !t.IsCompleted), "the sends wait for acks");
+                        peer.Close(); // gone without a word
+                        Assert.True(Task.WaitAny(new[] { Task.WhenAll(sends).ContinueWith(_ => { }) }, TimeSpan.FromSeconds(10)) == 0,
+                            "they end long before the 30 s ack timeout");
+                        Assert.True(sends.All(t => t.Exception != null && t.Exception.InnerException is ConnectionLostException), "each with ConnectionLostException");
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+        }
+
+        [Test]
         public static void TwoHundredPendingReceivesHoldNoThreadEach()
         {
             const int count = 200;
@@ -98,6 +235,45 @@ namespace IpcezNet.Tests
             server.Send(new byte[] { 1 });
             Assert.Bytes(new byte[] { 1 }, pending.Result, "received");
             return new WeakReference(client);
+        }
+
+        [Test]
+        public static void ASocketDroppedWithASendAsyncPendingStaysUntilItEnds()
+        {
+            // A peer that reads and never acks; the socket is dropped while its send waits.
+            string path = Helpers.TempPath();
+            using (var raw = Helpers.RawListener(path))
+            {
+                try
+                {
+                    Task send = null;
+                    var user = new Thread(() => send = SendAndDrop(path));
+                    user.Start();
+                    user.Join();
+                    using (var peer = raw.Accept())
+                    {
+                        for (int i = 0; i < 10; i++)
+                        {
+                            GC.Collect();
+                            GC.WaitForPendingFinalizers();
+                            Thread.Sleep(20);
+                        }
+                        Assert.True(Task.WaitAny(new[] { send.ContinueWith(_ => { }) }, TimeSpan.FromSeconds(10)) == 0, "the send ended (no task left hanging)");
+                        Assert.True(send.Exception != null && send.Exception.InnerException is RecipientAckTimeoutException, "with the ack timeout: " + send.Exception);
+                    }
+                }
+                finally
+                {
+                    Helpers.RemoveSemaphores(path);
+                }
+            }
+        }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        static Task SendAndDrop(string path)
+        {
+            IpcezSocket sock = Ipcez.Connect(path, new ConnectOptions { AckTimeout = TimeSpan.FromMilliseconds(500) });
+            return sock.SendAsync(new byte[] { 1 });
         }
 
         [Test]

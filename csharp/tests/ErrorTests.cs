@@ -95,6 +95,35 @@ namespace IpcezNet.Tests
         }
 
         [Test]
+        public static void AServerAnswering404IsAWebSocketProtocolException()
+        {
+            // An HTTP server written with .NET's TcpListener that refuses the upgrade.
+            var server = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+            server.Start();
+            try
+            {
+                int port = ((System.Net.IPEndPoint)server.LocalEndpoint).Port;
+                var answer = System.Threading.Tasks.Task.Run(() =>
+                {
+                    using (var peer = server.AcceptSocket())
+                    {
+                        peer.Receive(new byte[4096]);
+                        peer.Send(System.Text.Encoding.ASCII.GetBytes("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+                        peer.Poll(2 * 1000 * 1000, System.Net.Sockets.SelectMode.SelectRead); // until the client hangs up
+                    }
+                });
+                var e = Assert.Throws<WebSocketProtocolException>(() => Ipcez.Connect("ws://127.0.0.1:" + port + "/x"), "a 404 answer");
+                Assert.True(e is IpcezException && e.Kind == IpcezErrorKind.WebSocket, "an IpcezException of kind WebSocket");
+                Assert.True(e.Message.Contains("404"), "the library's message names the status: " + e.Message);
+                Assert.True(answer.Wait(TimeSpan.FromSeconds(5)), "the server saw the request");
+            }
+            finally
+            {
+                server.Stop();
+            }
+        }
+
+        [Test]
         public static void WhichAndAckNames()
         {
             Resolution ws = Ipcez.Which("WS://example.com:9/x");

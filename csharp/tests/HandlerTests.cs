@@ -46,6 +46,29 @@ namespace IpcezNet.Tests
         }
 
         [Test]
+        public static void AHandlerAndReceiveAsyncDoNotShareMessages()
+        {
+            using (var pair = new Helpers.Pair())
+            {
+                // A pending ReceiveAsync would take the next message behind the handler's back.
+                System.Threading.Tasks.Task<byte[]> pending = pair.Server.ReceiveAsync();
+                var e = Assert.Throws<InvalidOperationException>(() => pair.Server.MessageHandler(_ => { }), "a handler while a ReceiveAsync is pending");
+                Assert.True(e.Message.Contains("ReceiveAsync is pending"), "says why: " + e.Message);
+                pair.Client.Send(new byte[] { 1 });
+                Assert.Bytes(new byte[] { 1 }, pending.Result, "the pending receive got its message");
+
+                var got = new List<byte>();
+                var two = new ManualResetEventSlim();
+                pair.Server.MessageHandler(m => { lock (got) got.Add(m[0]); if (m[0] == 3) two.Set(); });
+                Assert.Throws<InvalidOperationException>(() => pair.Server.ReceiveAsync(), "a ReceiveAsync once a handler is set");
+                pair.Client.Send(new byte[] { 2 });
+                pair.Client.Send(new byte[] { 3 });
+                Assert.True(two.Wait(TimeSpan.FromSeconds(5)), "the handler got the later messages");
+                lock (got) Assert.Equal("2,3", string.Join(",", got), "all of them, in order");
+            }
+        }
+
+        [Test]
         public static void DisposeGivesTheFinalCallBeforeReturning()
         {
             using (var pair = new Helpers.Pair())

@@ -13,9 +13,30 @@ namespace IpcezNet.Tests
         /// <summary>A fresh Unix socket path in a temporary directory.</summary>
         public static string TempPath()
         {
-            string dir = Path.Combine(Path.GetTempPath(), "ipcez-cs-" + Process.GetCurrentProcess().Id);
+            string dir = TempDir(Process.GetCurrentProcess().Id);
             Directory.CreateDirectory(dir);
             return Path.Combine(dir, "s" + Interlocked.Increment(ref counter) + ".sock");
+        }
+
+        /// <summary>The directory of <see cref="TempPath"/> in the process <paramref name="pid"/>.</summary>
+        public static string TempDir(int pid)
+        {
+            return Path.Combine(Path.GetTempPath(), "ipcez-cs-" + pid);
+        }
+
+        /// <summary>Removes <paramref name="dir"/> and the semaphores of every endpoint made in it
+        /// (listeners of killed peers and of a child that exited never removed theirs).</summary>
+        public static void CleanUp(string dir)
+        {
+            if (!Directory.Exists(dir)) return;
+            int highest = counter;
+            foreach (string file in Directory.GetFiles(dir, "s*.sock"))
+            {
+                int n;
+                if (int.TryParse(Path.GetFileNameWithoutExtension(file).Substring(1), out n)) highest = Math.Max(highest, n);
+            }
+            for (int i = 1; i <= highest; i++) RemoveSemaphores(Path.Combine(dir, "s" + i + ".sock"));
+            Directory.Delete(dir, true);
         }
 
         /// <summary>A listener with one client connected to it and that connection accepted.</summary>

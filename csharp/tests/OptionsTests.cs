@@ -50,6 +50,11 @@ namespace IpcezNet.Tests
         public static void BadOptionsAreRefusedBeforeAnythingHappens()
         {
             Assert.Throws<ArgumentOutOfRangeException>(() => Ipcez.Connect("/tmp/x.sock", new ConnectOptions { AckTimeout = TimeSpan.Zero }), "a zero ack timeout");
+            var cap = Assert.Throws<ArgumentOutOfRangeException>(() => Ipcez.Listen(Helpers.TempPath(), new ListenOptions { MaxConnections = 0 }), "a cap of 0");
+            Assert.Equal("MaxConnections", cap.ParamName, "the option named");
+            Assert.Throws<ArgumentOutOfRangeException>(() => Ipcez.Listen(Helpers.TempPath(), new ListenOptions { MaxConnections = -1 }), "a negative cap");
+            var mode = Assert.Throws<ArgumentOutOfRangeException>(() => Ipcez.Listen(Helpers.TempPath(), new ListenOptions { Mode = -1 }), "a negative mode");
+            Assert.Equal("Mode", mode.ParamName, "the option named");
             var bad = new ConnectOptions();
             bad.Subprotocols.Add("no spaces allowed");
             var e = Assert.Throws<Exception>(() => Ipcez.Connect("ws://127.0.0.1:9/", bad), "an invalid subprotocol");

@@ -94,6 +94,7 @@ namespace IpcezNet.Tests
                 }
             }
             Console.WriteLine(passed + " passed, " + failed + " failed (" + all.Elapsed.TotalSeconds.ToString("0.0") + " s)");
+            Helpers.CleanUp(Helpers.TempDir(Process.GetCurrentProcess().Id));
             return failed == 0 && passed > 0 ? 0 : 1;
         }
     }

@@ -111,6 +111,64 @@ namespace IpcezNet.Tests
             }
         }
 
+        [Test(TimeoutSeconds = 120)]
+        public static void CancelledAcceptsLoseNoConnection()
+        {
+            // Accepts cancelled at random moments while clients keep connecting: every
+            // connection is returned by exactly one accept.
+            const int count = 150;
+            var random = new Random(11);
+            using (var listener = Ipcez.Listen(Helpers.TempPath(), new ListenOptions { MaxConnections = 2 * count }))
+            {
+                var clients = new List<IpcezSocket>();
+                var connector = Task.Run(() =>
+                {
+                    for (int i = 0; i < count; i++)
+                    {
+                        IpcezSocket client = Ipcez.Connect(listener.Address);
+                        lock (clients) clients.Add(client);
+                        client.Send(BitConverter.GetBytes(i));
+                        Thread.Sleep(i % 3);
+                    }
+                });
+                var seen = new List<int>();
+                int cancelled = 0;
+                var clock = System.Diagnostics.Stopwatch.StartNew();
+                try
+                {
+                    while (seen.Count < count)
+                    {
+                        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), "all connections accepted within 30 s, " + seen.Count + " of " + count + " were");
+                        using (var cts = new CancellationTokenSource())
+                        {
+                            int delay = random.Next(-1, 3);
+                            if (delay < 0) cts.Cancel();
+                            else cts.CancelAfter(delay);
+                            Task<IpcezSocket> accept = listener.AcceptAsync(cts.Token);
+                            try
+                            {
+                                using (IpcezSocket server = accept.GetAwaiter().GetResult())
+                                    seen.Add(BitConverter.ToInt32(server.Receive(TimeSpan.FromSeconds(5)), 0));
+                            }
+                            catch (OperationCanceledException)
+                            {
+                                Assert.True(accept.IsCanceled, "a cancelled accept ends as Canceled");
+                                cancelled++;
+                            }
+                        }
+                    }
+                    Assert.True(connector.Wait(TimeSpan.FromSeconds(10)), "the clients all connected");
+                    seen.Sort();
+                    for (int i = 0; i < count; i++) Assert.Equal(i, seen[i], "connection " + i + " accepted once");
+                    Assert.True(cancelled > 0, "some accepts were cancelled (" + cancelled + ")");
+                }
+                finally
+                {
+                    lock (clients) foreach (IpcezSocket client in clients) client.Dispose();
+                }
+            }
+        }
+
         [Test(TimeoutSeconds = 300)]
         public static void DisposeDuringBlockedReceiveThousandTimes()
         {
@@ -207,7 +265,13 @@ namespace IpcezNet.Tests
             using (var listener = Ipcez.Listen(Helpers.TempPath()))
             {
                 Task<IpcezSocket> accepted = listener.AcceptAsync();
-                using (IpcezSocket client = Ipcez.ConnectAsync(listener.Address).Result)
+                Assert.Throws<ArgumentOutOfRangeException>(() => listener.Accept(TimeSpan.FromSeconds(-1)), "a negative accept timeout");
+                using (var never = new CancellationTokenSource())
+                {
+                    never.Cancel();
+                    Assert.True(Ipcez.ConnectAsync(listener.Address, never.Token).IsCanceled, "cancelled before it starts");
+                }
+                using (IpcezSocket client = Ipcez.ConnectAsync(listener.Address, CancellationToken.None).Result)
                 using (IpcezSocket server = accepted.Result)
                 {
                     client.Send(new byte[] { 3 });
