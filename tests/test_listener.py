@@ -219,3 +219,22 @@ def test_accepted_sockets_survive_listener_close(sock_path: str) -> None:
 def test_listener_repr_and_pathlike(sock_path: str) -> None:
     with ipcez.listen(Path(sock_path)) as listener:
         assert sock_path in repr(listener)
+
+
+def test_a_closed_websocket_listener_refuses_at_once() -> None:
+    """Regression: close() aborted the accept loop without waiting for it, so the listening
+    socket lived a moment longer; a connect in that window was accepted, then reset
+    (ConnectionLost instead of ECONNREFUSED, about 1 in 10 here)."""
+    import errno as errno_mod
+
+    outcomes = []
+    for _ in range(200):
+        lst = ipcez.listen("ws://127.0.0.1:0/x")
+        address = lst.address
+        lst.close()
+        try:
+            ipcez.connect(address).close()
+            outcomes.append("connected")
+        except ipcez.IoError as e:
+            outcomes.append("refused" if e.errno == errno_mod.ECONNREFUSED else repr(e))
+    assert set(outcomes) == {"refused"}, [o for o in outcomes if o != "refused"][:3]

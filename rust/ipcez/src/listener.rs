@@ -86,7 +86,7 @@ impl ListenOptions {
                 address,
                 transport,
                 pending,
-                task,
+                task: Mutex::new(Some(task)),
                 cleanup: Mutex::new(cleanup),
                 closed: AtomicBool::new(false),
                 closing: tokio::sync::Notify::new(),
@@ -271,7 +271,8 @@ struct ListenerShared {
     address: String,
     transport: Transport,
     pending: Arc<Pending>,
-    task: JoinHandle<()>,
+    /// The accept loop; taken by `close`.
+    task: Mutex<Option<JoinHandle<()>>>,
     cleanup: Mutex<Option<crate::os::Cleanup>>,
     closed: AtomicBool,
     /// Wakes pending `accept` calls when the listener closes.
@@ -406,7 +407,16 @@ impl ListenerShared {
         if !self.epoch.is_current() || self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.task.abort();
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+            // Off the runtime, wait until the loop (with the listening socket) is gone, so a
+            // client connecting after `close` returned is refused, not accepted and reset.
+            if Handle::try_current().is_err() {
+                self.handle.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+                });
+            }
+        }
         self.pending.count.end();
         self.closing.notify_waiters();
         if let Some(cleanup) = lock(&self.cleanup).take() {
