@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from compare import payload, percentile, proc_threads, raise_nofile, ready
+from .common import payload, percentile, proc_threads, raise_nofile, ready
 
 SMALL = 64
 MIB = 1024 * 1024
