@@ -1,0 +1,176 @@
+"""Receiving in batches: one native call hands over every message already waiting (up to
+:data:`MAX_COUNT` messages and :data:`MAX_BYTES` bytes), and the socket keeps the ones
+not asked for yet in a small buffer of its own.
+
+A call through ctypes costs more than a small message's whole trip through the library,
+so a stream of messages is taken a batch per call.  The promises of one message per call
+still hold:
+
+* order: the buffer is drained before the library is asked again, under one lock per
+  socket;
+* readiness: while the buffer holds messages the library counts them as still waiting, so
+  :meth:`Socket.fileno` stays readable and an asyncio poller is not told again, until
+  the last one is taken (``ipcez_socket_set_held``);
+* ``close()`` and ``fork()``: the buffer is checked like the handle, so a closed socket
+  raises ConnectionLost and a forked child ForkedError, never a buffered message;
+* a message handler takes through the same path, so it gets buffered messages first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any, Deque, Optional
+
+from . import _abi, _errors, _ffi
+from ._ffi import lib
+from ._managed import check_open
+
+if TYPE_CHECKING:
+    from ._socket import Socket
+
+#: At most this many messages per native call ...
+MAX_COUNT = 64
+#: ... holding at most this many bytes (a longer message comes alone, as before).
+MAX_BYTES = 64 * 1024
+
+
+class Scratch:
+    """One thread's out-parameters and copy buffer (reused: building them costs more than
+    the call)."""
+
+    __slots__ = ("buf", "view", "array", "lens", "count", "out", "args")
+
+    def __init__(self) -> None:
+        self.buf = bytearray(MAX_BYTES)
+        self.view = memoryview(self.buf)
+        self.array = (ctypes.c_char * MAX_BYTES).from_buffer(self.buf)
+        self.lens = (ctypes.c_size_t * MAX_COUNT)()
+        self.count = ctypes.c_size_t()
+        self.out = _ffi.Received()
+        self.args = (ctypes.addressof(self.array), MAX_BYTES, self.lens, MAX_COUNT)
+
+    def call(self, handle: Any, wait_ms: int) -> int:
+        """One native batch receive into this scratch; the result code."""
+        rc: int = lib.ipcez_socket_recv_batch(
+            handle, *self.args, wait_ms, ctypes.byref(self.count), *self.out.args
+        )
+        return rc
+
+
+_per_thread = threading.local()
+
+
+def scratch() -> Scratch:
+    s: Optional[Scratch] = getattr(_per_thread, "scratch", None)
+    if s is None:
+        s = _per_thread.scratch = Scratch()
+    return s
+
+
+class Pending:
+    """A socket's messages taken from the library but not yet asked for."""
+
+    __slots__ = ("messages", "lock")
+
+    def __init__(self) -> None:
+        self.messages: Deque[bytes] = deque()
+        self.lock = threading.Lock()
+
+
+def take(sock: "Socket", wait_ms: int) -> Optional[bytes]:
+    """The next message, waiting at most ``wait_ms`` (one slice) for the library; None
+    when none came.  Raises like :meth:`Socket.recv`."""
+    check_open(sock)  # before the lock: in a forked child a parent's thread may hold it
+    pending = sock._pending
+    with pending.lock:
+        if pending.messages:
+            return _pop(sock, pending.messages)
+        s = scratch()
+        with sock._use() as handle:
+            rc = s.call(handle, wait_ms)
+        if rc == _abi.RESULT_OK:
+            return _unpack(s, pending.messages)
+        if rc == _abi.RESULT_TIMEOUT:
+            return None
+        raise _errors.fail(rc, s.out.err)
+
+
+def take_into(sock: "Socket", ptr: int, cap: int, wait_ms: int) -> Optional[int]:
+    """:func:`take`, copied into caller memory (``ptr``, ``cap`` bytes): the message's
+    length, or None when none came.  A message longer than ``cap`` stays first in line
+    and its length is returned (``> cap``)."""
+    check_open(sock)
+    pending = sock._pending
+    with pending.lock:
+        messages = pending.messages
+        if messages:
+            n = len(messages[0])
+            if n <= cap:
+                ctypes.memmove(ptr, _pop(sock, messages), n)
+            return n
+        s = scratch()
+        with sock._use() as handle:
+            rc = s.call(handle, wait_ms)
+        if rc == _abi.RESULT_TIMEOUT:
+            return None
+        if rc != _abi.RESULT_OK:
+            raise _errors.fail(rc, s.out.err)
+        count = s.count.value
+        n = s.lens[0] if count else s.out.len.value
+        if n <= cap:
+            if count:
+                ctypes.memmove(ptr, ctypes.addressof(s.array), n)
+                _unpack_rest(s, count, n, messages)
+            else:  # a long message, straight from the library's buffer to the caller's
+                ctypes.memmove(ptr, s.out.data.value or 0, n)
+                lib.ipcez_message_free(s.out.msg)
+            return n
+        messages.appendleft(_unpack(s, messages))
+        if count <= 1:  # the library does not count it as waiting yet
+            _set_held(sock, True)
+        return n
+
+
+def _unpack(s: Scratch, into: Deque[bytes]) -> bytes:
+    """The first message of the batch in ``s``; the others go to ``into``."""
+    count = s.count.value
+    if count == 0:  # one message too long for the scratch buffer, as its own allocation
+        return s.out.take()
+    first = s.lens[0]
+    _unpack_rest(s, count, first, into)
+    return s.view[:first].tobytes()
+
+
+def _unpack_rest(s: Scratch, count: int, at: int, into: Deque[bytes]) -> None:
+    """The batch's messages after the first (which ends at ``at``) go to ``into``."""
+    lens = s.lens
+    view = s.view
+    for i in range(1, count):
+        n = lens[i]
+        into.append(view[at : at + n].tobytes())
+        at += n
+
+
+def _pop(sock: "Socket", messages: Deque[bytes]) -> bytes:
+    """The first buffered message; when it is the last, the library stops counting the
+    batch as waiting."""
+    msg = messages.popleft()
+    if not messages:
+        _set_held(sock, False)
+    return msg
+
+
+def _set_held(sock: "Socket", held: bool) -> None:
+    err = _ffi.error_p()
+    try:
+        with sock._use() as handle:
+            lib.ipcez_socket_set_held(handle, held, ctypes.byref(err))
+    except (_errors.ConnectionLost, _errors.ForkedError):
+        pass  # closed meanwhile: nothing waits any more
+
+
+def discard(sock: "Socket") -> None:
+    """Drops the buffered messages (the socket is closed: they can never be taken)."""
+    sock._pending.messages.clear()
