@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from . import aio_rows, footprint, sync_rows
+from . import aio_rows, footprint, sync_rows, usage
 from .clients import run_client
 from .common import RESULTS, RUST_BENCH, exit_on_sigterm
 from .harness import Orchestrator
@@ -24,7 +24,7 @@ def child_main(argv: List[str]) -> None:
     if role == "serve":
         SERVERS[args[0]](args[1])
     elif role == "client":
-        run_client(args[0], args[1], int(args[2]))
+        run_client(args[0], args[1], int(args[2]), args[3] if len(args) > 3 else None)
     elif role == "rss-bare":
         footprint.probe_rss_bare()
     elif role == "rss-idle":
@@ -94,6 +94,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         print()
         print(aio_rows.render(aio))
         targets += aio_rows.evaluate(aio)
+    print()
+    print(usage.render(results, aio.get("rows", {})))
     notes = orch.notes + orch.anomalies
     if notes:
         print("\nNotes")
@@ -134,6 +136,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=0, help="latency rounds per workload (default 5000, quick 300)")
     p.add_argument("--repeat", type=int, default=0, help="passes over all implementations, median taken (default 3, quick 1)")
     p.add_argument("--library", default="", help="the libipcez_ffi to load (default: the release build)")
+    p.add_argument("--package", default="", help="the directory holding the ipcez Python package to measure "
+                   "(default: python/ of this checkout), e.g. an older version for a before/after pair")
     p.add_argument("--out", default="", help="directory for latest.json / latest.png (default bench/results)")
     args = p.parse_args()
 

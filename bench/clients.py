@@ -8,7 +8,8 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .common import KIB, MIB, SMALL, raw_recv, raw_send, payload, percentile
+from . import usage
+from .common import KIB, MIB, SMALL, payload, percentile, raw_recv, raw_send
 
 class Ops:
     """What a client can do: ``send`` (acked, or None), ``echo``, ``kib_burst``."""
@@ -200,7 +201,7 @@ def latencies(rounds: int, f: Callable[[], Any]) -> Tuple[float, float]:
     return percentile(us, 0.5), percentile(us, 0.99)
 
 
-def run_client(kind: str, address: str, rounds: int) -> None:
+def run_client(kind: str, address: str, rounds: int, server_pid: Optional[str] = None) -> None:
     ops = CLIENTS[kind](address)
     out: Dict[str, Any] = dict(getattr(ops, "info", {}))
     try:
@@ -216,6 +217,12 @@ def run_client(kind: str, address: str, rounds: int) -> None:
                 raise RuntimeError("short echo")
 
         out["rtt_p50_us"], out["rtt_p99_us"] = latencies(rounds, one_rtt)
+
+        n_cpu = usage.echoes_for(rounds)
+        before = usage.snapshot(server_pid)
+        for _ in range(n_cpu):
+            echo(small_e)
+        out.update(usage.since(before, n_cpu, server_pid))
 
         big = payload(b"E", MIB)
         big_rounds = max(rounds // 20, 20)

@@ -21,6 +21,8 @@ MANIFEST = ROOT / "rust" / "Cargo.toml"
 MIB = 1024 * 1024
 SMALL = 64
 KIB = 1024
+#: The 4-byte big-endian length prefix of ipcez frames (and of the raw and streams anchors).
+HDR = struct.Struct(">I")
 
 
 def percentile(sorted_values: List[float], p: float) -> float:

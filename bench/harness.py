@@ -77,7 +77,7 @@ class Orchestrator:
         env.update(
             {
                 "IPCEZ_LIBRARY": str(self.library),
-                "PYTHONPATH": str(ROOT / "python")
+                "PYTHONPATH": str(Path(args.package).resolve() if args.package else ROOT / "python")
                 + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
                 "target": "local",
                 "os": "linux",

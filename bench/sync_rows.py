@@ -39,7 +39,7 @@ def measure_impl(orch: Orchestrator, key: str, kind: str, ep_kind: str, rep: int
         if kind == "rust":
             cmd = [str(RUST_BENCH), "client", address, str(orch.rounds)]
         else:
-            cmd = orch.child_cmd("client", kind, address, str(orch.rounds))
+            cmd = orch.child_cmd("client", kind, address, str(orch.rounds), str(server.pid))
         result = orch.run_json(cmd, client_timeout, tag=f"{key}-client")
         if ep_kind == "ws":
             # WebSocket sends wait for no ack: the Rust example's "send" figures are the
