@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
-from . import aio_rows, footprint, sync_rows, usage
+from . import aio_rows, footprint, many_clients, sync_rows, usage
 from .clients import run_client
 from .common import RESULTS, RUST_BENCH, exit_on_sigterm
 from .harness import Orchestrator
@@ -35,6 +35,8 @@ def child_main(argv: List[str]) -> None:
         footprint.many_client(args[0], int(args[1]))
     elif role.startswith("aio-"):
         aio_rows.child_main(role, args)
+    elif role.startswith("mc-"):
+        many_clients.child_main(role, args)
     else:
         raise SystemExit(f"unknown child role {role!r}")
 
@@ -49,6 +51,7 @@ def orchestrate(args: argparse.Namespace) -> int:
     results: Dict[str, Dict[str, Any]] = {}
     fp: Dict[str, Any] = {}
     aio: Dict[str, Any] = {}
+    mc: Dict[str, Any] = {}
     built: Dict[str, Any] = {}
     try:
         built = orch.ensure_built()
@@ -60,6 +63,8 @@ def orchestrate(args: argparse.Namespace) -> int:
             fp = {"skipped": "time budget used up"}
         orch.budget += 45.0 if orch.quick else 300.0  # the asyncio and stream rows' share
         aio = aio_rows.measure(orch)
+        orch.budget += 45.0 if orch.quick else 300.0  # the many-clients rows' share
+        mc = many_clients.measure(orch)
     except KeyboardInterrupt:
         orch.notes.append("interrupted")
         print("\ninterrupted; cleaning up", flush=True)
@@ -94,6 +99,12 @@ def orchestrate(args: argparse.Namespace) -> int:
         print()
         print(aio_rows.render(aio))
         targets += aio_rows.evaluate(aio)
+    if mc:
+        print()
+        print(many_clients.render(mc))
+        mc_targets = many_clients.evaluate(mc)
+        print(render_targets(mc_targets).replace("Targets (ipcez from Python;", "Targets (many clients;", 1))
+        targets += mc_targets
     print()
     print(usage.render(results, aio.get("rows", {})))
     notes = orch.notes + orch.anomalies
@@ -112,6 +123,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         "results": results,
         "footprint": fp,
         "aio": aio,
+        "many_clients": mc,
         "targets": targets,
         "notes": notes,
         "built": built,
