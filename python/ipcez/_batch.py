@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any, Deque, Optional
+from typing import TYPE_CHECKING, Deque, Optional
 
 from . import _abi, _errors, _ffi
 from ._ffi import lib
@@ -40,7 +40,7 @@ class Scratch:
     """One thread's out-parameters and copy buffer (reused: building them costs more than
     the call)."""
 
-    __slots__ = ("buf", "view", "array", "lens", "count", "out", "args")
+    __slots__ = ("buf", "view", "array", "lens", "count", "out", "head", "tail")
 
     def __init__(self) -> None:
         self.buf = bytearray(MAX_BYTES)
@@ -49,14 +49,9 @@ class Scratch:
         self.lens = (ctypes.c_size_t * MAX_COUNT)()
         self.count = ctypes.c_size_t()
         self.out = _ffi.Received()
-        self.args = (ctypes.addressof(self.array), MAX_BYTES, self.lens, MAX_COUNT)
-
-    def call(self, handle: Any, wait_ms: int) -> int:
-        """One native batch receive into this scratch; the result code."""
-        rc: int = lib.ipcez_socket_recv_batch(
-            handle, *self.args, wait_ms, ctypes.byref(self.count), *self.out.args
-        )
-        return rc
+        # The arguments before and after the wait, ready to pass.
+        self.head = (ctypes.addressof(self.array), MAX_BYTES, ctypes.addressof(self.lens), MAX_COUNT)
+        self.tail = (ctypes.byref(self.count), *self.out.args)
 
 
 _per_thread = threading.local()
@@ -89,8 +84,10 @@ def take(sock: "Socket", wait_ms: int) -> Optional[bytes]:
             return _pop(sock, pending.messages)
         s = scratch()
         with sock._use() as handle:
-            rc = s.call(handle, wait_ms)
+            rc = lib.ipcez_socket_recv_batch(handle, *s.head, wait_ms, *s.tail)
         if rc == _abi.RESULT_OK:
+            if s.count.value == 1:  # the common case: a request, or its answer
+                return s.view[: s.lens[0]].tobytes()
             return _unpack(s, pending.messages)
         if rc == _abi.RESULT_TIMEOUT:
             return None
@@ -112,7 +109,7 @@ def take_into(sock: "Socket", ptr: int, cap: int, wait_ms: int) -> Optional[int]
             return n
         s = scratch()
         with sock._use() as handle:
-            rc = s.call(handle, wait_ms)
+            rc = lib.ipcez_socket_recv_batch(handle, *s.head, wait_ms, *s.tail)
         if rc == _abi.RESULT_TIMEOUT:
             return None
         if rc != _abi.RESULT_OK:

@@ -143,8 +143,9 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [socket_p, c_void_p, c_size_t, c_uint32, POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
+    # buf and lens as plain addresses: ctypes converts an int faster than it checks an array
     "ipcez_socket_recv_batch": (
-        [socket_p, c_void_p, c_size_t, POINTER(c_size_t), c_size_t, c_uint32, POINTER(c_size_t),
+        [socket_p, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, POINTER(c_size_t),
          POINTER(message_p), POINTER(c_void_p), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
