@@ -3,9 +3,9 @@
 
 use ipcez::Batch;
 
-use crate::boundary::{call, write_out};
-use crate::error::{FfiError, ipcez_error, ipcez_result};
-use crate::message::{ipcez_message, new_message};
+use crate::boundary::{call, slice_mut, write_out};
+use crate::error::{ipcez_error, ipcez_result};
+use crate::message::{hand_over, ipcez_message};
 use crate::socket::{ipcez_socket, socket_ref, timeout_of};
 
 /// Takes the next message, waiting up to `timeout_ms`, then the messages already waiting
@@ -42,18 +42,10 @@ pub unsafe extern "C" fn ipcez_socket_recv_batch(
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
-        let buf: &mut [u8] = match (buf.is_null(), cap) {
-            (_, 0) => &mut [],
-            (true, _) => return Err(FfiError::null_parameter("buf")),
-            // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes.
-            (false, _) => unsafe { std::slice::from_raw_parts_mut(buf, cap) },
-        };
-        let lens: &mut [usize] = match (lens.is_null(), max_count) {
-            (_, 0) => &mut [],
-            (true, _) => return Err(FfiError::null_parameter("lens")),
-            // SAFETY: per the # Safety section, `lens` holds `max_count` elements.
-            (false, _) => unsafe { std::slice::from_raw_parts_mut(lens, max_count) },
-        };
+        // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes and
+        // `lens` for `max_count` elements.
+        let buf = unsafe { slice_mut(buf, cap, "buf") }?;
+        let lens = unsafe { slice_mut(lens, max_count, "lens") }?;
         unsafe { write_out(out_msg, std::ptr::null_mut()) };
         Ok(
             match s
@@ -65,13 +57,13 @@ pub unsafe extern "C" fn ipcez_socket_recv_batch(
                     unsafe { write_out(out_count, n) };
                     ipcez_result::Ok
                 }
-                Batch::Whole(m) => unsafe {
-                    write_out(out_count, 0);
-                    write_out(out_data, m.as_ptr());
-                    write_out(out_len, m.len());
-                    write_out(out_msg, new_message(m));
+                Batch::Whole(m) => {
+                    unsafe {
+                        write_out(out_count, 0);
+                        hand_over(m, out_msg, out_data, out_len);
+                    }
                     ipcez_result::Ok
-                },
+                }
             },
         )
     })
