@@ -199,8 +199,10 @@ class Socket(Managed):
 
         ``buffer`` is any writable C-contiguous bytes-like object (a
         ``bytearray``, a ``memoryview`` of one, an ``mmap``, a numpy array...);
-        the message lands in ``buffer[:n]`` with no intermediate ``bytes``.
-        When the message is longer than ``buffer``, :class:`ValueError` says
+        the message lands in ``buffer[:n]``.  A message of more than 64 KiB is
+        copied straight from the library's buffer, with no intermediate
+        ``bytes``; shorter ones come through the small batch buffer that
+        :meth:`recv` uses too (one more copy of at most 64 KiB).  When the message is longer than ``buffer``, :class:`ValueError` says
         how long it is and the message is kept: the next ``recv`` or
         ``recv_into`` gets it.  Waits, times out and fails like :meth:`recv`.
         """
