@@ -21,14 +21,11 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Deque, Optional
+from typing import Deque, Optional
 
 from . import _abi, _errors, _ffi
 from ._ffi import lib
-from ._managed import check_open
-
-if TYPE_CHECKING:
-    from ._socket import Socket
+from ._managed import Managed, check_open
 
 #: At most this many messages per native call ...
 MAX_COUNT = 64
@@ -74,11 +71,11 @@ class Pending:
         self.lock = threading.Lock()
 
 
-def take(sock: "Socket", wait_ms: int) -> Optional[bytes]:
-    """The next message, waiting at most ``wait_ms`` (one slice) for the library; None
-    when none came.  Raises like :meth:`Socket.recv`."""
+def take(sock: Managed, pending: Pending, wait_ms: int) -> Optional[bytes]:
+    """The next message of ``sock`` (whose buffer is ``pending``), waiting at most
+    ``wait_ms`` (one slice) for the library; None when none came.  Raises like
+    :meth:`Socket.recv`."""
     check_open(sock)  # before the lock: in a forked child a parent's thread may hold it
-    pending = sock._pending
     with pending.lock:
         if pending.messages:
             return _pop(sock, pending.messages)
@@ -94,12 +91,11 @@ def take(sock: "Socket", wait_ms: int) -> Optional[bytes]:
         raise _errors.fail(rc, s.out.err)
 
 
-def take_into(sock: "Socket", ptr: int, cap: int, wait_ms: int) -> Optional[int]:
+def take_into(sock: Managed, pending: Pending, ptr: int, cap: int, wait_ms: int) -> Optional[int]:
     """:func:`take`, copied into caller memory (``ptr``, ``cap`` bytes): the message's
     length, or None when none came.  A message longer than ``cap`` stays first in line
     and its length is returned (``> cap``)."""
     check_open(sock)
-    pending = sock._pending
     with pending.lock:
         messages = pending.messages
         if messages:
@@ -150,7 +146,7 @@ def _unpack_rest(s: Scratch, count: int, at: int, into: Deque[bytes]) -> None:
         at += n
 
 
-def _pop(sock: "Socket", messages: Deque[bytes]) -> bytes:
+def _pop(sock: Managed, messages: Deque[bytes]) -> bytes:
     """The first buffered message; when it is the last, the library stops counting the
     batch as waiting."""
     msg = messages.popleft()
@@ -159,7 +155,7 @@ def _pop(sock: "Socket", messages: Deque[bytes]) -> bytes:
     return msg
 
 
-def _set_held(sock: "Socket", held: bool) -> None:
+def _set_held(sock: Managed, held: bool) -> None:
     err = _ffi.error_p()
     try:
         with sock._use() as handle:
@@ -168,6 +164,6 @@ def _set_held(sock: "Socket", held: bool) -> None:
         pass  # closed meanwhile: nothing waits any more
 
 
-def discard(sock: "Socket") -> None:
+def discard(pending: Pending) -> None:
     """Drops the buffered messages (the socket is closed: they can never be taken)."""
-    sock._pending.messages.clear()
+    pending.messages.clear()

@@ -187,8 +187,9 @@ class Socket(Managed):
         deadline = deadline_after(timeout)
         _check_no_handler(self)
         take = _batch.take
+        pending = self._pending
         while True:
-            message = take(self, SLICE_MS if deadline is None else slice_ms(deadline))
+            message = take(self, pending, SLICE_MS if deadline is None else slice_ms(deadline))
             if message is not None:
                 return message
             if expired(deadline):
@@ -211,7 +212,7 @@ class Socket(Managed):
         _check_no_handler(self)
         with borrow_writable(buffer) as (ptr, cap):
             while True:
-                got = _batch.take_into(self, ptr, cap, SLICE_MS if deadline is None else slice_ms(deadline))
+                got = _batch.take_into(self, self._pending, ptr, cap, SLICE_MS if deadline is None else slice_ms(deadline))
                 if got is not None:
                     if got > cap:
                         raise ValueError(
@@ -277,7 +278,7 @@ class Socket(Managed):
         """
         super().close()
         if self._epoch == _fork.epoch:
-            _batch.discard(self)  # never to be taken: free them now
+            _batch.discard(self._pending)  # never to be taken: free them now
         dispatcher = self._dispatcher
         if dispatcher is not None and self._epoch == _fork.epoch:
             dispatcher.finish(_handler.CLOSE_GRACE_SECONDS)
@@ -333,7 +334,7 @@ def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
 
 def _take(sock: Socket, seconds: float) -> Optional[bytes]:
     """One receive of at most ``seconds``, handler or not (the handler's own receive)."""
-    return _batch.take(sock, ms(seconds))
+    return _batch.take(sock, sock._pending, ms(seconds))
 
 
 def _check_no_handler(sock: Socket) -> None:
