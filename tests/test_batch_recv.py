@@ -246,3 +246,44 @@ def test_aio_receives_in_batches_in_order(sock_path: str, counting: CountingLib)
 
     assert asyncio.run(main()) == sent
     assert counting.total() < len(sent) // 2, counting.calls
+
+
+class InterruptOnce:
+    """Stands in for the library: the next batch receive that returns messages is followed
+    by KeyboardInterrupt, as when Ctrl-C comes while the call runs (Python raises it at the
+    first chance after the call returns)."""
+
+    def __init__(self, lib: Any) -> None:
+        self._lib = lib
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._lib, name)
+        if name != "ipcez_socket_recv_batch":
+            return fn
+
+        def interrupted(*args: Any) -> Any:
+            rc = fn(*args)
+            if self.armed and rc == 0:
+                self.armed = False
+                raise KeyboardInterrupt
+            return rc
+
+        return interrupted
+
+
+@pytest.mark.parametrize("how", ["recv", "recv_into", "long"])
+def test_ctrl_c_right_after_a_batch_loses_nothing(
+    pair: Tuple[ipcez.Socket, ipcez.Socket], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    client, server = pair
+    sent = [bytes([i]) * (100_000 if how == "long" else 10 + i) for i in range(5)]
+    send_all(client, sent)
+    monkeypatch.setattr(_batch, "lib", InterruptOnce(_batch.lib))
+    buf = bytearray(200_000)
+    with pytest.raises(KeyboardInterrupt):
+        server.recv_into(buf, timeout=5) if how == "recv_into" else server.recv(timeout=5)
+    assert readable(server), "what the interrupted call took still counts as waiting"
+    got = [server.recv(timeout=5) for _ in sent]
+    assert got == sent, "in order, nothing lost or doubled"
+    assert not readable(server, 0.05)
