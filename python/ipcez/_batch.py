@@ -106,6 +106,7 @@ def take(sock: Managed, pending: Pending, wait_ms: int) -> Optional[bytes]:
         s = scratch()
         s.count.value = NOTHING
         s.first = None
+        s.freed = False
         try:
             with sock._use() as handle:  # s.call(), inlined: this is the per-message path
                 rc = lib.ipcez_socket_recv_batch(handle, *s.head, wait_ms, *s.tail)
