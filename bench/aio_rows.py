@@ -19,16 +19,15 @@ import asyncio
 import json
 import os
 import resource
-import struct
 import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from compare import payload, percentile, proc_threads, raise_nofile, ready
+from . import usage
+from .common import HDR, payload, percentile, proc_threads, raise_nofile, ready
 
 SMALL = 64
 MIB = 1024 * 1024
-HDR = struct.Struct(">I")
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +117,7 @@ SERVERS: Dict[str, Callable[[str], Any]] = {
 # ---------------------------------------------------------------------------
 
 
-async def _rtts(rounds: int, echo: Callable[[bytes], Any]) -> Dict[str, float]:
+async def _rtts(rounds: int, echo: Callable[[bytes], Any], server_pid: Optional[str]) -> Dict[str, float]:
     m = payload(b"E", SMALL)
     for _ in range(max(rounds // 10, 1)):
         await echo(m)
@@ -130,10 +129,16 @@ async def _rtts(rounds: int, echo: Callable[[bytes], Any]) -> Dict[str, float]:
             raise RuntimeError("short echo")
         us.append((clock() - t) / 1000.0)
     us.sort()
-    return {"rtt_p50_us": percentile(us, 0.5), "rtt_p99_us": percentile(us, 0.99)}
+    out = {"rtt_p50_us": percentile(us, 0.5), "rtt_p99_us": percentile(us, 0.99)}
+    n_cpu = usage.echoes_for(rounds)
+    before = usage.snapshot(server_pid)
+    for _ in range(n_cpu):
+        await echo(m)
+    out.update(usage.since(before, n_cpu, server_pid))
+    return out
 
 
-async def _client_ipcez(address: str, rounds: int) -> Dict[str, float]:
+async def _client_ipcez(address: str, rounds: int, server_pid: Optional[str]) -> Dict[str, float]:
     import ipcez.aio
 
     async with ipcez.aio.connect(address) as s:
@@ -142,10 +147,10 @@ async def _client_ipcez(address: str, rounds: int) -> Dict[str, float]:
             await s.send(m)
             return await s.recv()
 
-        return await _rtts(rounds, echo)
+        return await _rtts(rounds, echo, server_pid)
 
 
-async def _client_streams(path: str, rounds: int) -> Dict[str, float]:
+async def _client_streams(path: str, rounds: int, server_pid: Optional[str]) -> Dict[str, float]:
     reader, writer = await asyncio.open_unix_connection(path)
 
     async def echo(m: bytes) -> bytes:
@@ -155,12 +160,12 @@ async def _client_streams(path: str, rounds: int) -> Dict[str, float]:
         return await reader.readexactly(n)
 
     try:
-        return await _rtts(rounds, echo)
+        return await _rtts(rounds, echo, server_pid)
     finally:
         writer.close()
 
 
-async def _client_websockets(address: str, rounds: int) -> Dict[str, float]:
+async def _client_websockets(address: str, rounds: int, server_pid: Optional[str]) -> Dict[str, float]:
     from websockets.asyncio.client import connect
 
     async with connect(address, max_size=None, compression=None) as ws:
@@ -170,7 +175,7 @@ async def _client_websockets(address: str, rounds: int) -> Dict[str, float]:
             r = await ws.recv()
             return r if isinstance(r, bytes) else r.encode()
 
-        return await _rtts(rounds, echo)
+        return await _rtts(rounds, echo, server_pid)
 
 
 def _stream(kind: str, address: str, n: int) -> Dict[str, float]:
@@ -262,7 +267,8 @@ def child_main(role: str, args: List[str]) -> None:
         return
     if role == "aio-client":
         clients = {"ipcez": _client_ipcez, "streams": _client_streams, "websockets": _client_websockets}
-        out: Dict[str, Any] = asyncio.run(clients[args[0]](args[1], int(args[2])))
+        pid = args[3] if len(args) > 3 else None
+        out: Dict[str, Any] = asyncio.run(clients[args[0]](args[1], int(args[2]), pid))
     elif role == "aio-stream":
         out = _stream(args[0], args[1], int(args[2]))
     elif role == "aio-many":
@@ -333,7 +339,9 @@ def _run_row(orch: Any, key: str, label: str, module: Optional[str], server: Tup
         proc, address = orch.start_server(server_cmd, tag=f"{key}-server")
         try:
             timeout = min(60.0, max(orch.left(), 5.0))
-            entry.update(orch.run_json(orch.child_cmd(client[0], client[1], address, count), timeout, f"{key}-client"))
+            pid = [str(proc.pid)] if client[0] == "aio-client" else []
+            cmd = orch.child_cmd(client[0], client[1], address, count, *pid)
+            entry.update(orch.run_json(cmd, timeout, f"{key}-client"))
         finally:
             orch.stop(proc)
         print(f" {time.monotonic() - t:.1f} s", flush=True)

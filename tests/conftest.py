@@ -12,9 +12,12 @@ import sys
 import tempfile
 import textwrap
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+
+if TYPE_CHECKING:
+    import ipcez
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON_DIR = ROOT / "python"
@@ -119,6 +122,21 @@ def short_dir() -> Iterator[Path]:
 def sock_path(short_dir: Path) -> str:
     """A socket path of this test's own."""
     return str(short_dir / "s.sock")
+
+
+@pytest.fixture
+def pair(sock_path: str) -> Iterator[Tuple["ipcez.Socket", "ipcez.Socket"]]:
+    """A connected (client, server) pair over a Unix socket, closed afterwards."""
+    import ipcez
+
+    with ipcez.listen(sock_path) as listener:
+        client = ipcez.connect(sock_path)
+        server = listener.accept(timeout=5)
+        try:
+            yield client, server
+        finally:
+            client.close()
+            server.close()
 
 
 def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -8,24 +8,12 @@ import queue
 import sys
 import threading
 import time
-from typing import Any, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 
 import ipcez
 from ipcez import _handler
-
-
-@pytest.fixture
-def pair(sock_path: str) -> Iterator[Tuple[ipcez.Socket, ipcez.Socket]]:
-    with ipcez.listen(sock_path) as listener:
-        client = ipcez.connect(sock_path)
-        server = listener.accept(timeout=5)
-        try:
-            yield client, server
-        finally:
-            client.close()
-            server.close()
 
 
 def _collect(q: "queue.Queue[Any]", n: int, timeout: float = 5) -> List[Any]:

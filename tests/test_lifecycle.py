@@ -41,11 +41,17 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_interrupts_blocked_recv(sock_path: str) -> None:
+#: A second thread blocked in recv first: the main thread then waits for the socket's receive
+#: buffer (batched receives take a lock per socket), not in the library.
+_OTHER_RECV = "threading.Thread(target=lambda: s.recv(), daemon=True).start()\n"
+
+
+@pytest.mark.parametrize("before", ["", _OTHER_RECV], ids=["alone", "behind-another-recv"])
+def test_ctrl_c_interrupts_blocked_recv(sock_path: str, before: str) -> None:
     with ipcez.listen(sock_path) as listener:
         proc = python_child(
-            "import sys, ipcez\n"
-            "s = ipcez.connect(sys.argv[1])\n"
+            "import sys, threading, ipcez\n"
+            "s = ipcez.connect(sys.argv[1])\n" + before +
             "print('READY', flush=True)\n"
             "try:\n"
             "    s.recv()\n" + _KBI_TAIL,

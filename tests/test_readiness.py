@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from multiprocessing.connection import wait as mp_wait
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
 import pytest
 
@@ -20,18 +20,6 @@ from conftest import run_python
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fileno is Unix only")
 
 MIB4 = 4 * 1024 * 1024
-
-
-@pytest.fixture
-def pair(sock_path: str) -> Iterator[Tuple[ipcez.Socket, ipcez.Socket]]:
-    with ipcez.listen(sock_path) as listener:
-        client = ipcez.connect(sock_path)
-        server = listener.accept(timeout=5)
-        try:
-            yield client, server
-        finally:
-            client.close()
-            server.close()
 
 
 def readable(fd: int, timeout: float = 0.0) -> bool:

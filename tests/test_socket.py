@@ -10,26 +10,13 @@ import mmap
 import threading
 import time
 import weakref
-from typing import Iterator, List, Tuple
+from typing import List, Tuple
 
 import pytest
 
 import ipcez
 
 MIB4 = 4 * 1024 * 1024
-
-
-@pytest.fixture
-def pair(sock_path: str) -> Iterator[Tuple[ipcez.Socket, ipcez.Socket]]:
-    """(client, server-side socket) connected over ``sock_path``."""
-    with ipcez.listen(sock_path) as listener:
-        client = ipcez.connect(sock_path)
-        server = listener.accept(timeout=5)
-        try:
-            yield client, server
-        finally:
-            client.close()
-            server.close()
 
 
 def test_round_trip_both_directions(pair: Tuple[ipcez.Socket, ipcez.Socket]) -> None:

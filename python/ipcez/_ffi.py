@@ -143,6 +143,13 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [socket_p, c_void_p, c_size_t, c_uint32, POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
+    # buf and lens as plain addresses: ctypes converts an int faster than it checks an array
+    "ipcez_socket_recv_batch": (
+        [socket_p, c_void_p, c_size_t, c_void_p, c_size_t, c_uint32, POINTER(c_size_t),
+         POINTER(message_p), POINTER(c_void_p), POINTER(c_size_t), POINTER(error_p)],
+        ipcez_result,
+    ),
+    "ipcez_socket_set_held": ([socket_p, c_bool, POINTER(error_p)], ipcez_result),
     "ipcez_socket_start_send": ([socket_p, bytes_in, c_size_t, POINTER(error_p)], ipcez_result),
     "ipcez_socket_send_many": (
         [socket_p, bytes_in, c_size_t, c_void_p, c_size_t, POINTER(error_p)],

@@ -8,7 +8,7 @@ import errno
 import threading
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
-from . import _abi, _errors, _ffi, _fork, _handler, _options
+from . import _abi, _batch, _errors, _ffi, _fork, _handler, _options
 from ._buffer import borrow, borrow_writable
 from ._ffi import lib
 from ._managed import Managed, check_open
@@ -56,6 +56,7 @@ class Socket(Managed):
     _endpoint: str
     _subprotocol: Optional[str]
     _ack_timeout: float
+    _pending: _batch.Pending
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Socket objects come from ipcez.connect() or Listener.accept()")
@@ -67,6 +68,7 @@ class Socket(Managed):
         Managed.__init__(self, ptr)
         self._dispatcher = None
         self._handler_lock = threading.Lock()
+        self._pending = _batch.Pending()
         self._transport = _abi.TRANSPORTS.get(lib.ipcez_socket_transport(ptr), "unknown")
         endpoint = lib.ipcez_socket_endpoint(ptr)
         self._endpoint = _ffi.take_text(endpoint) if endpoint else ""
@@ -184,15 +186,12 @@ class Socket(Managed):
         timeout = check_timeout(timeout)
         deadline = deadline_after(timeout)
         _check_no_handler(self)
-        out = _ffi.received()
+        take = _batch.take
+        pending = self._pending
         while True:
-            wait = SLICE_MS if deadline is None else slice_ms(deadline)
-            with self._use() as handle:
-                rc = lib.ipcez_socket_recv(handle, wait, *out.args)
-            if rc == _abi.RESULT_OK:
-                return out.take()
-            if rc != _abi.RESULT_TIMEOUT:
-                raise _errors.fail(rc, out.err)
+            message = take(self, pending, SLICE_MS if deadline is None else slice_ms(deadline))
+            if message is not None:
+                return message
             if expired(deadline):
                 raise TimeoutError(errno.ETIMEDOUT, f"no message within {timeout:g} s")
 
@@ -201,29 +200,26 @@ class Socket(Managed):
 
         ``buffer`` is any writable C-contiguous bytes-like object (a
         ``bytearray``, a ``memoryview`` of one, an ``mmap``, a numpy array...);
-        the message lands in ``buffer[:n]`` with no intermediate ``bytes``.
-        When the message is longer than ``buffer``, :class:`ValueError` says
+        the message lands in ``buffer[:n]``.  A message of more than 64 KiB is
+        copied straight from the library's buffer, with no intermediate
+        ``bytes``; shorter ones come through the small batch buffer that
+        :meth:`recv` uses too (one more copy of at most 64 KiB).  When the message is longer than ``buffer``, :class:`ValueError` says
         how long it is and the message is kept: the next ``recv`` or
         ``recv_into`` gets it.  Waits, times out and fails like :meth:`recv`.
         """
         timeout = check_timeout(timeout)
         deadline = deadline_after(timeout)
-        got = ctypes.c_size_t()
-        err = _ffi.error_p()
+        _check_no_handler(self)
         with borrow_writable(buffer) as (ptr, cap):
             while True:
-                wait = SLICE_MS if deadline is None else slice_ms(deadline)
-                with self._use() as handle:
-                    rc = lib.ipcez_socket_recv_into(handle, ptr, cap, wait, ctypes.byref(got), ctypes.byref(err))
-                if rc == _abi.RESULT_OK:
-                    if got.value > cap:
+                got = _batch.take_into(self, self._pending, ptr, cap, SLICE_MS if deadline is None else slice_ms(deadline))
+                if got is not None:
+                    if got > cap:
                         raise ValueError(
-                            f"the next message is {got.value} bytes but the buffer holds only {cap}; "
+                            f"the next message is {got} bytes but the buffer holds only {cap}; "
                             "the message is kept: receive it with a larger buffer or recv()"
                         )
-                    return got.value
-                if rc != _abi.RESULT_TIMEOUT:
-                    raise _errors.fail(rc, err)
+                    return got
                 if expired(deadline):
                     raise TimeoutError(errno.ETIMEDOUT, f"no message within {timeout:g} s")
 
@@ -281,6 +277,8 @@ class Socket(Managed):
         forked after the socket was made this does nothing: it is the parent's.
         """
         super().close()
+        if self._epoch == _fork.epoch:
+            _batch.discard(self._pending)  # never to be taken: free them now
         dispatcher = self._dispatcher
         if dispatcher is not None and self._epoch == _fork.epoch:
             dispatcher.finish(_handler.CLOSE_GRACE_SECONDS)
@@ -336,14 +334,7 @@ def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
 
 def _take(sock: Socket, seconds: float) -> Optional[bytes]:
     """One receive of at most ``seconds``, handler or not (the handler's own receive)."""
-    out = _ffi.received()
-    with sock._use() as handle:
-        rc = lib.ipcez_socket_recv(handle, ms(seconds), *out.args)
-    if rc == _abi.RESULT_OK:
-        return out.take()
-    if rc == _abi.RESULT_TIMEOUT:
-        return None
-    raise _errors.fail(rc, out.err)
+    return _batch.take(sock, sock._pending, ms(seconds))
 
 
 def _check_no_handler(sock: Socket) -> None:

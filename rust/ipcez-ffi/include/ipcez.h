@@ -458,6 +458,45 @@ ipcez_result ipcez_listener_watch(const ipcez_listener *l,
                                   uint64_t token,
                                   ipcez_error **out_err);
 
+// Takes the next message, waiting up to `timeout_ms`, then the messages already waiting
+// behind it, without waiting, while they fit: at most `max_count` in all, copied back to
+// back into `buf` (`cap` bytes), message `i` being `lens[i]` bytes long; `*out_count` says
+// how many. A first message longer than `cap` is taken alone as a new message instead,
+// as by `ipcez_socket_recv`: `*out_count` is then 0 and `*out_msg` / `*out_data` /
+// `*out_len` give it (free it with `ipcez_message_free`); otherwise `*out_msg` is NULL.
+// `IPCEZ_RESULT_TIMEOUT` when no message came. The end of the connection is never part of
+// a batch: the next call reports it, as `ipcez_socket_recv` does.
+//
+// When more than one message was copied, the caller holds messages that still count as
+// waiting: the descriptor of `ipcez_socket_fileno` stays readable, and a poller is not
+// told again, until `ipcez_socket_set_held` clears it (call that once the last of them
+// is handed on).
+//
+// # Safety
+// `s` is NULL or a live socket; `buf` is valid for writes of `cap` bytes and `lens` for
+// `max_count` elements (NULL when that is 0); the out-pointers are valid for writes.
+ipcez_result ipcez_socket_recv_batch(const ipcez_socket *s,
+                                     uint8_t *buf,
+                                     size_t cap,
+                                     size_t *lens,
+                                     size_t max_count,
+                                     uint32_t timeout_ms,
+                                     size_t *out_count,
+                                     ipcez_message **out_msg,
+                                     const uint8_t **out_data,
+                                     size_t *out_len,
+                                     ipcez_error **out_err);
+
+// Tells the socket whether the caller holds messages it took but has not handed on yet
+// (`ipcez_socket_recv_batch` sets this when it copies more than one message; a binding
+// may also set it for a message it keeps back). While it does, they count as waiting: the
+// descriptor of `ipcez_socket_fileno` stays readable and a poller is not told again.
+// Clear it once the last of them is handed on.
+//
+// # Safety
+// `s` is NULL or a live socket.
+ipcez_result ipcez_socket_set_held(const ipcez_socket *s, bool held, ipcez_error **out_err);
+
 // Resolves an endpoint without connecting: the transport (an `ipcez_transport`) and the
 // normalized address as a new message.
 //

@@ -136,6 +136,24 @@ pub(crate) unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Result<&'a [u8], F
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
+/// Borrows `len` elements at `ptr` for writing (NULL is fine when `len` is 0); `what`
+/// names the parameter in the error.
+///
+/// # Safety
+/// When `len > 0`, `ptr` is valid for writes of `len` elements for the returned lifetime.
+pub(crate) unsafe fn slice_mut<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    what: &str,
+) -> Result<&'a mut [T], FfiError> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Ok(&mut []),
+        (true, _) => Err(FfiError::null_parameter(what)),
+        // SAFETY: per the `# Safety` section.
+        (false, _) => Ok(unsafe { std::slice::from_raw_parts_mut(ptr, len) }),
+    }
+}
+
 /// Borrows a UTF-8 string given as `(ptr, len)`.
 ///
 /// # Safety

@@ -1,6 +1,6 @@
 //! `ipcez_message`: an owned byte buffer (a received message, or a string ipcez returns).
 
-use crate::boundary::{Castable, borrow, call_or, into_handle, take};
+use crate::boundary::{Castable, borrow, call_or, into_handle, take, write_out};
 
 /// An owned byte buffer: a received message, or a string ipcez returns.
 #[allow(non_camel_case_types)]
@@ -15,6 +15,24 @@ impl Castable for ipcez_message {
 /// Hands `data` to the caller as a new message.
 pub(crate) fn new_message(data: Vec<u8>) -> *mut ipcez_message {
     into_handle::<ipcez_message>(data)
+}
+
+/// Hands `data` to the caller as a new message in `*out_msg`, with the address and length
+/// of its bytes in `*out_data` / `*out_len` (saving two calls per message).
+///
+/// # Safety
+/// The out-pointers are NULL or valid for writes.
+pub(crate) unsafe fn hand_over(
+    data: Vec<u8>,
+    out_msg: *mut *mut ipcez_message,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+) {
+    unsafe {
+        write_out(out_data, data.as_ptr());
+        write_out(out_len, data.len());
+        write_out(out_msg, new_message(data));
+    }
 }
 
 /// The message's bytes, valid until `ipcez_message_free`. NULL for a NULL message.

@@ -15,7 +15,7 @@ use crate::boundary::{
 };
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::handler::{HandlerThread, ipcez_handler_fn};
-use crate::message::{ipcez_message, new_message};
+use crate::message::{hand_over, ipcez_message, new_message};
 use crate::resolve::ipcez_transport;
 
 /// A connection.
@@ -271,11 +271,7 @@ pub unsafe extern "C" fn ipcez_socket_recv(
         let s = socket_ref(s)?;
         Ok(match s.socket.recv_blocking(timeout_of(timeout_ms))? {
             Some(m) => {
-                unsafe {
-                    write_out(out_data, m.as_ptr());
-                    write_out(out_len, m.len());
-                    write_out(out_msg, new_message(m));
-                }
+                unsafe { hand_over(m, out_msg, out_data, out_len) };
                 ipcez_result::Ok
             }
             None => ipcez_result::Timeout,

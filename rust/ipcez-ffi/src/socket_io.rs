@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ipcez::{SentMark, SocketError};
 
-use crate::boundary::{bytes, call, write_out};
+use crate::boundary::{bytes, call, slice_mut, write_out};
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::listener::{ipcez_listener, listener_ref};
 use crate::socket::{FfiSocket, ipcez_socket, socket_ref, timeout_of};
@@ -103,12 +103,8 @@ pub unsafe extern "C" fn ipcez_socket_recv_into(
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
-        let buf: &mut [u8] = match (buf.is_null(), cap) {
-            (_, 0) => &mut [],
-            (true, _) => return Err(FfiError::null_parameter("buf")),
-            // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes.
-            (false, _) => unsafe { std::slice::from_raw_parts_mut(buf, cap) },
-        };
+        // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes.
+        let buf = unsafe { slice_mut(buf, cap, "buf") }?;
         Ok(
             match s.socket.recv_into_blocking(buf, timeout_of(timeout_ms))? {
                 Some(n) => {

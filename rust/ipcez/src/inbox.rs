@@ -34,6 +34,9 @@ struct State {
     messages: VecDeque<Vec<u8>>,
     bytes: usize,
     end: Option<End>,
+    /// A taker holds messages of a batch it has not handed on yet (see
+    /// [`Inbox::take_queued`]): they still count as waiting.
+    held: bool,
     /// Ready while a message (or the end) waits: a descriptor, a poller to report to.
     readiness: Readiness,
 }
@@ -41,7 +44,7 @@ struct State {
 impl State {
     /// Keeps the readiness in line with the queue; call after every change.
     fn sync(&mut self) {
-        let ready = !self.messages.is_empty() || self.end.is_some();
+        let ready = !self.messages.is_empty() || self.held || self.end.is_some();
         self.readiness.set(ready);
     }
 }
@@ -202,8 +205,42 @@ impl Inbox {
         let mut s = self.lock();
         s.messages.clear();
         s.bytes = 0;
+        s.held = false;
         s.sync();
         true
+    }
+
+    /// Takes queued messages, oldest first, never the end and never waiting, while `keep`
+    /// accepts them (it gets each one and says whether it took it; the first it refuses
+    /// stays first in line). When it took any, the taker counts as holding messages, which
+    /// keeps the readiness up until [`set_held`](Self::set_held)`(false)`: a batch handed to
+    /// a caller still waits to be taken as far as `fileno` and pollers can tell.
+    pub(crate) fn take_queued(&self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
+        let mut s = self.lock();
+        let mut taken = 0;
+        while let Some(front) = s.messages.front() {
+            if !keep(front) {
+                break;
+            }
+            let msg = s.messages.pop_front().unwrap_or_default();
+            s.bytes -= msg.len();
+            crate::buffers::reuse_buffer(msg);
+            taken += 1;
+        }
+        if taken > 0 {
+            s.held = true;
+            s.sync();
+            drop(s);
+            self.room.notify_one();
+        }
+        taken
+    }
+
+    /// Whether a taker holds messages it has not handed on yet (they count as waiting).
+    pub(crate) fn set_held(&self, held: bool) {
+        let mut s = self.lock();
+        s.held = held && !self.is_closed();
+        s.sync();
     }
 
     /// A descriptor that is readable while a message or the end of the stream waits to be

@@ -1,7 +1,9 @@
 //! `Socket`: one connection on any transport, with its background reader.
 
+mod batch;
 mod event_loop;
 
+pub use batch::Batch;
 pub use event_loop::SentMark;
 
 use std::future::Future;

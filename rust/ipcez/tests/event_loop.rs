@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ipcez::{Listener, MAX_MESSAGE_LEN, Poller, Socket};
+use ipcez::{Batch, Listener, MAX_MESSAGE_LEN, Poller, Socket};
 
 fn readable(fd: i32, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd {
@@ -217,4 +217,100 @@ fn frames_waiting_for_a_peer_that_reads_nothing_stay_bounded() {
         // SAFETY: a valid NUL-terminated name.
         unsafe { libc::sem_unlink(c.as_ptr()) };
     }
+}
+
+#[test]
+fn a_batch_takes_what_waits_in_order_and_counts_as_waiting_until_handed_on() {
+    let (_l, client, server) = blocking_pair("batch.sock");
+    let poller = Poller::new().unwrap();
+    server.watch(&poller, 3);
+    let fd = server.fileno().unwrap();
+    let sent: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1 + i as usize]).collect();
+    for m in &sent {
+        client.send_frame_blocking(m).unwrap();
+        assert!(client.wait_ack_blocking(Duration::from_secs(5)).unwrap());
+    }
+    let mut tokens = [0u64; 4];
+    assert!(readable(poller.fileno(), 5000));
+    assert_eq!(poller.take(&mut tokens), 1);
+    // Room for 4 messages and 20 bytes: messages 0..=3 (1 + 2 + 3 + 4 = 10 bytes), then 4
+    // and 5 would not fit in the count.
+    let (mut buf, mut lens) = ([0u8; 20], [0usize; 4]);
+    let timeout = Some(Duration::from_secs(5));
+    let got = server
+        .recv_batch_blocking(&mut buf, &mut lens, timeout)
+        .unwrap();
+    assert_eq!(got, Batch::Copied(4));
+    assert_eq!(lens, [1, 2, 3, 4]);
+    assert_eq!(&buf[..10], &sent[..4].concat()[..]);
+    assert!(
+        readable(fd, 0),
+        "held by the caller: still counts as waiting"
+    );
+    assert!(
+        !readable(poller.fileno(), 0),
+        "and the poller is not told again"
+    );
+    server.set_held(false);
+    // Only 20 bytes: 5 + 6 + 7 = 18 fit, 8 more would not.
+    let got = server
+        .recv_batch_blocking(&mut buf, &mut lens, timeout)
+        .unwrap();
+    assert_eq!(got, Batch::Copied(3));
+    assert_eq!(&lens[..3], &[5, 6, 7]);
+    server.set_held(false);
+    assert!(readable(fd, 0), "three messages still wait in the socket");
+    let (mut few, mut one) = ([0u8; 6], [0usize; 1]);
+    let got = server
+        .recv_batch_blocking(&mut few, &mut lens, timeout)
+        .unwrap();
+    assert_eq!(
+        got,
+        Batch::Whole(sent[7].clone()),
+        "too long for the buffer: alone, whole"
+    );
+    let got = server
+        .recv_batch_blocking(&mut buf, &mut one, timeout)
+        .unwrap();
+    assert_eq!(got, Batch::Copied(1));
+    assert_eq!(&buf[..9], &sent[8][..]);
+    let got = server
+        .recv_batch_blocking(&mut buf, &mut lens, timeout)
+        .unwrap();
+    assert_eq!(got, Batch::Copied(1));
+    assert_eq!(&buf[..10], &sent[9][..]);
+    assert!(!readable(fd, 0), "one message is not held: nothing waits");
+    let got = server.recv_batch_blocking(&mut buf, &mut lens, Some(Duration::ZERO));
+    assert_eq!(got.unwrap(), Batch::TimedOut);
+    client.close();
+    let end = server.recv_batch_blocking(&mut buf, &mut lens, timeout);
+    assert!(end.is_err(), "the end comes on its own: {end:?}");
+}
+
+#[test]
+fn a_held_batch_is_dropped_by_close() {
+    let (_l, client, server) = blocking_pair("batch-close.sock");
+    for m in [&b"a"[..], b"b"] {
+        client.send_frame_blocking(m).unwrap();
+        assert!(client.wait_ack_blocking(Duration::from_secs(5)).unwrap());
+    }
+    let fd = server.fileno().unwrap();
+    let (mut buf, mut lens) = ([0u8; 8], [0usize; 8]);
+    let timeout = Some(Duration::from_secs(5));
+    // The second message may still be in the socket: take until both are out.
+    let mut taken = 0;
+    while taken < 2 {
+        match server
+            .recv_batch_blocking(&mut buf, &mut lens, timeout)
+            .unwrap()
+        {
+            Batch::Copied(n) => taken += n,
+            other => panic!("{other:?}"),
+        }
+    }
+    server.set_held(true);
+    server.close();
+    assert!(readable(fd, 0), "closed: the end is readable");
+    server.set_held(false);
+    assert!(readable(fd, 0), "and stays so");
 }

@@ -1,0 +1,1 @@
+"""The benchmark of ``bench/compare.py``, one module per section (run that script)."""
