@@ -1,0 +1,115 @@
+//! How long waits (the next messages, the next connection) reach JavaScript, and what keeps
+//! the process alive.
+//!
+//! Each socket and listener owns one threadsafe function: the core's runtime calls it with
+//! what it waited for. It is referenced (keeps Node's event loop alive) while the object
+//! is open and not `unref()`'d, like a `net.Socket`'s handle. Short operations (connect,
+//! send) settle promises instead; those keep the loop alive only until they settle.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use napi::bindgen_prelude::ToNapiValue;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status};
+
+/// A JavaScript callback the runtime's threads may call with a `T`.
+pub(crate) type Callback<T> = ThreadsafeFunction<T, (), T, Status, false>;
+
+/// One object's way to JavaScript, with its keep-alive state.
+pub(crate) struct Channel<T: ToNapiValue + 'static> {
+    callback: Option<Arc<Callback<T>>>,
+    /// Whether JavaScript asked for `unref()`.
+    unrefd: bool,
+    /// A wait is running on the runtime (at most one at a time).
+    pub(crate) busy: Arc<AtomicBool>,
+}
+
+impl<T: ToNapiValue + 'static> Default for Channel<T> {
+    fn default() -> Self {
+        Channel {
+            callback: None,
+            unrefd: false,
+            busy: Default::default(),
+        }
+    }
+}
+
+impl<T: ToNapiValue + 'static> Channel<T> {
+    pub(crate) fn set(&mut self, env: &Env, callback: Callback<T>) -> napi::Result<()> {
+        self.callback = Some(Arc::new(callback));
+        self.apply(env, true)
+    }
+
+    /// A copy for the runtime to call, or `None` before `set` / after `drop_callback`.
+    pub(crate) fn sender(&self) -> Option<Arc<Callback<T>>> {
+        self.callback.clone()
+    }
+
+    /// `ref()` / `unref()`: `open` is false once the object was closed.
+    pub(crate) fn apply(&mut self, env: &Env, open: bool) -> napi::Result<()> {
+        let Some(cb) = self.callback.as_ref().filter(|cb| !cb.aborted()) else {
+            return Ok(());
+        };
+        // SAFETY: called on the environment's own thread with a live (not aborted) function.
+        let status = unsafe {
+            if open && !self.unrefd {
+                napi::sys::napi_ref_threadsafe_function(env.raw(), cb.raw())
+            } else {
+                napi::sys::napi_unref_threadsafe_function(env.raw(), cb.raw())
+            }
+        };
+        napi::check_status!(status, "cannot ref/unref an ipcez handle")
+    }
+
+    pub(crate) fn set_unrefd(&mut self, env: &Env, unrefd: bool, open: bool) -> napi::Result<()> {
+        self.unrefd = unrefd;
+        self.apply(env, open)
+    }
+}
+
+/// Calls `callback` from a runtime thread; a callback whose environment is gone (a
+/// terminated worker) just drops the value.
+pub(crate) fn deliver<T: ToNapiValue + 'static>(callback: &Callback<T>, value: T) {
+    let _ = callback.call(value, ThreadsafeFunctionCallMode::NonBlocking);
+}
+
+/// Closes a socket or listener when its environment (the main thread or a worker) ends.
+pub(crate) trait Closable: Send + Sync {
+    fn close_now(&self);
+}
+
+thread_local! {
+    /// What this thread's environment opened; closed when it tears down. Each Node
+    /// environment (the main thread, each worker) runs on a thread of its own.
+    static OPEN: RefCell<Option<Vec<Weak<dyn Closable>>>> = const { RefCell::new(None) };
+}
+
+/// Registers `item` to be closed when `env` tears down (a worker ending, the process
+/// exiting): closing a worker closes its sockets and listeners.
+pub(crate) fn close_with_env(env: &Env, item: Weak<dyn Closable>) -> napi::Result<()> {
+    let first = OPEN.with_borrow_mut(|open| {
+        let first = open.is_none();
+        let list = open.get_or_insert_with(Vec::new);
+        if list.len() >= 64 && list.len().is_power_of_two() {
+            list.retain(|w| w.strong_count() > 0);
+        }
+        list.push(item);
+        first
+    });
+    if first {
+        env.add_env_cleanup_hook((), |()| {
+            let items = OPEN.with_borrow_mut(|open| open.take()).unwrap_or_default();
+            for item in items.iter().filter_map(Weak::upgrade) {
+                item.close_now();
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// Marks the start of a wait; false when one is already running.
+pub(crate) fn claim(busy: &AtomicBool) -> bool {
+    !busy.swap(true, Ordering::AcqRel)
+}

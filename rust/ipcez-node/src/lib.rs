@@ -1,0 +1,87 @@
+//! The Node.js addon of ipcez: napi-rs classes over the `ipcez` crate, loaded by the npm
+//! package in `node/`, whose JavaScript gives them Node's idiom (promises, EventEmitter,
+//! async iteration, `Error` subclasses).
+//!
+//! All I/O runs on the core's own runtime ([`ipcez::runtime`]): napi-rs's tokio
+//! integration is not used, so there is one runtime, and Node's event loop never waits.
+//! Core failures come back as [`errors::ErrorInfo`] values, never thrown from here.
+
+mod deliver;
+mod errors;
+mod listener;
+mod options;
+mod socket;
+
+use napi::bindgen_prelude::{Either, Object};
+use napi::{Env, Result};
+use napi_derive::napi;
+
+use errors::ErrorInfo;
+use listener::NativeListener;
+use options::{ConnectArgs, ListenArgs};
+use socket::NativeSocket;
+
+/// What `which` decided.
+#[napi(object, object_from_js = false)]
+pub struct Resolution {
+    /// `unix`, `pipe` or `websocket`.
+    pub transport: String,
+    /// The normalized address.
+    pub address: String,
+}
+
+/// Connects to `endpoint`; the promise gives the socket or the failure.
+#[napi(ts_return_type = "Promise<NativeSocket | ErrorInfo>")]
+pub fn connect(env: &Env, endpoint: String, args: Option<ConnectArgs>) -> Result<Object<'_>> {
+    let (deferred, promise) = env.create_deferred()?;
+    let options = args.unwrap_or_default().into_options();
+    ipcez::runtime().spawn(async move {
+        let outcome = match options {
+            Ok(options) => options.connect(&endpoint).await.map_err(ErrorInfo::from),
+            Err(e) => Err(e),
+        };
+        deferred.resolve(move |_| Ok(either(outcome.map(NativeSocket::new))));
+    });
+    Ok(promise)
+}
+
+/// Listens on `endpoint`; the promise gives the listener or the failure.
+#[napi(ts_return_type = "Promise<NativeListener | ErrorInfo>")]
+pub fn listen(env: &Env, endpoint: String, args: Option<ListenArgs>) -> Result<Object<'_>> {
+    let (deferred, promise) = env.create_deferred()?;
+    let options = args.unwrap_or_default().into_options();
+    ipcez::runtime().spawn(async move {
+        let outcome = match options {
+            Ok(options) => options.listen(&endpoint).await.map_err(ErrorInfo::from),
+            Err(e) => Err(e),
+        };
+        deferred.resolve(move |_| Ok(either(outcome.map(NativeListener::new))));
+    });
+    Ok(promise)
+}
+
+/// How `connect` would reach `endpoint`, without connecting.
+#[napi]
+pub fn which(endpoint: String) -> Either<Resolution, ErrorInfo> {
+    either(ipcez::resolve(&endpoint).map_err(ErrorInfo::from).map(|r| Resolution {
+        transport: r.transport.as_str().to_string(),
+        address: r.address,
+    }))
+}
+
+/// The `[data_ready, data_acked]` names of a local endpoint's ack objects.
+#[napi]
+pub fn ack_names(endpoint: String) -> Either<Vec<String>, ErrorInfo> {
+    either(
+        ipcez::ack_names(&endpoint)
+            .map_err(ErrorInfo::from)
+            .map(|(ready, acked)| vec![ready, acked]),
+    )
+}
+
+fn either<T>(r: std::result::Result<T, ErrorInfo>) -> Either<T, ErrorInfo> {
+    match r {
+        Ok(v) => Either::A(v),
+        Err(e) => Either::B(e),
+    }
+}

@@ -1,0 +1,119 @@
+//! `NativeListener`: a core listener as the JavaScript `Listener` class sees it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use napi::{Env, Result};
+use napi_derive::napi;
+
+use crate::deliver::{Callback, Channel, Closable, claim, close_with_env, deliver};
+use crate::errors::ErrorInfo;
+use crate::socket::NativeSocket;
+
+/// What one wait for a connection gives JavaScript.
+#[napi(object, object_from_js = false)]
+pub struct Accepted {
+    /// The connection (one), unless `error` is set.
+    pub items: Vec<NativeSocket>,
+    /// Why no connection comes any more (the listener was closed).
+    pub error: Option<ErrorInfo>,
+}
+
+struct Cell(ipcez::Listener);
+
+impl Closable for Cell {
+    fn close_now(&self) {
+        self.0.close();
+    }
+}
+
+/// A listener of the core library (the JavaScript `Listener` wraps it).
+#[napi]
+pub struct NativeListener {
+    cell: Arc<Cell>,
+    channel: Channel<Accepted>,
+    closed: bool,
+}
+
+impl NativeListener {
+    pub(crate) fn new(listener: ipcez::Listener) -> Self {
+        NativeListener {
+            cell: Arc::new(Cell(listener)),
+            channel: Channel::default(),
+            closed: false,
+        }
+    }
+}
+
+impl Drop for NativeListener {
+    fn drop(&mut self) {
+        self.cell.0.close();
+    }
+}
+
+#[napi]
+impl NativeListener {
+    /// Sets the function connections go to; from then on the listener keeps the process
+    /// alive until it is closed or `unref()`'d, and closes with its environment (worker).
+    #[napi(ts_args_type = "onAccepted: (next: Accepted) => void")]
+    pub fn start(&mut self, env: Env, on_accepted: Callback<Accepted>) -> Result<()> {
+        self.channel.set(&env, on_accepted)?;
+        let weak: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
+        close_with_env(&env, weak)
+    }
+
+    /// Asks for the next connection: one call of the `start` function follows. Does
+    /// nothing while a pull is still running.
+    #[napi]
+    pub fn pull(&self) {
+        let Some(callback) = self.channel.sender() else {
+            return;
+        };
+        if !claim(&self.channel.busy) {
+            return;
+        }
+        let busy = self.channel.busy.clone();
+        let listener = self.cell.0.clone();
+        ipcez::runtime().spawn(async move {
+            let next = match listener.accept().await {
+                Ok(socket) => Accepted {
+                    items: vec![NativeSocket::new(socket)],
+                    error: None,
+                },
+                Err(e) => Accepted {
+                    items: Vec::new(),
+                    error: Some(e.into()),
+                },
+            };
+            busy.store(false, Ordering::Release);
+            deliver(&callback, next);
+        });
+    }
+
+    /// Stops listening (idempotent); accepted sockets stay open.
+    #[napi]
+    pub fn close(&mut self, env: Env) -> Result<()> {
+        self.closed = true;
+        self.cell.0.close();
+        self.channel.apply(&env, false)
+    }
+
+    /// Whether an open listener keeps the process alive (`ref()` / `unref()`).
+    #[napi]
+    pub fn set_ref(&mut self, env: Env, keep_alive: bool) -> Result<()> {
+        let open = !self.closed;
+        self.channel.set_unrefd(&env, !keep_alive, open)
+    }
+
+    /// The address listened on (a `ws://` URL carries the real port when 0 was asked).
+    #[napi(getter)]
+    pub fn address(&self) -> String {
+        self.cell.0.address().to_string()
+    }
+
+    /// `unix`, `pipe` or `websocket`.
+    #[napi(getter)]
+    pub fn transport(&self) -> String {
+        self.cell.0.transport().as_str().to_string()
+    }
+}

@@ -1,0 +1,190 @@
+//! `NativeSocket`: one core connection as the JavaScript `Socket` class sees it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use napi::bindgen_prelude::{Buffer, Object, Uint8Array};
+use napi::{Env, Result};
+use napi_derive::napi;
+
+use crate::deliver::{Callback, Channel, Closable, claim, close_with_env, deliver};
+use crate::errors::ErrorInfo;
+
+/// Messages a batch carries at most, and the bytes past which it stops growing: a
+/// batch costs one call into JavaScript however many messages it holds.
+const BATCH_MESSAGES: usize = 256;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// What one wait for messages gives JavaScript: messages in order, or the end.
+#[napi(object, object_from_js = false)]
+pub struct Messages {
+    /// The messages, oldest first (empty when `error` is set).
+    pub items: Vec<Buffer>,
+    /// Why the connection ended; after it no message comes.
+    pub error: Option<ErrorInfo>,
+}
+
+struct Cell(ipcez::Socket);
+
+impl Closable for Cell {
+    fn close_now(&self) {
+        self.0.close();
+    }
+}
+
+/// A connection of the core library (the JavaScript `Socket` wraps it).
+#[napi]
+pub struct NativeSocket {
+    cell: Arc<Cell>,
+    channel: Channel<Messages>,
+}
+
+impl NativeSocket {
+    pub(crate) fn new(socket: ipcez::Socket) -> Self {
+        NativeSocket {
+            cell: Arc::new(Cell(socket)),
+            channel: Channel::default(),
+        }
+    }
+
+    fn socket(&self) -> &ipcez::Socket {
+        &self.cell.0
+    }
+}
+
+impl Drop for NativeSocket {
+    /// Collected by the garbage collector without `close()`: close it now.
+    fn drop(&mut self) {
+        self.cell.0.close();
+    }
+}
+
+/// A message as a Node `Buffer` without copying it. (An empty `Vec` has no allocation of
+/// its own, and napi-rs refuses two buffers over one pointer: give it a real one.)
+fn to_buffer(msg: Vec<u8>) -> Buffer {
+    if msg.is_empty() {
+        return Vec::with_capacity(1).into();
+    }
+    msg.into()
+}
+
+#[napi]
+impl NativeSocket {
+    /// Sets the function messages go to; from then on the socket keeps the process alive
+    /// until it is closed or `unref()`'d, and closes with its environment (worker).
+    #[napi(ts_args_type = "onMessages: (batch: Messages) => void")]
+    pub fn start(&mut self, env: Env, on_messages: Callback<Messages>) -> Result<()> {
+        self.channel.set(&env, on_messages)?;
+        let open = !self.socket().is_closed();
+        self.channel.apply(&env, open)?;
+        let weak: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
+        close_with_env(&env, weak)
+    }
+
+    /// Asks for the next messages: one call of the `start` function follows, with every
+    /// message already waiting (up to a batch) or with the end. Does nothing while a pull
+    /// is still running.
+    #[napi]
+    pub fn pull(&self) {
+        let Some(callback) = self.channel.sender() else {
+            return;
+        };
+        if !claim(&self.channel.busy) {
+            return;
+        }
+        let busy = self.channel.busy.clone();
+        let socket = self.socket().clone();
+        ipcez::runtime().spawn(async move {
+            let batch = match socket.recv().await {
+                Ok(first) => Messages {
+                    items: more(&socket, first).await,
+                    error: None,
+                },
+                Err(e) => Messages {
+                    items: Vec::new(),
+                    error: Some(e.into()),
+                },
+            };
+            busy.store(false, Ordering::Release);
+            deliver(&callback, batch);
+        });
+    }
+
+    /// Sends `data`; the promise gives `null` once the core's send completed (the ack came,
+    /// on a local transport) or the failure.
+    #[napi(ts_return_type = "Promise<ErrorInfo | null>")]
+    pub fn send<'env>(&self, env: &'env Env, data: Uint8Array) -> Result<Object<'env>> {
+        let (deferred, promise) = env.create_deferred()?;
+        // Copied: the caller may reuse its buffer as soon as `send` returns.
+        let msg = data.to_vec();
+        let socket = self.socket().clone();
+        ipcez::runtime().spawn(async move {
+            let outcome = socket.send_message(&msg).await.err().map(ErrorInfo::from);
+            deferred.resolve(move |_| Ok(outcome));
+        });
+        Ok(promise)
+    }
+
+    /// Closes the connection (idempotent); it no longer keeps the process alive.
+    #[napi]
+    pub fn close(&mut self, env: Env) -> Result<()> {
+        self.socket().close();
+        self.channel.apply(&env, false)
+    }
+
+    /// Whether an open socket keeps the process alive (`ref()` / `unref()`).
+    #[napi]
+    pub fn set_ref(&mut self, env: Env, keep_alive: bool) -> Result<()> {
+        let open = !self.socket().is_closed();
+        self.channel.set_unrefd(&env, !keep_alive, open)
+    }
+
+    /// True once closed or lost.
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.socket().is_closed()
+    }
+
+    /// `unix`, `pipe` or `websocket`.
+    #[napi(getter)]
+    pub fn transport(&self) -> String {
+        self.socket().transport().as_str().to_string()
+    }
+
+    /// The endpoint connected to (for an accepted socket: the listener's address).
+    #[napi(getter)]
+    pub fn endpoint(&self) -> String {
+        self.socket().endpoint().to_string()
+    }
+
+    /// The WebSocket subprotocol agreed on, or null.
+    #[napi(getter)]
+    pub fn subprotocol(&self) -> Option<String> {
+        self.socket().subprotocol().map(str::to_string)
+    }
+
+    /// The ack timeout in milliseconds.
+    #[napi(getter)]
+    pub fn ack_timeout(&self) -> f64 {
+        self.socket().ack_timeout().as_secs_f64() * 1000.0
+    }
+}
+
+/// `first` and whatever else is already waiting, up to a batch.
+async fn more(socket: &ipcez::Socket, first: Vec<u8>) -> Vec<Buffer> {
+    let mut bytes = first.len();
+    let mut batch = vec![to_buffer(first)];
+    while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+        // A zero timeout polls `recv` once: a message already queued is taken, none waits
+        // (`recv` takes a message only when it completes, so giving up loses nothing).
+        match tokio::time::timeout(Duration::ZERO, socket.recv()).await {
+            Ok(Ok(msg)) => {
+                bytes += msg.len();
+                batch.push(to_buffer(msg));
+            }
+            _ => break,
+        }
+    }
+    batch
+}
