@@ -77,6 +77,7 @@ class Pump {
 
   finish(err) {
     this.end = err;
+    this.native.release();
     for (const waiter of this.waiters.splice(0)) waiter.reject(err);
     if (this.queue.length === 0) this.emitClose();
   }

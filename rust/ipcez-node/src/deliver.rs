@@ -22,6 +22,8 @@ pub(crate) struct Channel<T: ToNapiValue + 'static> {
     callback: Option<Arc<Callback<T>>>,
     /// Whether JavaScript asked for `unref()`.
     unrefd: bool,
+    /// The end (close or loss) reached JavaScript: nothing more will come.
+    ended: bool,
     /// A wait is running on the runtime (at most one at a time).
     pub(crate) busy: Arc<AtomicBool>,
 }
@@ -31,6 +33,7 @@ impl<T: ToNapiValue + 'static> Default for Channel<T> {
         Channel {
             callback: None,
             unrefd: false,
+            ended: false,
             busy: Default::default(),
         }
     }
@@ -39,7 +42,7 @@ impl<T: ToNapiValue + 'static> Default for Channel<T> {
 impl<T: ToNapiValue + 'static> Channel<T> {
     pub(crate) fn set(&mut self, env: &Env, callback: Callback<T>) -> napi::Result<()> {
         self.callback = Some(Arc::new(callback));
-        self.apply(env, true)
+        self.apply(env)
     }
 
     /// A copy for the runtime to call, or `None` before `set` / after `drop_callback`.
@@ -47,14 +50,16 @@ impl<T: ToNapiValue + 'static> Channel<T> {
         self.callback.clone()
     }
 
-    /// `ref()` / `unref()`: `open` is false once the object was closed.
-    pub(crate) fn apply(&mut self, env: &Env, open: bool) -> napi::Result<()> {
+    /// Refs the callback while the object may still deliver and was not `unref()`'d. (A
+    /// closed object stays referenced until its end was delivered: a close answers the
+    /// pull in flight at once.)
+    fn apply(&self, env: &Env) -> napi::Result<()> {
         let Some(cb) = self.callback.as_ref().filter(|cb| !cb.aborted()) else {
             return Ok(());
         };
         // SAFETY: called on the environment's own thread with a live (not aborted) function.
         let status = unsafe {
-            if open && !self.unrefd {
+            if !self.ended && !self.unrefd {
                 napi::sys::napi_ref_threadsafe_function(env.raw(), cb.raw())
             } else {
                 napi::sys::napi_unref_threadsafe_function(env.raw(), cb.raw())
@@ -63,9 +68,16 @@ impl<T: ToNapiValue + 'static> Channel<T> {
         napi::check_status!(status, "cannot ref/unref an ipcez handle")
     }
 
-    pub(crate) fn set_unrefd(&mut self, env: &Env, unrefd: bool, open: bool) -> napi::Result<()> {
+    /// `ref()` / `unref()`.
+    pub(crate) fn set_unrefd(&mut self, env: &Env, unrefd: bool) -> napi::Result<()> {
         self.unrefd = unrefd;
-        self.apply(env, open)
+        self.apply(env)
+    }
+
+    /// JavaScript has the end: the object no longer keeps the process alive.
+    pub(crate) fn end(&mut self, env: &Env) -> napi::Result<()> {
+        self.ended = true;
+        self.apply(env)
     }
 }
 

@@ -32,7 +32,6 @@ impl Closable for Cell {
 pub struct NativeListener {
     cell: Arc<Cell>,
     channel: Channel<Accepted>,
-    closed: bool,
 }
 
 impl NativeListener {
@@ -40,7 +39,6 @@ impl NativeListener {
         NativeListener {
             cell: Arc::new(Cell(listener)),
             channel: Channel::default(),
-            closed: false,
         }
     }
 }
@@ -92,17 +90,21 @@ impl NativeListener {
 
     /// Stops listening (idempotent); accepted sockets stay open.
     #[napi]
-    pub fn close(&mut self, env: Env) -> Result<()> {
-        self.closed = true;
+    pub fn close(&mut self) -> Result<()> {
         self.cell.0.close();
-        self.channel.apply(&env, false)
+        Ok(())
+    }
+
+    /// JavaScript got the end (the error that ended it): stop keeping the process alive.
+    #[napi]
+    pub fn release(&mut self, env: Env) -> Result<()> {
+        self.channel.end(&env)
     }
 
     /// Whether an open listener keeps the process alive (`ref()` / `unref()`).
     #[napi]
     pub fn set_ref(&mut self, env: Env, keep_alive: bool) -> Result<()> {
-        let open = !self.closed;
-        self.channel.set_unrefd(&env, !keep_alive, open)
+        self.channel.set_unrefd(&env, !keep_alive)
     }
 
     /// The address listened on (a `ws://` URL carries the real port when 0 was asked).

@@ -1,11 +1,12 @@
 //! `NativeSocket`: one core connection as the JavaScript `Socket` class sees it.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Object, Uint8Array};
-use napi::{Env, Result};
+use napi::{Env, JsDeferred, Result};
+use tokio::sync::mpsc;
 use napi_derive::napi;
 
 use crate::deliver::{Callback, Channel, Closable, claim, close_with_env, deliver};
@@ -33,11 +34,17 @@ impl Closable for Cell {
     }
 }
 
+/// The promise of one `send`, settled with `null` or the failure.
+type Settle = Box<dyn FnOnce(Env) -> Result<Option<ErrorInfo>>>;
+type Pending = (Vec<u8>, JsDeferred<Option<ErrorInfo>, Settle>);
+
 /// A connection of the core library (the JavaScript `Socket` wraps it).
 #[napi]
 pub struct NativeSocket {
     cell: Arc<Cell>,
     channel: Channel<Messages>,
+    /// Sends in call order, to the socket's sending task (started by the first send).
+    sends: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
 }
 
 impl NativeSocket {
@@ -45,6 +52,30 @@ impl NativeSocket {
         NativeSocket {
             cell: Arc::new(Cell(socket)),
             channel: Channel::default(),
+            sends: Mutex::new(None),
+        }
+    }
+
+    /// Queues a send behind the earlier ones. One task per socket sends them in call order
+    /// (each waiting for its ack), as `net` writes in call order; separate tasks would race.
+    fn queue_send(&self, pending: Pending) {
+        let mut sends = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = sends.get_or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
+            let socket = self.socket().clone();
+            ipcez::runtime().spawn(async move {
+                while let Some((msg, deferred)) = rx.recv().await {
+                    let outcome = socket.send_message(&msg).await.err().map(ErrorInfo::from);
+                    deferred.resolve(Box::new(move |_| Ok(outcome)));
+                }
+            });
+            tx
+        });
+        if let Err(mpsc::error::SendError((_, deferred))) = tx.send(pending) {
+            // The sending task is gone (the runtime shut down): the connection is too.
+            let lost = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection lost");
+            let info = ErrorInfo::from(ipcez::SocketError::Io(lost));
+            deferred.resolve(Box::new(move |_| Ok(Some(info))));
         }
     }
 
@@ -76,8 +107,6 @@ impl NativeSocket {
     #[napi(ts_args_type = "onMessages: (batch: Messages) => void")]
     pub fn start(&mut self, env: Env, on_messages: Callback<Messages>) -> Result<()> {
         self.channel.set(&env, on_messages)?;
-        let open = !self.socket().is_closed();
-        self.channel.apply(&env, open)?;
         let weak: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
         close_with_env(&env, weak)
     }
@@ -117,27 +146,27 @@ impl NativeSocket {
     pub fn send<'env>(&self, env: &'env Env, data: Uint8Array) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred()?;
         // Copied: the caller may reuse its buffer as soon as `send` returns.
-        let msg = data.to_vec();
-        let socket = self.socket().clone();
-        ipcez::runtime().spawn(async move {
-            let outcome = socket.send_message(&msg).await.err().map(ErrorInfo::from);
-            deferred.resolve(move |_| Ok(outcome));
-        });
+        self.queue_send((data.to_vec(), deferred));
         Ok(promise)
     }
 
-    /// Closes the connection (idempotent); it no longer keeps the process alive.
+    /// Closes the connection (idempotent). A pull answers at once with the end.
     #[napi]
-    pub fn close(&mut self, env: Env) -> Result<()> {
+    pub fn close(&mut self) -> Result<()> {
         self.socket().close();
-        self.channel.apply(&env, false)
+        Ok(())
+    }
+
+    /// JavaScript got the end (the error that ended it): stop keeping the process alive.
+    #[napi]
+    pub fn release(&mut self, env: Env) -> Result<()> {
+        self.channel.end(&env)
     }
 
     /// Whether an open socket keeps the process alive (`ref()` / `unref()`).
     #[napi]
     pub fn set_ref(&mut self, env: Env, keep_alive: bool) -> Result<()> {
-        let open = !self.socket().is_closed();
-        self.channel.set_unrefd(&env, !keep_alive, open)
+        self.channel.set_unrefd(&env, !keep_alive)
     }
 
     /// True once closed or lost.
