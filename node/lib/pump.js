@@ -1,8 +1,9 @@
 'use strict';
 // What Socket (messages) and Listener (connections) share: items come from the addon in
-// batches, only while someone wants them (an iterator waiting, a `take`, or an event
-// listener), so the core's bounded queue is the backpressure. An item always lands
-// somewhere: with a waiter, as an event, or in `queue` until someone asks, so an
+// batches. One batch is read ahead while `queue` is empty, so the end of a connection is
+// seen (and stops keeping the process alive) even when nobody reads; with items queued,
+// nothing more is asked for, so the core's bounded queue is the backpressure. An item always
+// lands somewhere: with a waiter, as an event, or in `queue` until someone asks, so an
 // abandoned iteration or a cancelled wait loses nothing.
 const { fromInfo } = require('./errors');
 
@@ -25,22 +26,14 @@ class Pump {
     this.closeEmitted = false;
     native.start((batch) => this.onBatch(batch));
     emitter.on('newListener', (name) => {
-      if (name === event || name === 'close' || name === 'error') {
-        process.nextTick(() => this.flushToEvents());
-      }
+      if (name === event || name === 'close') process.nextTick(() => this.flushToEvents());
     });
+    this.pump();
   }
 
-  /** Someone takes items, or waits to hear of the end ('close' / 'error' listeners). */
-  wanted() {
-    const e = this.emitter;
-    return this.waiters.length > 0 || e.listenerCount(this.event) > 0 ||
-      e.listenerCount('close') > 0 || e.listenerCount('error') > 0;
-  }
-
-  /** Asks the addon for more when someone wants it and nothing is queued. */
+  /** Asks the addon for more unless a batch is on its way or waits in `queue`. */
   pump() {
-    if (this.pulling || this.end || !this.wanted() || this.queue.length > 0) return;
+    if (this.pulling || this.end || this.queue.length > 0) return;
     this.pulling = true;
     this.native.pull();
   }
@@ -69,7 +62,7 @@ class Pump {
   flushToEvents() {
     while (this.queue.length > 0 && this.waiters.length === 0 &&
       this.emitter.listenerCount(this.event) > 0) {
-      this.emitter.emit(this.event, this.queue.shift());
+      this.emitter.emit(this.event, this.shift());
     }
     if (this.end && this.queue.length === 0) this.emitClose();
     this.pump();
@@ -94,9 +87,16 @@ class Pump {
     });
   }
 
+  /** The first queued item, reading ahead again once the queue is empty. */
+  shift() {
+    const item = this.queue.shift();
+    this.pump();
+    return item;
+  }
+
   /** The next item; rejects with the error that ended the stream. */
   take() {
-    if (this.queue.length > 0) return Promise.resolve(this.queue.shift());
+    if (this.queue.length > 0) return Promise.resolve(this.shift());
     if (this.end) return Promise.reject(this.end);
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
@@ -112,7 +112,7 @@ class Pump {
     return {
       next() {
         if (done) return Promise.resolve({ value: undefined, done: true });
-        if (pump.queue.length > 0) return Promise.resolve({ value: pump.queue.shift(), done: false });
+        if (pump.queue.length > 0) return Promise.resolve({ value: pump.shift(), done: false });
         if (pump.end) return ended(pump.end);
         return new Promise((resolve, reject) => {
           const waiter = {

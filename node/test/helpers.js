@@ -55,9 +55,17 @@ function child(cmd, args, options = {}) {
       else lines.push(line);
     }
   });
-  proc.line = (ms = 10000) =>
-    within(ms, lines.length ? Promise.resolve(lines.shift()) : new Promise((r) => waiting.push(r)),
-      `a line from ${path.basename(cmd)}`);
+  proc.line = (ms = 10000) => {
+    if (lines.length) return Promise.resolve(lines.shift());
+    return new Promise((resolve, reject) => {
+      const w = (line) => { clearTimeout(timer); resolve(line); };
+      const timer = setTimeout(() => {
+        waiting.splice(waiting.indexOf(w), 1);
+        reject(new Error(`a line from ${path.basename(cmd)} did not finish within ${ms} ms`));
+      }, ms);
+      waiting.push(w);
+    });
+  };
   proc.exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
   return proc;
 }
