@@ -442,7 +442,25 @@ def _cmd_test(args: argparse.Namespace) -> int:
     env.pop("IPCEZ_LIBRARY", None)  # test what was just installed in place
     cmd = [sys.executable, "-m", "pytest", *args.pytest_args]
     _log(" ".join(cmd))
-    return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    return rc or _node_tests(bool(args.pytest_args))
+
+
+def _node_tests(narrowed: bool) -> int:
+    """The Node binding's tests (node/scripts/test.js builds the addon, then `npm test`)."""
+    required = os.environ.get("IPCEZ_REQUIRE_BINDINGS") == "1"
+    if narrowed and not required:
+        return 0  # pytest was asked for some tests only
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (node and npm):
+        if required:
+            _log("FAILED: node and npm are needed for the Node binding's tests (IPCEZ_REQUIRE_BINDINGS=1)")
+            return 3
+        _log("skipped: the Node binding's tests (node and npm are not installed)")
+        return 0
+    cmd = [node, str(ROOT / "node" / "scripts" / "test.js")]
+    _log(" ".join(cmd))
+    return subprocess.run(cmd, cwd=ROOT / "node").returncode
 
 
 def _version() -> str:
@@ -767,7 +785,10 @@ def _cmd_test_windows(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # The DLL comes out of the same build (the tests link the library crate), so the C
     # program tests exactly the code the Rust tests ran.
-    artifacts = _windows_cargo(env, ["test", "--no-run", "--workspace", "--locked"])
+    # The Node addon is excluded: napi links against node, which is not here for Windows.
+    artifacts = _windows_cargo(
+        env, ["test", "--no-run", "--workspace", "--exclude", "ipcez-node", "--locked"]
+    )
     tests = [Path(a["executable"]) for a in artifacts if a.get("executable") and a["profile"]["test"]]
     dlls = [Path(f) for a in artifacts for f in a["filenames"] if f.endswith("ipcez_ffi.dll")]
     wine_env = _wine_prefix(wine)

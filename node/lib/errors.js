@@ -7,8 +7,8 @@ class SocketError extends Error {
     super(message);
     this.name = new.target.name;
     this.code = info.code ?? 'ERR_IPCEZ';
-    // Like Node's system errors: a negative errno beside the code.
-    if (info.errno != null) this.errno = -info.errno;
+    // Like Node's system errors: a negative errno beside the code (when the OS gave one).
+    this.errno = info.errno != null ? -info.errno : undefined;
   }
 }
 

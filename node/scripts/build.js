@@ -22,4 +22,4 @@ const header = process.report?.getReport?.().header;
 const libc = process.platform !== 'linux' ? '' : header?.glibcVersionRuntime ? '-gnu' : '-musl';
 const dest = path.join(root, `ipcez.${process.platform}-${process.arch}${libc}.node`);
 fs.copyFileSync(path.join(target, 'release', built), dest);
-console.log(`ipcez: built ${path.basename(dest)}`);
+console.error(`ipcez: built ${path.basename(dest)}`);

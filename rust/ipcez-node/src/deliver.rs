@@ -7,8 +7,8 @@
 //! send) settle promises instead; those keep the loop alive only until they settle.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use napi::bindgen_prelude::ToNapiValue;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};

@@ -34,7 +34,10 @@ pub struct Resolution {
 #[napi(ts_return_type = "Promise<NativeSocket | ErrorInfo>")]
 pub fn connect(env: &Env, endpoint: String, args: Option<ConnectArgs>) -> Result<Object<'_>> {
     let (deferred, promise) = env.create_deferred()?;
-    let options = args.unwrap_or_default().into_options();
+    let options = args
+        .unwrap_or_default()
+        .into_options()
+        .map_err(ErrorInfo::invalid_argument);
     ipcez::runtime().spawn(async move {
         let outcome = match options {
             Ok(options) => options.connect(&endpoint).await.map_err(ErrorInfo::from),
@@ -49,7 +52,10 @@ pub fn connect(env: &Env, endpoint: String, args: Option<ConnectArgs>) -> Result
 #[napi(ts_return_type = "Promise<NativeListener | ErrorInfo>")]
 pub fn listen(env: &Env, endpoint: String, args: Option<ListenArgs>) -> Result<Object<'_>> {
     let (deferred, promise) = env.create_deferred()?;
-    let options = args.unwrap_or_default().into_options();
+    let options = args
+        .unwrap_or_default()
+        .into_options()
+        .map_err(ErrorInfo::invalid_argument);
     ipcez::runtime().spawn(async move {
         let outcome = match options {
             Ok(options) => options.listen(&endpoint).await.map_err(ErrorInfo::from),
@@ -63,10 +69,14 @@ pub fn listen(env: &Env, endpoint: String, args: Option<ListenArgs>) -> Result<O
 /// How `connect` would reach `endpoint`, without connecting.
 #[napi]
 pub fn which(endpoint: String) -> Either<Resolution, ErrorInfo> {
-    either(ipcez::resolve(&endpoint).map_err(ErrorInfo::from).map(|r| Resolution {
-        transport: r.transport.as_str().to_string(),
-        address: r.address,
-    }))
+    either(
+        ipcez::resolve(&endpoint)
+            .map_err(ErrorInfo::from)
+            .map(|r| Resolution {
+                transport: r.transport.as_str().to_string(),
+                address: r.address,
+            }),
+    )
 }
 
 /// The `[data_ready, data_acked]` names of a local endpoint's ack objects.

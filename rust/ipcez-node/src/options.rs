@@ -5,8 +5,6 @@ use std::time::Duration;
 use ipcez::{ConnectOptions, ListenOptions};
 use napi_derive::napi;
 
-use crate::errors::ErrorInfo;
-
 /// `connect`'s options (all optional; the core's defaults otherwise).
 #[napi(object)]
 #[derive(Default)]
@@ -37,19 +35,19 @@ pub struct ListenArgs {
     pub subprotocols: Option<Vec<String>>,
 }
 
-/// Milliseconds from JavaScript as a duration: finite and not negative.
-fn millis(name: &str, ms: Option<f64>, default: Duration) -> Result<Duration, ErrorInfo> {
+/// Milliseconds from JavaScript as a duration: finite and not negative (else what is wrong).
+fn millis(name: &str, ms: Option<f64>, default: Duration) -> Result<Duration, String> {
     match ms {
         None => Ok(default),
         Some(ms) if ms.is_finite() && ms >= 0.0 => Ok(Duration::from_secs_f64(ms / 1000.0)),
-        Some(ms) => Err(ErrorInfo::invalid_argument(format!(
+        Some(ms) => Err(format!(
             "{name} must be a finite number of milliseconds, 0 or more (got {ms})"
-        ))),
+        )),
     }
 }
 
 impl ConnectArgs {
-    pub(crate) fn into_options(self) -> Result<ConnectOptions, ErrorInfo> {
+    pub(crate) fn into_options(self) -> Result<ConnectOptions, String> {
         let defaults = ConnectOptions::default();
         Ok(ConnectOptions {
             ack_timeout: millis("ackTimeout", self.ack_timeout, defaults.ack_timeout)?,
@@ -60,7 +58,7 @@ impl ConnectArgs {
 }
 
 impl ListenArgs {
-    pub(crate) fn into_options(self) -> Result<ListenOptions, ErrorInfo> {
+    pub(crate) fn into_options(self) -> Result<ListenOptions, String> {
         let defaults = ListenOptions::default();
         let connection = ConnectArgs {
             ack_timeout: self.ack_timeout,

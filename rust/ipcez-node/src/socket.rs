@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::{Buffer, Object, Uint8Array};
 use napi::{Env, JsDeferred, Result};
-use tokio::sync::mpsc;
 use napi_derive::napi;
+use tokio::sync::mpsc;
 
 use crate::deliver::{Callback, Channel, Closable, claim, close_with_env, deliver};
 use crate::errors::ErrorInfo;
