@@ -438,12 +438,20 @@ def _cmd_test(args: argparse.Namespace) -> int:
         if rc:
             return rc
         install_library(cargo_build(release=args.release))
+        _node_addon()
     env = dict(os.environ)
     env.pop("IPCEZ_LIBRARY", None)  # test what was just installed in place
     cmd = [sys.executable, "-m", "pytest", *args.pytest_args]
     _log(" ".join(cmd))
     rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
     return rc or _node_tests(bool(args.pytest_args))
+
+
+def _node_addon() -> None:
+    """Builds the Node addon in place when node is installed (the README's Node snippet uses it)."""
+    node = shutil.which("node")
+    if node:
+        subprocess.run([node, str(ROOT / "node" / "scripts" / "build.js")], cwd=ROOT / "node", check=True)
 
 
 def _node_tests(narrowed: bool) -> int:
