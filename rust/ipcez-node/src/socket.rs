@@ -1,8 +1,9 @@
 //! `NativeSocket`: one core connection as the JavaScript `Socket` class sees it.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::task::{Context, Poll, Waker};
 
 use napi::bindgen_prelude::{Buffer, Object, Uint8Array};
 use napi::{Env, JsDeferred, Result};
@@ -127,7 +128,7 @@ impl NativeSocket {
         ipcez::runtime().spawn(async move {
             let batch = match socket.recv().await {
                 Ok(first) => Messages {
-                    items: more(&socket, first).await,
+                    items: more(&socket, first),
                     error: None,
                 },
                 Err(e) => Messages {
@@ -201,14 +202,12 @@ impl NativeSocket {
 }
 
 /// `first` and whatever else is already waiting, up to a batch.
-async fn more(socket: &ipcez::Socket, first: Vec<u8>) -> Vec<Buffer> {
+fn more(socket: &ipcez::Socket, first: Vec<u8>) -> Vec<Buffer> {
     let mut bytes = first.len();
     let mut batch = vec![to_buffer(first)];
     while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
-        // A zero timeout polls `recv` once: a message already queued is taken, none waits
-        // (`recv` takes a message only when it completes, so giving up loses nothing).
-        match tokio::time::timeout(Duration::ZERO, socket.recv()).await {
-            Ok(Ok(msg)) => {
+        match poll_once(socket.recv()) {
+            Some(Ok(msg)) => {
                 bytes += msg.len();
                 batch.push(to_buffer(msg));
             }
@@ -216,4 +215,15 @@ async fn more(socket: &ipcez::Socket, first: Vec<u8>) -> Vec<Buffer> {
         }
     }
     batch
+}
+
+/// Polls `f` once: a message already queued is taken, none is waited for. (`recv` takes a
+/// message only when it completes, so giving up loses nothing; a zero timeout instead
+/// would wait for the next timer tick, a millisecond.)
+fn poll_once<F: Future>(f: F) -> Option<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match std::pin::pin!(f).poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
 }
