@@ -30,7 +30,9 @@ class Socket extends EventEmitter {
 
   /** Sends one message (0 B to 4 MiB); on a local transport resolves once the peer read it. */
   async send(data) {
-    return unwrap(await this.#native.send(bytes(data))) ?? undefined;
+    const msg = bytes(data);
+    const now = this.#native.trySend(msg); // WebSocket, nothing queued: done on this thread
+    return unwrap(now === false ? await this.#native.send(msg) : now) ?? undefined;
   }
 
   /** Closes the connection; idempotent. Sends then fail with ConnectionLost. */

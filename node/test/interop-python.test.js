@@ -49,7 +49,7 @@ test('a Python ipcez process and the Node binding, acks both ways', { skip }, as
   const p = sockPath('py');
   const py = child(PYTHON, ['-c', PEER, p], { env });
   try {
-    assert.equal(await py.line(), 'ready');
+    assert.equal(await py.line(30000), 'ready'); // Python's start-up under load
     const sock = await ipcez.connect(p, { ackTimeout: 5000 });
     const it = sock[Symbol.asyncIterator]();
     for (const size of [0, 1, 65536, 4 << 20]) {
@@ -79,7 +79,7 @@ test('a Python ipcez process and the Node binding, acks both ways', { skip }, as
 test('Python sends to a Node process: its send waits for the Node reader', { skip }, async () => {
   const p = sockPath('py2');
   const py = child(PYTHON, ['-c', PEER, p], { env });
-  assert.equal(await py.line(), 'ready');
+  assert.equal(await py.line(30000), 'ready'); // Python's start-up under load
   // The Node side in a process of its own, so that it can be stopped.
   const nodePeer = child(process.execPath, ['-e', nodeScript(
     `const s=await ipcez.connect(${JSON.stringify(p)});console.log('connected');` +

@@ -1,11 +1,11 @@
 //! `NativeSocket`: one core connection as the JavaScript `Socket` class sees it.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
-use napi::bindgen_prelude::{Buffer, Object, Uint8Array};
+use napi::bindgen_prelude::{Buffer, Either, Object, Uint8Array};
 use napi::{Env, JsDeferred, Result};
 use napi_derive::napi;
 use tokio::sync::mpsc;
@@ -46,6 +46,8 @@ pub struct NativeSocket {
     channel: Channel<Messages>,
     /// Sends in call order, to the socket's sending task (started by the first send).
     sends: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    /// Sends queued and not finished: `try_send` may go first only when there are none.
+    queued: Arc<AtomicUsize>,
 }
 
 impl NativeSocket {
@@ -54,6 +56,7 @@ impl NativeSocket {
             cell: Arc::new(Cell(socket)),
             channel: Channel::default(),
             sends: Mutex::new(None),
+            queued: Arc::default(),
         }
     }
 
@@ -64,14 +67,17 @@ impl NativeSocket {
         let tx = sends.get_or_insert_with(|| {
             let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
             let socket = self.socket().clone();
+            let queued = self.queued.clone();
             ipcez::runtime().spawn(async move {
                 while let Some((msg, deferred)) = rx.recv().await {
                     let outcome = socket.send_message(&msg).await.err().map(ErrorInfo::from);
+                    queued.fetch_sub(1, Ordering::AcqRel);
                     deferred.resolve(Box::new(move |_| Ok(outcome)));
                 }
             });
             tx
         });
+        self.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::error::SendError((_, deferred))) = tx.send(pending) {
             // The sending task is gone (the runtime shut down): the connection is too.
             let lost = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection lost");
@@ -149,6 +155,25 @@ impl NativeSocket {
         // Copied: the caller may reuse its buffer as soon as `send` returns.
         self.queue_send((data.to_vec(), deferred));
         Ok(promise)
+    }
+
+    /// A WebSocket send done at once on this thread, when nothing is queued before it and
+    /// the connection can take it without waiting (the usual case): `null` when sent,
+    /// the failure, or `false` when `send` must be used (always on local transports,
+    /// whose sends wait for an ack).
+    #[napi(ts_return_type = "ErrorInfo | null | false")]
+    pub fn try_send(&self, data: Uint8Array) -> Either<Option<ErrorInfo>, bool> {
+        let socket = self.socket();
+        if socket.transport() != ipcez::Transport::WebSocket
+            || self.queued.load(Ordering::Acquire) != 0
+        {
+            return Either::B(false);
+        }
+        match socket.start_send(&data) {
+            Ok(true) => Either::A(None),
+            Ok(false) => Either::B(false),
+            Err(e) => Either::A(Some(e.into())),
+        }
     }
 
     /// Closes the connection (idempotent). A pull answers at once with the end.
