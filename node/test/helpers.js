@@ -70,6 +70,19 @@ function child(cmd, args, options = {}) {
   return proc;
 }
 
+/** SIGSTOPs `proc` and waits until every thread of it has stopped (a signal is delivered
+ *  asynchronously: a thread may still run for a moment after kill() returns). */
+async function stop(proc) {
+  proc.kill('SIGSTOP');
+  const dir = `/proc/${proc.pid}/task`;
+  const stopped = () => fs.readdirSync(dir).every((t) => {
+    const stat = fs.readFileSync(`${dir}/${t}/stat`, 'utf8');
+    return /^[TtX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  });
+  for (let i = 0; i < 2000 && !stopped(); i++) await sleep(1);
+  if (!stopped()) throw new Error(`process ${proc.pid} did not stop`);
+}
+
 /** A script for `node -e` that uses this package. */
 function nodeScript(body) {
   return `process.env.target='local';process.env.os='linux';` +
@@ -77,4 +90,4 @@ function nodeScript(body) {
     `.catch((e)=>{console.error(e);process.exit(3)});`;
 }
 
-module.exports = { ipcez, sockPath, pair, within, sleep, child, nodeScript };
+module.exports = { ipcez, sockPath, pair, within, sleep, child, stop, nodeScript };

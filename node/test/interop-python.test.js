@@ -6,7 +6,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { ipcez, sockPath, within, sleep, child, nodeScript } = require('./helpers');
+const { ipcez, sockPath, within, sleep, child, stop, nodeScript } = require('./helpers');
 
 const PYTHON = process.env.PYTHON || 'python3';
 const env = { ...process.env, PYTHONPATH: path.join(__dirname, '..', '..', 'python') };
@@ -33,6 +33,7 @@ with ipcez.listen(sys.argv[1]) as listener:
     while True:
         msg = sock.recv(timeout=20)
         if msg == b"stdin":
+            print("waiting", flush=True)
             sys.stdin.readline()
             t = time.monotonic()
             sock.send(b"from python")
@@ -60,7 +61,7 @@ test('a Python ipcez process and the Node binding, acks both ways', { skip }, as
     }
 
     // Node -> Python: while Python is stopped the send cannot be acked.
-    py.kill('SIGSTOP');
+    await stop(py);
     let settled = false;
     const sending = sock.send('echo:while stopped').then(() => { settled = true; });
     await sleep(300);
@@ -90,8 +91,8 @@ test('Python sends to a Node process: its send waits for the Node reader', { ski
     nodePeer.stdin.write('echo:hello\n');
     assert.equal(await nodePeer.line(), 'got py:hello');
     nodePeer.stdin.write('stdin\n');
-    await sleep(100);
-    nodePeer.kill('SIGSTOP');
+    assert.equal(await py.line(), 'waiting');
+    await stop(nodePeer);
     py.stdin.write('go\n');
     // Python's send waits: the Node reader is stopped. Nothing may be printed yet.
     await assert.rejects(py.line(300), /did not finish/);

@@ -7,6 +7,7 @@
 //! send) settle promises instead; those keep the loop alive only until they settle.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -25,7 +26,7 @@ pub(crate) struct Channel<T: ToNapiValue + 'static> {
     /// The end (close or loss) reached JavaScript: nothing more will come.
     ended: bool,
     /// A wait is running on the runtime (at most one at a time).
-    pub(crate) busy: Arc<AtomicBool>,
+    busy: Arc<AtomicBool>,
 }
 
 impl<T: ToNapiValue + 'static> Default for Channel<T> {
@@ -40,14 +41,37 @@ impl<T: ToNapiValue + 'static> Default for Channel<T> {
 }
 
 impl<T: ToNapiValue + 'static> Channel<T> {
-    pub(crate) fn set(&mut self, env: &Env, callback: Callback<T>) -> napi::Result<()> {
+    /// Sets where values go; `owner` is closed when `env` (the thread or worker) ends.
+    pub(crate) fn start(
+        &mut self,
+        env: &Env,
+        callback: Callback<T>,
+        owner: Weak<dyn Closable>,
+    ) -> napi::Result<()> {
         self.callback = Some(Arc::new(callback));
-        self.apply(env)
+        self.apply(env)?;
+        close_with_env(env, owner)
     }
 
-    /// A copy for the runtime to call, or `None` before `set` / after `drop_callback`.
-    pub(crate) fn sender(&self) -> Option<Arc<Callback<T>>> {
-        self.callback.clone()
+    /// Runs `wait` on the core's runtime and calls the callback with its value, unless a
+    /// wait is running already (or `start` was not called).
+    pub(crate) fn pull(&self, wait: impl Future<Output = T> + Send + 'static)
+    where
+        T: Send,
+    {
+        let Some(callback) = self.callback.clone() else {
+            return;
+        };
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let busy = self.busy.clone();
+        ipcez::runtime().spawn(async move {
+            let value = wait.await;
+            busy.store(false, Ordering::Release);
+            // A callback whose environment is gone (a terminated worker) drops the value.
+            let _ = callback.call(value, ThreadsafeFunctionCallMode::NonBlocking);
+        });
     }
 
     /// Refs the callback while the object may still deliver and was not `unref()`'d. (A
@@ -81,12 +105,6 @@ impl<T: ToNapiValue + 'static> Channel<T> {
     }
 }
 
-/// Calls `callback` from a runtime thread; a callback whose environment is gone (a
-/// terminated worker) just drops the value.
-pub(crate) fn deliver<T: ToNapiValue + 'static>(callback: &Callback<T>, value: T) {
-    let _ = callback.call(value, ThreadsafeFunctionCallMode::NonBlocking);
-}
-
 /// Closes a socket or listener when its environment (the main thread or a worker) ends.
 pub(crate) trait Closable: Send + Sync {
     fn close_now(&self);
@@ -100,7 +118,7 @@ thread_local! {
 
 /// Registers `item` to be closed when `env` tears down (a worker ending, the process
 /// exiting): closing a worker closes its sockets and listeners.
-pub(crate) fn close_with_env(env: &Env, item: Weak<dyn Closable>) -> napi::Result<()> {
+fn close_with_env(env: &Env, item: Weak<dyn Closable>) -> napi::Result<()> {
     let first = OPEN.with_borrow_mut(|open| {
         let first = open.is_none();
         let list = open.get_or_insert_with(Vec::new);
@@ -119,9 +137,4 @@ pub(crate) fn close_with_env(env: &Env, item: Weak<dyn Closable>) -> napi::Resul
         })?;
     }
     Ok(())
-}
-
-/// Marks the start of a wait; false when one is already running.
-pub(crate) fn claim(busy: &AtomicBool) -> bool {
-    !busy.swap(true, Ordering::AcqRel)
 }

@@ -12,7 +12,9 @@ mod listener;
 mod options;
 mod socket;
 
-use napi::bindgen_prelude::{Either, Object};
+use std::future::Future;
+
+use napi::bindgen_prelude::{Either, Object, ToNapiValue};
 use napi::{Env, Result};
 use napi_derive::napi;
 
@@ -33,35 +35,38 @@ pub struct Resolution {
 /// Connects to `endpoint`; the promise gives the socket or the failure.
 #[napi(ts_return_type = "Promise<NativeSocket | ErrorInfo>")]
 pub fn connect(env: &Env, endpoint: String, args: Option<ConnectArgs>) -> Result<Object<'_>> {
-    let (deferred, promise) = env.create_deferred()?;
-    let options = args
-        .unwrap_or_default()
-        .into_options()
-        .map_err(ErrorInfo::invalid_argument);
-    ipcez::runtime().spawn(async move {
-        let outcome = match options {
-            Ok(options) => options.connect(&endpoint).await.map_err(ErrorInfo::from),
-            Err(e) => Err(e),
-        };
-        deferred.resolve(move |_| Ok(either(outcome.map(NativeSocket::new))));
-    });
-    Ok(promise)
+    let options = args.unwrap_or_default().into_options();
+    promise(env, async move {
+        let options = options.map_err(ErrorInfo::invalid_argument)?;
+        let socket = options.connect(&endpoint).await?;
+        Ok(NativeSocket::new(socket))
+    })
 }
 
 /// Listens on `endpoint`; the promise gives the listener or the failure.
 #[napi(ts_return_type = "Promise<NativeListener | ErrorInfo>")]
 pub fn listen(env: &Env, endpoint: String, args: Option<ListenArgs>) -> Result<Object<'_>> {
+    let options = args.unwrap_or_default().into_options();
+    promise(env, async move {
+        let options = options.map_err(ErrorInfo::invalid_argument)?;
+        let listener = options.listen(&endpoint).await?;
+        Ok(NativeListener::new(listener))
+    })
+}
+
+/// Runs `work` on the core's runtime; the promise gives its value or its failure (as a
+/// value: JavaScript turns it into the right `Error` subclass).
+fn promise<T>(
+    env: &Env,
+    work: impl Future<Output = std::result::Result<T, ErrorInfo>> + Send + 'static,
+) -> Result<Object<'_>>
+where
+    T: ToNapiValue + Send + 'static,
+{
     let (deferred, promise) = env.create_deferred()?;
-    let options = args
-        .unwrap_or_default()
-        .into_options()
-        .map_err(ErrorInfo::invalid_argument);
     ipcez::runtime().spawn(async move {
-        let outcome = match options {
-            Ok(options) => options.listen(&endpoint).await.map_err(ErrorInfo::from),
-            Err(e) => Err(e),
-        };
-        deferred.resolve(move |_| Ok(either(outcome.map(NativeListener::new))));
+        let outcome = work.await;
+        deferred.resolve(move |_| Ok(either(outcome)));
     });
     Ok(promise)
 }

@@ -1,12 +1,11 @@
 //! `NativeListener`: a core listener as the JavaScript `Listener` class sees it.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use napi::{Env, Result};
 use napi_derive::napi;
 
-use crate::deliver::{Callback, Channel, Closable, claim, close_with_env, deliver};
+use crate::deliver::{Callback, Channel, Closable};
 use crate::errors::ErrorInfo;
 use crate::socket::NativeSocket;
 
@@ -55,25 +54,17 @@ impl NativeListener {
     /// alive until it is closed or `unref()`'d, and closes with its environment (worker).
     #[napi(ts_args_type = "onAccepted: (next: Accepted) => void")]
     pub fn start(&mut self, env: Env, on_accepted: Callback<Accepted>) -> Result<()> {
-        self.channel.set(&env, on_accepted)?;
-        let weak: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
-        close_with_env(&env, weak)
+        let owner: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
+        self.channel.start(&env, on_accepted, owner)
     }
 
     /// Asks for the next connection: one call of the `start` function follows. Does
     /// nothing while a pull is still running.
     #[napi]
     pub fn pull(&self) {
-        let Some(callback) = self.channel.sender() else {
-            return;
-        };
-        if !claim(&self.channel.busy) {
-            return;
-        }
-        let busy = self.channel.busy.clone();
         let listener = self.cell.0.clone();
-        ipcez::runtime().spawn(async move {
-            let next = match listener.accept().await {
+        self.channel.pull(async move {
+            match listener.accept().await {
                 Ok(socket) => Accepted {
                     items: vec![NativeSocket::new(socket)],
                     error: None,
@@ -82,9 +73,7 @@ impl NativeListener {
                     items: Vec::new(),
                     error: Some(e.into()),
                 },
-            };
-            busy.store(false, Ordering::Release);
-            deliver(&callback, next);
+            }
         });
     }
 

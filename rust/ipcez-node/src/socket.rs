@@ -10,7 +10,7 @@ use napi::{Env, JsDeferred, Result};
 use napi_derive::napi;
 use tokio::sync::mpsc;
 
-use crate::deliver::{Callback, Channel, Closable, claim, close_with_env, deliver};
+use crate::deliver::{Callback, Channel, Closable};
 use crate::errors::ErrorInfo;
 
 /// Messages a batch carries at most, and the bytes past which it stops growing: a
@@ -113,9 +113,8 @@ impl NativeSocket {
     /// until it is closed or `unref()`'d, and closes with its environment (worker).
     #[napi(ts_args_type = "onMessages: (batch: Messages) => void")]
     pub fn start(&mut self, env: Env, on_messages: Callback<Messages>) -> Result<()> {
-        self.channel.set(&env, on_messages)?;
-        let weak: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
-        close_with_env(&env, weak)
+        let owner: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
+        self.channel.start(&env, on_messages, owner)
     }
 
     /// Asks for the next messages: one call of the `start` function follows, with every
@@ -123,16 +122,9 @@ impl NativeSocket {
     /// is still running.
     #[napi]
     pub fn pull(&self) {
-        let Some(callback) = self.channel.sender() else {
-            return;
-        };
-        if !claim(&self.channel.busy) {
-            return;
-        }
-        let busy = self.channel.busy.clone();
         let socket = self.socket().clone();
-        ipcez::runtime().spawn(async move {
-            let batch = match socket.recv().await {
+        self.channel.pull(async move {
+            match socket.recv().await {
                 Ok(first) => Messages {
                     items: more(&socket, first),
                     error: None,
@@ -141,9 +133,7 @@ impl NativeSocket {
                     items: Vec::new(),
                     error: Some(e.into()),
                 },
-            };
-            busy.store(false, Ordering::Release);
-            deliver(&callback, batch);
+            }
         });
     }
 
