@@ -90,6 +90,7 @@ class Pump {
   /** The first queued item, reading ahead again once the queue is empty. */
   shift() {
     const item = this.queue.shift();
+    if (this.end && this.queue.length === 0) this.emitClose();
     this.pump();
     return item;
   }
