@@ -33,7 +33,7 @@ pub struct Resolution {
 }
 
 /// Connects to `endpoint`; the promise gives the socket or the failure.
-#[napi(ts_return_type = "Promise<NativeSocket | ErrorInfo>")]
+#[napi(catch_unwind, ts_return_type = "Promise<NativeSocket | ErrorInfo>")]
 pub fn connect(env: &Env, endpoint: String, args: Option<ConnectArgs>) -> Result<Object<'_>> {
     let options = args.unwrap_or_default().into_options();
     promise(env, async move {
@@ -44,7 +44,7 @@ pub fn connect(env: &Env, endpoint: String, args: Option<ConnectArgs>) -> Result
 }
 
 /// Listens on `endpoint`; the promise gives the listener or the failure.
-#[napi(ts_return_type = "Promise<NativeListener | ErrorInfo>")]
+#[napi(catch_unwind, ts_return_type = "Promise<NativeListener | ErrorInfo>")]
 pub fn listen(env: &Env, endpoint: String, args: Option<ListenArgs>) -> Result<Object<'_>> {
     let options = args.unwrap_or_default().into_options();
     promise(env, async move {
@@ -72,7 +72,7 @@ where
 }
 
 /// How `connect` would reach `endpoint`, without connecting.
-#[napi]
+#[napi(catch_unwind)]
 pub fn which(endpoint: String) -> Either<Resolution, ErrorInfo> {
     either(
         ipcez::resolve(&endpoint)
@@ -85,7 +85,7 @@ pub fn which(endpoint: String) -> Either<Resolution, ErrorInfo> {
 }
 
 /// The `[data_ready, data_acked]` names of a local endpoint's ack objects.
-#[napi]
+#[napi(catch_unwind)]
 pub fn ack_names(endpoint: String) -> Either<Vec<String>, ErrorInfo> {
     either(
         ipcez::ack_names(&endpoint)

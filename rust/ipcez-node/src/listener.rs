@@ -52,7 +52,7 @@ impl Drop for NativeListener {
 impl NativeListener {
     /// Sets the function connections go to; from then on the listener keeps the process
     /// alive until it is closed or `unref()`'d, and closes with its environment (worker).
-    #[napi(ts_args_type = "onAccepted: (next: Accepted) => void")]
+    #[napi(catch_unwind, ts_args_type = "onAccepted: (next: Accepted) => void")]
     pub fn start(&mut self, env: Env, on_accepted: Callback<Accepted>) -> Result<()> {
         let owner: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
         self.channel.start(&env, on_accepted, owner)
@@ -60,7 +60,7 @@ impl NativeListener {
 
     /// Asks for the next connection: one call of the `start` function follows. Does
     /// nothing while a pull is still running.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn pull(&self) {
         let listener = self.cell.0.clone();
         self.channel.pull(async move {
@@ -78,32 +78,32 @@ impl NativeListener {
     }
 
     /// Stops listening (idempotent); accepted sockets stay open.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self) -> Result<()> {
         self.cell.0.close();
         Ok(())
     }
 
     /// JavaScript got the end (the error that ended it): stop keeping the process alive.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn release(&mut self, env: Env) -> Result<()> {
         self.channel.end(&env)
     }
 
     /// Whether an open listener keeps the process alive (`ref()` / `unref()`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn set_ref(&mut self, env: Env, keep_alive: bool) -> Result<()> {
         self.channel.set_unrefd(&env, !keep_alive)
     }
 
     /// The address listened on (a `ws://` URL carries the real port when 0 was asked).
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn address(&self) -> String {
         self.cell.0.address().to_string()
     }
 
     /// `unix`, `pipe` or `websocket`.
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn transport(&self) -> String {
         self.cell.0.transport().as_str().to_string()
     }

@@ -111,7 +111,7 @@ fn to_buffer(msg: Vec<u8>) -> Buffer {
 impl NativeSocket {
     /// Sets the function messages go to; from then on the socket keeps the process alive
     /// until it is closed or `unref()`'d, and closes with its environment (worker).
-    #[napi(ts_args_type = "onMessages: (batch: Messages) => void")]
+    #[napi(catch_unwind, ts_args_type = "onMessages: (batch: Messages) => void")]
     pub fn start(&mut self, env: Env, on_messages: Callback<Messages>) -> Result<()> {
         let owner: Weak<dyn Closable> = Arc::downgrade(&self.cell) as Weak<dyn Closable>;
         self.channel.start(&env, on_messages, owner)
@@ -120,7 +120,7 @@ impl NativeSocket {
     /// Asks for the next messages: one call of the `start` function follows, with every
     /// message already waiting (up to a batch) or with the end. Does nothing while a pull
     /// is still running.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn pull(&self) {
         let socket = self.socket().clone();
         self.channel.pull(async move {
@@ -139,7 +139,7 @@ impl NativeSocket {
 
     /// Sends `data`; the promise gives `null` once the core's send completed (the ack came,
     /// on a local transport) or the failure.
-    #[napi(ts_return_type = "Promise<ErrorInfo | null>")]
+    #[napi(catch_unwind, ts_return_type = "Promise<ErrorInfo | null>")]
     pub fn send<'env>(&self, env: &'env Env, data: Uint8Array) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred()?;
         // Copied: the caller may reuse its buffer as soon as `send` returns.
@@ -151,7 +151,7 @@ impl NativeSocket {
     /// the connection can take it without waiting (the usual case): `null` when sent,
     /// the failure, or `false` when `send` must be used (always on local transports,
     /// whose sends wait for an ack).
-    #[napi(ts_return_type = "ErrorInfo | null | false")]
+    #[napi(catch_unwind, ts_return_type = "ErrorInfo | null | false")]
     pub fn try_send(&self, data: Uint8Array) -> Either<Option<ErrorInfo>, bool> {
         let socket = self.socket();
         if socket.transport() != ipcez::Transport::WebSocket
@@ -167,50 +167,50 @@ impl NativeSocket {
     }
 
     /// Closes the connection (idempotent). A pull answers at once with the end.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self) -> Result<()> {
         self.socket().close();
         Ok(())
     }
 
     /// JavaScript got the end (the error that ended it): stop keeping the process alive.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn release(&mut self, env: Env) -> Result<()> {
         self.channel.end(&env)
     }
 
     /// Whether an open socket keeps the process alive (`ref()` / `unref()`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn set_ref(&mut self, env: Env, keep_alive: bool) -> Result<()> {
         self.channel.set_unrefd(&env, !keep_alive)
     }
 
     /// True once closed or lost.
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn closed(&self) -> bool {
         self.socket().is_closed()
     }
 
     /// `unix`, `pipe` or `websocket`.
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn transport(&self) -> String {
         self.socket().transport().as_str().to_string()
     }
 
     /// The endpoint connected to (for an accepted socket: the listener's address).
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn endpoint(&self) -> String {
         self.socket().endpoint().to_string()
     }
 
     /// The WebSocket subprotocol agreed on, or null.
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn subprotocol(&self) -> Option<String> {
         self.socket().subprotocol().map(str::to_string)
     }
 
     /// The ack timeout in milliseconds.
-    #[napi(getter)]
+    #[napi(catch_unwind, getter)]
     pub fn ack_timeout(&self) -> f64 {
         self.socket().ack_timeout().as_secs_f64() * 1000.0
     }
