@@ -75,14 +75,25 @@ class Pump {
     if (this.queue.length === 0) this.emitClose();
   }
 
-  /** 'error' (unless the connection just ended), then 'close', once. */
+  /** The end, handed to a take() or an iterator (which then throws it or ends). */
+  handOutEnd() {
+    this.emitClose();
+    return this.end;
+  }
+
+  /**
+   * 'close' once, with the error that ended the stream; before it 'error' for a failure
+   * other than the connection ending, to 'error' listeners only: the same failure also
+   * reaches iterators and 'close', so no process dies for want of a listener.
+   */
   emitClose() {
     if (this.closeEmitted) return;
     this.closeEmitted = true;
     const err = this.end;
-    const plain = err.name === 'ConnectionLost';
     process.nextTick(() => {
-      if (!plain) this.emitter.emit('error', err);
+      if (err.name !== 'ConnectionLost' && this.emitter.listenerCount('error') > 0) {
+        this.emitter.emit('error', err);
+      }
       this.emitter.emit('close', err);
     });
   }
@@ -90,7 +101,6 @@ class Pump {
   /** The first queued item, reading ahead again once the queue is empty. */
   shift() {
     const item = this.queue.shift();
-    if (this.end && this.queue.length === 0) this.emitClose();
     this.pump();
     return item;
   }
@@ -98,7 +108,7 @@ class Pump {
   /** The next item; rejects with the error that ended the stream. */
   take() {
     if (this.queue.length > 0) return Promise.resolve(this.shift());
-    if (this.end) return Promise.reject(this.end);
+    if (this.end) return Promise.reject(this.handOutEnd());
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.pump();
@@ -114,7 +124,7 @@ class Pump {
       next() {
         if (done) return Promise.resolve({ value: undefined, done: true });
         if (pump.queue.length > 0) return Promise.resolve({ value: pump.shift(), done: false });
-        if (pump.end) return ended(pump.end);
+        if (pump.end) return ended(pump.handOutEnd());
         return new Promise((resolve, reject) => {
           const waiter = {
             resolve: (value) => { mine.delete(waiter); resolve({ value, done: false }); },

@@ -15,8 +15,8 @@ function bytes(data) {
 }
 
 /**
- * One connection. Events: 'message' (a Buffer), then once 'error' (a failure other than the
- * connection ending) and 'close' (with the error that ended it). Async-iterable.
+ * One connection. Events: 'message' (a Buffer), then once 'error' (to its listeners: a failure
+ * other than the connection ending) and 'close' (with the error that ended it). Async-iterable.
  */
 class Socket extends EventEmitter {
   #native;

@@ -73,3 +73,19 @@ test('a peer announcing a frame over 4 MiB: an IoError (EBADMSG) event, then clo
   assert.deepEqual(await within(5000, liar.exited), { code: 0, signal: null });
   listener.close();
 });
+
+test('a failure is thrown by for await, and without an error listener nothing else throws', async () => {
+  const p = sockPath('huge2');
+  const listener = await ipcez.listen(p);
+  const liar = child(process.execPath, ['-e', `
+    const c = require('net').connect(${JSON.stringify(p)});
+    c.on('connect', () => { const h = Buffer.alloc(4); h.writeUInt32BE(0xffffffff, 0); c.write(h); });
+    c.on('close', () => process.exit(0));`]);
+  const sock = await within(5000, listener.accept());
+  const closed = new Promise((resolve) => sock.once('close', resolve));
+  await assert.rejects(within(5000, (async () => { for await (const m of sock) assert.fail(`got ${m}`); })()),
+    (e) => e instanceof ipcez.IoError && e.code === 'EBADMSG');
+  assert.equal((await within(5000, closed)).code, 'EBADMSG'); // 'close' carries it too
+  await within(5000, liar.exited);
+  listener.close();
+});
