@@ -1,6 +1,5 @@
 'use strict';
-const { EventEmitter } = require('node:events');
-const { Pump } = require('./pump');
+const { Handle } = require('./handle');
 const { unwrap, invalidArg } = require('./errors');
 
 /** The bytes of a message: Buffer, any Uint8Array or ArrayBuffer view, or a UTF-8 string. */
@@ -17,15 +16,14 @@ function bytes(data) {
 /**
  * One connection. Events: 'message' (a Buffer), then once 'error' (to its listeners: a failure
  * other than the connection ending) and 'close' (with the error that ended it). Async-iterable.
+ * close() is idempotent; sends then fail with ConnectionLost.
  */
-class Socket extends EventEmitter {
+class Socket extends Handle {
   #native;
-  #pump;
 
   constructor(native) {
-    super();
+    super(native, 'message', (msg) => msg);
     this.#native = native;
-    this.#pump = new Pump(native, this, 'message', (msg) => msg);
   }
 
   /** Sends one message (0 B to 4 MiB); on a local transport resolves once the peer read it. */
@@ -35,33 +33,11 @@ class Socket extends EventEmitter {
     return unwrap(now === false ? await this.#native.send(msg) : now) ?? undefined;
   }
 
-  /** Closes the connection; idempotent. Sends then fail with ConnectionLost. */
-  close() {
-    this.#native.close();
-    this.#pump.settle();
-  }
-
-  /** Keeps the process alive while open (the default), like net.Socket. */
-  ref() {
-    this.#native.setRef(true);
-    return this;
-  }
-
-  /** Lets the process exit even though this socket is open. */
-  unref() {
-    this.#native.setRef(false);
-    return this;
-  }
-
   get closed() { return this.#native.closed; }
   get transport() { return this.#native.transport; }
   get endpoint() { return this.#native.endpoint; }
   get subprotocol() { return this.#native.subprotocol ?? null; }
   get ackTimeout() { return this.#native.ackTimeout; }
-
-  [Symbol.asyncIterator]() {
-    return this.#pump.iterator();
-  }
 }
 
 module.exports = { Socket };

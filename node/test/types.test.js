@@ -5,6 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
+const { EventEmitter } = require('node:events');
 const ts = require('typescript');
 const ipcez = require('..');
 
@@ -35,8 +36,15 @@ function actual() {
   for (const [name, value] of Object.entries(ipcez)) {
     const isClass = typeof value === 'function' && /^class\b/.test(Function.prototype.toString.call(value));
     if (!isClass) { exports[name] = null; continue; }
-    const own = (proto) => Reflect.ownKeys(proto).filter((k) => k !== 'constructor')
-      .map((k) => (k === Symbol.asyncIterator ? 'Symbol.asyncIterator' : k));
+    // Members along the prototype chain, up to Node's own classes (EventEmitter, Error).
+    const own = (proto) => {
+      const keys = [];
+      for (let p = proto; p && p !== EventEmitter.prototype && p !== Error.prototype; p = Object.getPrototypeOf(p)) {
+        keys.push(...Reflect.ownKeys(p));
+      }
+      return keys.filter((k) => k !== 'constructor')
+        .map((k) => (k === Symbol.asyncIterator ? 'Symbol.asyncIterator' : k));
+    };
     // Instance fields set in constructors (errors) count as members too.
     const fields = value.prototype instanceof Error
       ? Object.keys(new value('m', {})).filter((k) => k !== 'name') : [];
