@@ -439,11 +439,15 @@ def _cmd_test(args: argparse.Namespace) -> int:
         if rc:
             return rc
         install_library(cargo_build(release=args.release))
+        _node_addon()
     env = dict(os.environ)
     env.pop("IPCEZ_LIBRARY", None)  # test what was just installed in place
     cmd = [sys.executable, "-m", "pytest", *args.pytest_args]
     _log(" ".join(cmd))
     rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    if rc:
+        return rc
+    rc = _node_tests(bool(args.pytest_args))
     if rc:
         return rc
     profile = "release" if args.release else "debug"
@@ -476,6 +480,34 @@ def _cmd_csharp(args: argparse.Namespace) -> int:
         artifacts = _windows_cargo(env, ["build", "--release", "--locked", "-p", "ipcez-ffi"])
         natives["win-x64"] = next(Path(f) for a in artifacts for f in a["filenames"] if f.endswith("ipcez_ffi.dll"))
     return _csharp().build_package(Path(args.dist), natives, check=args.check)
+
+
+# --------------------------------------------------------------------------
+# The Node binding (node/): its code is in node/scripts/.
+
+
+def _node_addon() -> None:
+    """Builds the Node addon in place when node is installed (the README's Node snippet uses it)."""
+    node = shutil.which("node")
+    if node:
+        subprocess.run([node, str(ROOT / "node" / "scripts" / "build.js")], cwd=ROOT / "node", check=True)
+
+
+def _node_tests(narrowed: bool) -> int:
+    """The Node binding's tests (node/scripts/test.js builds the addon, then `npm test`)."""
+    required = os.environ.get("IPCEZ_REQUIRE_BINDINGS") == "1"
+    if narrowed and not required:
+        return 0  # pytest was asked for some tests only
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not (node and npm):
+        if required:
+            _log("FAILED: node and npm are needed for the Node binding's tests (IPCEZ_REQUIRE_BINDINGS=1)")
+            return 3
+        _log("skipped: the Node binding's tests (node and npm are not installed)")
+        return 0
+    cmd = [node, str(ROOT / "node" / "scripts" / "test.js")]
+    _log(" ".join(cmd))
+    return subprocess.run(cmd, cwd=ROOT / "node").returncode
 
 
 def _version() -> str:
@@ -800,7 +832,10 @@ def _cmd_test_windows(args: argparse.Namespace) -> int:
     started = time.monotonic()
     # The DLL comes out of the same build (the tests link the library crate), so the C
     # program tests exactly the code the Rust tests ran.
-    artifacts = _windows_cargo(env, ["test", "--no-run", "--workspace", "--locked"])
+    # The Node addon is excluded: napi links against node, which is not here for Windows.
+    artifacts = _windows_cargo(
+        env, ["test", "--no-run", "--workspace", "--exclude", "ipcez-node", "--locked"]
+    )
     tests = [Path(a["executable"]) for a in artifacts if a.get("executable") and a["profile"]["test"]]
     dlls = [Path(f) for a in artifacts for f in a["filenames"] if f.endswith("ipcez_ffi.dll")]
     wine_env = _wine_prefix(wine)

@@ -1,4 +1,5 @@
-"""Every ```python block in README.md and docs/*.md runs as pasted.
+"""Every ```python block in README.md and docs/*.md runs as pasted, and every ```js block
+(an ES module, with the Node package of node/ as `ipcez`).
 
 Each block runs as its own script in a fresh interpreter, with ``target=local os=linux``
 set and a hard timeout. A block that needs a server says so in the line before it::
@@ -30,9 +31,11 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the snippets us
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SNIPPET_TIMEOUT = 30.0
-_BLOCK = re.compile(r"^```python[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
+_BLOCK = re.compile(r"^```(?P<lang>python|js)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 _NEEDS = re.compile(r"<!--\s*needs:\s*(?P<kind>[\w-]+)\s+(?P<arg>\S+)\s*-->\s*$")
 _EXPECTED = re.compile(r"^\s*print\(.*\)\s+#\s*(?P<expected>\S.*?)\s*$")
+_JS_EXPECTED = re.compile(r"console\.log\(.*//\s*(?P<expected>\S.*?)\s*$")
+NODE_ADDON = ROOT / "node" / "ipcez.linux-x64-gnu.node"
 KNOWN_NEEDS = {"echo-listener"}
 
 
@@ -42,6 +45,7 @@ class Snippet(NamedTuple):
     code: str
     needs: Optional[str]
     needs_arg: Optional[str]
+    lang: str = "python"
 
     @property
     def name(self) -> str:
@@ -57,7 +61,7 @@ def _snippets() -> List[Snippet]:
             needs = _NEEDS.search(before[-1]) if before else None
             line = text.count("\n", 0, m.start()) + 1
             found.append(
-                Snippet(doc, line, m.group(1), needs and needs["kind"], needs and needs["arg"])
+                Snippet(doc, line, m.group(2), needs and needs["kind"], needs and needs["arg"], m["lang"])
             )
     return found
 
@@ -95,6 +99,25 @@ def _stop(proc: "subprocess.Popen[str]") -> None:
         proc.wait(timeout=5)
 
 
+def _command(snippet: Snippet, code: str, work: str) -> List[str]:
+    """The command that runs `code`: Python, or node with the package of node/ as `ipcez`."""
+    if snippet.lang == "python":
+        script = Path(work) / "snippet.py"
+        script.write_text(code, encoding="utf-8")
+        return [sys.executable, str(script)]
+    node = shutil.which("node")
+    missing = "node" if node is None else None if NODE_ADDON.exists() else "the Node addon"
+    if missing:
+        if os.environ.get("IPCEZ_REQUIRE_BINDINGS") == "1":
+            pytest.fail(f"{snippet.name}: {missing} is missing (python build.py test builds the addon)")
+        pytest.skip(f"{missing} is missing (python build.py test builds the addon when node is installed)")
+    (Path(work) / "node_modules").mkdir()
+    (Path(work) / "node_modules" / "ipcez").symlink_to(ROOT / "node")
+    script = Path(work) / "snippet.mjs"
+    script.write_text(code, encoding="utf-8")
+    return [str(node), str(script)]
+
+
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda s: s.name)
 def test_snippet_runs_as_pasted(snippet: Snippet) -> None:
     if snippet.needs is not None:
@@ -108,10 +131,8 @@ def test_snippet_runs_as_pasted(snippet: Snippet) -> None:
             assert snippet.needs_arg is not None
             server = _start_echo_listener(snippet.needs_arg.replace("/tmp/", work + "/"), env)
         try:
-            script = Path(work) / "snippet.py"
-            script.write_text(code, encoding="utf-8")
             result = subprocess.run(
-                [sys.executable, str(script)], cwd=work, env=env,
+                _command(snippet, code, work), cwd=work, env=env,
                 capture_output=True, text=True, timeout=SNIPPET_TIMEOUT,
             )
         finally:
@@ -121,7 +142,7 @@ def test_snippet_runs_as_pasted(snippet: Snippet) -> None:
             f"{snippet.name} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
         for line in snippet.code.splitlines():
-            m = _EXPECTED.match(line)
+            m = (_EXPECTED.match if snippet.lang == "python" else _JS_EXPECTED.search)(line)
             if m:
                 assert m["expected"] in result.stdout, (
                     f"{snippet.name}: expected {m['expected']!r} in the output:\n{result.stdout}"

@@ -1,0 +1,5 @@
+//! Links the addon against Node-API (its symbols resolve inside node at load time).
+
+fn main() {
+    napi_build::setup();
+}
