@@ -6,23 +6,45 @@ use std::io::{self, IoSlice};
 use bytes::BufMut;
 use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer};
 
-/// A connected local stream on Windows.
+use super::private_ack::Handshake;
+
+/// A connected local stream on Windows, with what its end learned about the peer.
 #[derive(Debug)]
-pub(crate) enum PipeStream {
+pub(crate) struct PipeStream {
+    end: End,
+    handshake: Option<Handshake>,
+}
+
+#[derive(Debug)]
+pub(crate) enum End {
     Client(NamedPipeClient),
     Server(NamedPipeServer),
 }
 
 macro_rules! dispatch {
     ($self:ident, $s:ident => $body:expr) => {
-        match $self {
-            PipeStream::Client($s) => $body,
-            PipeStream::Server($s) => $body,
+        match &$self.end {
+            End::Client($s) => $body,
+            End::Server($s) => $body,
         }
     };
 }
 
 impl PipeStream {
+    pub(crate) fn new(end: End, handshake: Handshake) -> Self {
+        PipeStream {
+            end,
+            handshake: Some(handshake),
+        }
+    }
+
+    /// What the connection's acks start from (taken once, when the connection starts).
+    pub(crate) fn take_handshake(&mut self) -> Handshake {
+        self.handshake
+            .take()
+            .unwrap_or(Handshake::Client { intent: None })
+    }
+
     pub(crate) async fn readable(&self) -> io::Result<()> {
         dispatch!(self, s => s.readable().await)
     }
@@ -47,7 +69,7 @@ impl PipeStream {
 
     /// Ends the connection now (the server end disconnects; a client end has no such call).
     pub(crate) fn shutdown(&self) {
-        if let PipeStream::Server(s) = self {
+        if let End::Server(s) = &self.end {
             let _ = s.disconnect();
         }
     }
