@@ -117,8 +117,14 @@ async fn forged_signals_on_the_named_events_ack_nothing_between_ipcez_endpoints(
         let client = short_acks(5000).connect_to(&r).await.unwrap();
         let server = listener.accept().await.unwrap();
         for i in 0..50 {
-            server.send_message(format!("s{i}").as_bytes()).await.unwrap();
-            client.send_message(format!("c{i}").as_bytes()).await.unwrap();
+            server
+                .send_message(format!("s{i}").as_bytes())
+                .await
+                .unwrap();
+            client
+                .send_message(format!("c{i}").as_bytes())
+                .await
+                .unwrap();
         }
         for i in 0..50 {
             assert_eq!(client.recv().await.unwrap(), format!("s{i}").into_bytes());
@@ -159,12 +165,18 @@ async fn a_raw_win32_server_sees_only_frames_from_an_ipcez_client() {
             let pipe = server.accept();
             for expected in [&b"one"[..], b"two", b""] {
                 assert_eq!(pipe.read_frame(), expected, "exactly the frames sent");
-                assert!(ready.wait(Duration::from_secs(5)), "data_ready after each frame");
+                assert!(
+                    ready.wait(Duration::from_secs(5)),
+                    "data_ready after each frame"
+                );
                 acked.set();
             }
             pipe.write_frame(b"from raw");
             ready.set();
-            assert!(acked.wait(Duration::from_secs(5)), "ipcez acks on data_acked");
+            assert!(
+                acked.wait(Duration::from_secs(5)),
+                "ipcez acks on data_acked"
+            );
             assert_eq!(pipe.available(), 0, "nothing but frames arrived");
             pipe
         });
@@ -225,13 +237,19 @@ async fn peer_loss_during_an_ack_wait_loses_nothing() {
         let client = short_acks(10_000).connect_to(&r).await.unwrap();
         let server = listener.accept().await.unwrap();
         for i in 0..5 {
-            server.send_message(format!("{i}").as_bytes()).await.unwrap();
+            server
+                .send_message(format!("{i}").as_bytes())
+                .await
+                .unwrap();
         }
         // A send the listener cannot read (a second, unaccepted connection) ...
         let waiting_client = short_acks(10_000).connect_to(&r).await.unwrap();
         let waiting = tokio::spawn(async move {
             let t = Instant::now();
-            (waiting_client.send_message(&vec![2u8; UNREAD]).await, t.elapsed())
+            (
+                waiting_client.send_message(&vec![2u8; UNREAD]).await,
+                t.elapsed(),
+            )
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         // ... then the listener and the accepted connection go.
@@ -240,11 +258,11 @@ async fn peer_loss_during_an_ack_wait_loses_nothing() {
         drop(listener);
         let (result, waited) = waiting.await.unwrap();
         println!("send during peer loss: {result:?} after {waited:?}");
+        assert!(result.as_ref().is_err_and(is_connection_lost), "{result:?}");
         assert!(
-            result.as_ref().is_err_and(is_connection_lost),
-            "{result:?}"
+            waited < Duration::from_secs(5),
+            "seen long before the ack timeout: {waited:?}"
         );
-        assert!(waited < Duration::from_secs(5), "seen long before the ack timeout: {waited:?}");
         for i in 0..5 {
             assert_eq!(client.recv().await.unwrap(), format!("{i}").into_bytes());
         }

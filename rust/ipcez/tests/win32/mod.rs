@@ -9,9 +9,9 @@ use windows_sys::Win32::Foundation::{
     CloseHandle, ERROR_PIPE_BUSY, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
     INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
 };
+use windows_sys::Win32::Storage::FileSystem::PIPE_ACCESS_DUPLEX;
 use windows_sys::Win32::Storage::FileSystem::{CreateFileW, OPEN_EXISTING, ReadFile, WriteFile};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
-use windows_sys::Win32::Storage::FileSystem::PIPE_ACCESS_DUPLEX;
 use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_TYPE_BYTE,
     PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, PeekNamedPipe,
@@ -181,7 +181,10 @@ impl RawServer {
         // SAFETY: a pipe instance handle; synchronous, no OVERLAPPED.
         let ok = unsafe { ConnectNamedPipe(self.0, std::ptr::null_mut()) };
         // SAFETY: no preconditions. ERROR_PIPE_CONNECTED (535): the client came first.
-        assert!(ok != 0 || unsafe { GetLastError() } == 535, "ConnectNamedPipe failed");
+        assert!(
+            ok != 0 || unsafe { GetLastError() } == 535,
+            "ConnectNamedPipe failed"
+        );
         let pipe = RawPipe(self.0);
         std::mem::forget(self);
         pipe

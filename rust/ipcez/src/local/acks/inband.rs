@@ -72,7 +72,11 @@ impl InBand {
             // Without the client's process id nothing can tell a custom client that never
             // writes: acked as one, and a hello is refused.
             Handshake::Server { client_intent } => {
-                let mode = if client_intent.is_some() { UNKNOWN } else { CUSTOM };
+                let mode = if client_intent.is_some() {
+                    UNKNOWN
+                } else {
+                    CUSTOM
+                };
                 let pipe = InBand {
                     client_intent,
                     listener: true,
@@ -142,7 +146,13 @@ impl ConnAck {
     pub(crate) fn acks_received(&self, n: u64) {
         // The listener has read our hello: a custom connection of this process that the
         // listener is deciding about need not wait for us any more.
-        drop(self.pipe.intent.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.pipe
+                .intent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         *self.pipe.received() += n;
         self.pipe.news.notify_all();
     }
@@ -250,6 +260,6 @@ impl InBand {
     fn custom_client(&self) -> bool {
         self.client_intent
             .as_ref()
-            .is_some_and(|name| !Marker::exists(name))
+            .is_some_and(|name| Marker::find(name).is_none())
     }
 }

@@ -42,9 +42,12 @@ pub(crate) async fn connect(pipe: &str) -> Result<(PipeStream, Arc<AckPair>), So
     };
     let acks = Arc::new(AckPair::open(&pipe_ack_names(pipe), 0)?);
     let intent = match intent {
-        Some(marker) if ipcez_listener(pipe, &client) => {
+        Some(marker) if ipcez_listener(pipe, &client, &marker) => {
             say_hello(&client).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot write to the named pipe {pipe}: {e}"))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot write to the named pipe {pipe}: {e}"),
+                )
             })?;
             Some(marker)
         }
@@ -54,10 +57,17 @@ pub(crate) async fn connect(pipe: &str) -> Result<(PipeStream, Arc<AckPair>), So
     Ok((stream, acks))
 }
 
-/// True when the process at the other end holds the marker of an ipcez listener of `pipe`.
-fn ipcez_listener(pipe: &str, client: &NamedPipeClient) -> bool {
-    peer_pid(client.as_raw_handle(), Role::Client)
-        .is_ok_and(|pid| Marker::exists(&marker_name(pipe, Role::Server, pid)))
+/// True when the process at the other end holds the marker of an ipcez listener of `pipe`,
+/// and will find our `intent`: a listener's `Global\` marker may be another session's,
+/// which sees only our `Global\` names.
+fn ipcez_listener(pipe: &str, client: &NamedPipeClient, intent: &Marker) -> bool {
+    let Ok(pid) = peer_pid(client.as_raw_handle(), Role::Client) else {
+        return false;
+    };
+    match Marker::find(&marker_name(pipe, Role::Server, pid)) {
+        Some(global) => intent.is_global() || !global,
+        None => false,
+    }
 }
 
 /// Writes the hello, the first bytes of the connection (a fresh pipe takes them at once).
@@ -73,7 +83,9 @@ async fn say_hello(client: &NamedPipeClient) -> io::Result<()> {
             }
         }
     });
-    wrote.await.unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+    wrote
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Keeps one server instance waiting for the next client at all times.

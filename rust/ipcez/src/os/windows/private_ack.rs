@@ -46,42 +46,63 @@ pub(crate) fn marker_name(pipe: &str, role: Role, pid: u32) -> String {
 #[derive(Debug)]
 pub(crate) struct Marker {
     _handle: super::event::Handle,
+    /// Held under `Global\` (else under the session's `Local\`).
+    global: bool,
 }
 
 impl Marker {
     /// Creates (or opens, when another holder has it already) `name`.
     pub(crate) fn hold(name: &str) -> io::Result<Self> {
-        let handle = open_in_order(name, |how, name| match how {
-            How::Create => create(name),
-            How::Open => open_existing(name),
+        let mut global = true;
+        let handle = open_in_order(name, |how, name| {
+            global = name.starts_with(r"Global\");
+            match how {
+                How::Create => create(name),
+                How::Open => open_existing(name),
+            }
         })
         .map_err(|code| {
             let e = io::Error::from_raw_os_error(code as i32);
-            io::Error::new(e.kind(), format!("cannot create the named event {name}: {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("cannot create the named event {name}: {e}"),
+            )
         })?;
         Ok(Marker {
             _handle: super::event::Handle(handle),
+            global,
         })
     }
 
-    /// True while some process holds `name` (under `Global\` or `Local\`). A name we may
-    /// not open exists too.
-    pub(crate) fn exists(name: &str) -> bool {
-        let local = name.strip_prefix(r"Global\").map(|rest| format!(r"Local\{rest}"));
-        std::iter::once(name.to_string())
-            .chain(local)
-            .any(|n| {
-                let w = wide(&n);
-                // SAFETY: NUL-terminated UTF-16 name; the handle is closed at once.
-                let h = unsafe { OpenEventW(SYNCHRONIZATION_SYNCHRONIZE, 0, w.as_ptr()) };
-                if h.is_null() {
-                    // SAFETY: no preconditions.
-                    return unsafe { GetLastError() } == ERROR_ACCESS_DENIED;
-                }
-                drop(super::event::Handle(h));
-                true
-            })
+    /// Held under `Global\`, where a process of any session finds it.
+    pub(crate) fn is_global(&self) -> bool {
+        self.global
     }
+
+    /// Whether some process holds `name`: `Some(true)` under `Global\`, `Some(false)` only
+    /// under this session's `Local\`. A name we may not open exists too.
+    pub(crate) fn find(name: &str) -> Option<bool> {
+        let local = name
+            .strip_prefix(r"Global\")
+            .map(|rest| format!(r"Local\{rest}"));
+        let names = std::iter::once(name.to_string()).chain(local);
+        names
+            .zip([true, false])
+            .find_map(|(n, global)| exists(&n).then_some(global))
+    }
+}
+
+/// True while some process holds the event `name`.
+fn exists(name: &str) -> bool {
+    let w = wide(name);
+    // SAFETY: NUL-terminated UTF-16 name; the handle is closed at once.
+    let h = unsafe { OpenEventW(SYNCHRONIZATION_SYNCHRONIZE, 0, w.as_ptr()) };
+    if h.is_null() {
+        // SAFETY: no preconditions.
+        return unsafe { GetLastError() } == ERROR_ACCESS_DENIED;
+    }
+    drop(super::event::Handle(h));
+    true
 }
 
 /// The process at the other end of a connected pipe handle, as the kernel knows it.
