@@ -271,3 +271,37 @@ async fn peer_loss_during_an_ack_wait_loses_nothing() {
     })
     .await
 }
+
+/// Both ends send large messages at the same time, from several tasks each: an ack record
+/// waits for a frame of ours being written, never the other way round, so nothing stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ends_sending_large_messages_at_once_all_get_acked() {
+    within(120, async {
+        const EACH: usize = 8;
+        let r = pipe("both");
+        let (_l, client, server) = pair(&r).await;
+        let big = Arc::new(vec![5u8; 1024 * 1024]);
+        let mut senders = Vec::new();
+        for end in [&client, &server] {
+            for _ in 0..2 {
+                let (end, big) = (end.clone(), big.clone());
+                senders.push(tokio::spawn(async move {
+                    for _ in 0..EACH {
+                        end.send_message(&big).await.unwrap();
+                    }
+                }));
+            }
+        }
+        let t = Instant::now();
+        for end in [&client, &server] {
+            for _ in 0..2 * EACH {
+                assert_eq!(end.recv().await.unwrap().len(), big.len());
+            }
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
+        println!("2 × {} MiB each way in {:?}", 2 * EACH, t.elapsed());
+    })
+    .await
+}

@@ -11,7 +11,7 @@
 //! no intent marker any more (then no hello is coming: a custom client).
 
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ use crate::os::windows::private_ack::{Handshake, Marker};
 
 /// How often a listener's send looks again whether a client of unknown kind is custom.
 const LOOK_AGAIN: Duration = Duration::from_millis(5);
+
+/// How long a reader waits at most for its acks to be out before it queues the messages.
+const ACKS_OUT: Duration = Duration::from_millis(50);
 
 /// The largest count one ack record carries.
 const MAX_PER_RECORD: u64 = crate::frame::MAX_ACK_RECORD as u64;
@@ -37,6 +40,8 @@ pub(super) struct InBand {
     to_write: tokio::sync::Notify,
     /// Wakes a reader waiting for its acks to be out (see `acks_out`).
     out: tokio::sync::Notify,
+    /// A frame of ours is being written: an ack record waits for it.
+    writing: AtomicBool,
     /// Client: our intent marker, held until the listener answered our hello.
     intent: Mutex<Option<Marker>>,
     /// Listener: the intent marker name of the client's process (`None` on a client).
@@ -197,7 +202,15 @@ impl ConnAck {
 
     /// Reader: waits until the acks owed so far are on the wire (or cannot be), so that
     /// a receiver that takes a message and closes at once does not take its ack with it.
+    /// Not while a frame of ours is being written (nor longer than `ACKS_OUT`): that frame
+    /// may wait for the peer to read, and the peer's reader for our acks — both would stop.
     pub(crate) async fn acks_out(&self) {
+        if !self.pipe.writing.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(ACKS_OUT, self.all_acks_out()).await;
+        }
+    }
+
+    async fn all_acks_out(&self) {
         loop {
             let out = self.pipe.out.notified();
             tokio::pin!(out);
@@ -211,6 +224,12 @@ impl ConnAck {
             }
             out.await;
         }
+    }
+
+    /// Writer: frames of ours are being written until the guard drops.
+    pub(crate) fn writing_frames(&self) -> WritingFrames<'_> {
+        self.pipe.writing.store(true, Ordering::Release);
+        WritingFrames(self)
     }
 
     /// Sender on a pipe: waits up to `timeout` for the ack of frame `seq`.
@@ -261,5 +280,14 @@ impl InBand {
         self.client_intent
             .as_ref()
             .is_some_and(|name| Marker::find(name).is_none())
+    }
+}
+
+/// See [`ConnAck::writing_frames`].
+pub(crate) struct WritingFrames<'a>(&'a ConnAck);
+
+impl Drop for WritingFrames<'_> {
+    fn drop(&mut self) {
+        self.0.pipe.writing.store(false, Ordering::Release);
     }
 }

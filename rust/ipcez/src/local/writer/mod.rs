@@ -66,6 +66,8 @@ impl Writer {
     pub(crate) async fn write(&self, msg: &[u8], deadline: Instant) -> Result<u64, SocketError> {
         let hdr = header(msg.len());
         let _guard = self.lock.lock().await;
+        #[cfg(windows)]
+        let _writing = self.acks.writing_frames();
         let pending = || Pending {
             bytes: [&hdr[..], msg].concat(),
             count: 1,
