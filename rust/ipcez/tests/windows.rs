@@ -310,9 +310,7 @@ async fn interoperates_with_a_raw_win32_peer_through_the_named_events() {
         let server = listener.accept().await.unwrap();
         server.send_message(b"hello raw peer").await.unwrap();
         assert_eq!(server.recv().await.unwrap(), b"hi from Win32");
-        let pipe = tokio::task::spawn_blocking(move || peer.join().unwrap())
-            .await
-            .unwrap();
+        let pipe = win32::join(peer).await;
         drop(pipe);
     })
     .await

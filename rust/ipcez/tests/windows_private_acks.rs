@@ -185,9 +185,7 @@ async fn a_raw_win32_server_sees_only_frames_from_an_ipcez_client() {
             client.send_message(m).await.unwrap();
         }
         assert_eq!(client.recv().await.unwrap(), b"from raw");
-        let pipe = tokio::task::spawn_blocking(move || peer.join().unwrap())
-            .await
-            .unwrap();
+        let pipe = win32::join(peer).await;
         drop(pipe);
     })
     .await
@@ -218,7 +216,7 @@ async fn a_raw_client_that_only_reads_is_acked_through_the_named_events() {
             server.send_message(m).await.unwrap();
             assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
         }
-        drop(tokio::task::spawn_blocking(move || peer.join().unwrap()).await);
+        drop(win32::join(peer).await);
     })
     .await
 }

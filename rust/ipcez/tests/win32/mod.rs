@@ -35,6 +35,13 @@ pub fn is_wine() -> bool {
     }
 }
 
+/// Waits, off the runtime's threads, for a raw peer's thread and returns what it returned.
+pub async fn join<T: Send + 'static>(peer: std::thread::JoinHandle<T>) -> T {
+    tokio::task::spawn_blocking(move || peer.join().unwrap())
+        .await
+        .unwrap()
+}
+
 /// A synchronous (not overlapped) client handle to a named pipe.
 pub struct RawPipe(HANDLE);
 
