@@ -18,24 +18,6 @@ use ipcez::{
 };
 use win32::{Event, RawPipe};
 
-/// A pipe resolution with a name unique to this process and call.
-fn pipe(tag: &str) -> Resolution {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!(
-        "ipcez-test-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    decide(
-        &name,
-        Some(("target", "local")),
-        Some(("os", "windows")),
-        Os::Windows,
-    )
-    .unwrap()
-}
-
 fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }

@@ -8,28 +8,12 @@ mod common;
 mod win32;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ipcez::{ConnectOptions, ListenOptions, Os, Resolution, SocketError, decide, pipe_ack_names};
+use ipcez::{ConnectOptions, ListenOptions, Resolution, SocketError, pipe_ack_names};
 use win32::{Event, RawPipe, RawServer};
-
-fn pipe(tag: &str) -> Resolution {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let name = format!(
-        "ipcez-pa-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    decide(
-        &name,
-        Some(("target", "local")),
-        Some(("os", "windows")),
-        Os::Windows,
-    )
-    .unwrap()
-}
 
 /// More than a connection nobody accepted may read: its reader stops inside this message,
 /// so the message is never read whole until `accept`.
