@@ -287,3 +287,27 @@ async fn both_ends_sending_large_messages_at_once_all_get_acked() {
     })
     .await
 }
+
+/// A receiver that takes a message and closes at once does not take its ack with it: the
+/// ack is on the wire before the message can be taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_closing_right_after_the_last_message_leaves_its_ack() {
+    within(60, async {
+        let r = pipe("lastack");
+        let listener = listen(&r).await;
+        let mut lost = 0;
+        for round in 0..30 {
+            let client = connect(&r).await;
+            let server = listener.accept().await.unwrap();
+            let sending = tokio::spawn(async move { client.send_message(b"last").await });
+            assert_eq!(server.recv().await.unwrap(), b"last");
+            server.close();
+            if let Err(e) = sending.await.unwrap() {
+                println!("round {round}: {e:?}");
+                lost += 1;
+            }
+        }
+        assert_eq!(lost, 0, "sends of a delivered message that were not acked");
+    })
+    .await
+}
