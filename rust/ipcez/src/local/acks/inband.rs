@@ -22,8 +22,9 @@ use crate::os::windows::private_ack::{Handshake, Marker};
 /// How often a listener's send looks again whether a client of unknown kind is custom.
 const LOOK_AGAIN: Duration = Duration::from_millis(5);
 
-/// How long a reader waits at most for its acks to be out before it queues the messages.
-const ACKS_OUT: Duration = Duration::from_millis(50);
+/// How long a reader waits at most for its acks to be out before it queues the messages
+/// (a bound only: it waits until then, or until a frame of ours starts being written).
+const ACKS_OUT: Duration = Duration::from_secs(1);
 
 /// The largest count one ack record carries.
 const MAX_PER_RECORD: u64 = crate::frame::MAX_ACK_RECORD as u64;
@@ -205,9 +206,7 @@ impl ConnAck {
     /// Not while a frame of ours is being written (nor longer than `ACKS_OUT`): that frame
     /// may wait for the peer to read, and the peer's reader for our acks — both would stop.
     pub(crate) async fn acks_out(&self) {
-        if !self.pipe.writing.load(Ordering::Acquire) {
-            let _ = tokio::time::timeout(ACKS_OUT, self.all_acks_out()).await;
-        }
+        let _ = tokio::time::timeout(ACKS_OUT, self.all_acks_out()).await;
     }
 
     async fn all_acks_out(&self) {
@@ -217,7 +216,7 @@ impl ConnAck {
             out.as_mut().enable();
             let done = {
                 let owed = self.pipe.owed();
-                owed.sent >= owed.total || owed.failed
+                owed.sent >= owed.total || owed.failed || self.pipe.writing.load(Ordering::Acquire)
             };
             if done {
                 return;
@@ -229,6 +228,8 @@ impl ConnAck {
     /// Writer: frames of ours are being written until the guard drops.
     pub(crate) fn writing_frames(&self) -> WritingFrames<'_> {
         self.pipe.writing.store(true, Ordering::Release);
+        // A reader waiting for its acks stops waiting: they now come after this frame.
+        self.pipe.out.notify_waiters();
         WritingFrames(self)
     }
 
