@@ -162,7 +162,10 @@ impl Writer {
                 let _guard = self.lock.lock().await;
                 match self.stream.try_write_vectored(&[IoSlice::new(record)]) {
                     // A pipe write takes the whole buffer or nothing.
-                    Ok(n) if n == record.len() => break,
+                    Ok(n) if n == record.len() => {
+                        self.stream.acked_in_band();
+                        break;
+                    }
                     Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

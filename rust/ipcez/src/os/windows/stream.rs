@@ -21,6 +21,8 @@ pub(crate) struct PipeStream {
     handshake: Option<Handshake>,
     /// The server end is being closed (once).
     closing: AtomicBool,
+    /// An ack record went out: a close lets the client read it first.
+    acked_in_band: AtomicBool,
 }
 
 /// How long a closing server end lets the client read what is still in the pipe (the last
@@ -48,6 +50,7 @@ impl PipeStream {
             end,
             handshake: Some(handshake),
             closing: AtomicBool::new(false),
+            acked_in_band: AtomicBool::new(false),
         }
     }
 
@@ -81,12 +84,15 @@ impl PipeStream {
     }
 
     /// Ends the connection (the server end disconnects; a client end has no such call).
-    /// Never waits: a server end first lets the client read what is still in the pipe, on
-    /// a thread of its own, for at most `FLUSH_WAIT` (`FlushFileBuffers` returns once it is
-    /// read), since a disconnect discards it.
+    /// Never waits: a server end that wrote ack records first lets the client read what is
+    /// still in the pipe, on a thread of its own, for at most `FLUSH_WAIT`
+    /// (`FlushFileBuffers` returns once it is read), since a disconnect discards it.
     pub(crate) fn shutdown(self: &Arc<Self>) {
         if !matches!(self.end, End::Server(_)) || self.closing.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if !self.acked_in_band.load(Ordering::Acquire) {
+            return self.disconnect();
         }
         let me = self.clone();
         let spawned = std::thread::Builder::new()
@@ -95,6 +101,11 @@ impl PipeStream {
         if spawned.is_err() {
             self.disconnect();
         }
+    }
+
+    /// An ack record was written (see `shutdown`).
+    pub(crate) fn acked_in_band(&self) {
+        self.acked_in_band.store(true, Ordering::Release);
     }
 
     fn flush_then_disconnect(self: Arc<Self>) {
