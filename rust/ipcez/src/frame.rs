@@ -23,6 +23,38 @@ pub(crate) fn header(len: usize) -> [u8; 4] {
     (len as u32).to_be_bytes()
 }
 
+/// What a decoder makes of a header word over the size limit. Only on a named pipe between
+/// two ipcez endpoints are some of them records (see `local::acks::inband`); everywhere
+/// else, and with a custom peer, they are protocol violations.
+#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Control {
+    #[default]
+    Off,
+    /// The first word may be the hello (a listener's end); ack records follow it.
+    First,
+    /// Ack records may come between frames.
+    On,
+}
+
+#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+/// The hello an ipcez client writes first on a named pipe whose listener is ipcez.
+pub(crate) const HELLO: [u8; 4] = [0xFF; 4];
+
+/// An ack record: the top bits `10`, then how many messages were read whole.
+const ACK_TAG: u32 = 0x8000_0000;
+const TAG_BITS: u32 = 0xC000_0000;
+
+#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+/// The largest count one ack record carries.
+pub(crate) const MAX_ACK_RECORD: u32 = !TAG_BITS;
+
+#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+/// The ack record for `n` messages (at most [`MAX_ACK_RECORD`]).
+pub(crate) fn ack_record(n: u32) -> [u8; 4] {
+    (ACK_TAG | n.min(MAX_ACK_RECORD)).to_be_bytes()
+}
+
 /// How much of an announced body is allocated before its bytes arrive, so that a peer
 /// announcing 4 MiB and sending nothing costs us little.
 const INITIAL_BODY_CAPACITY: usize = 256 * 1024;
@@ -39,6 +71,9 @@ pub struct FrameDecoder {
     header: [u8; 4],
     header_len: usize,
     body: Option<Body>,
+    control: Control,
+    /// Acks counted from records since the last `take_acks`.
+    acks: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -70,7 +105,12 @@ impl FrameDecoder {
             if self.header_len < 4 {
                 return Ok((used, None));
             }
-            let len = u32::from_be_bytes(self.header) as usize;
+            let word = u32::from_be_bytes(self.header);
+            if self.control_record(word) {
+                self.header_len = 0;
+                return Ok((used, None));
+            }
+            let len = word as usize;
             if len > MAX_MESSAGE_LEN {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -90,6 +130,36 @@ impl FrameDecoder {
         body.data.extend_from_slice(&input[used..used + take]);
         used += take;
         Ok((used, self.finish_if_complete()))
+    }
+
+    #[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+    /// Sets how header words over the size limit are read (see [`Control`]).
+    pub(crate) fn set_control(&mut self, control: Control) {
+        self.control = control;
+    }
+
+    #[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+    /// The acks counted from ack records since the last call; `Some(0)` when only records
+    /// of no ack came (the answer to a hello).
+    pub(crate) fn take_acks(&mut self) -> Option<u64> {
+        self.acks.take()
+    }
+
+    /// True when `word` was a record, taken in.
+    fn control_record(&mut self, word: u32) -> bool {
+        match self.control {
+            Control::Off => false,
+            Control::First => {
+                let hello = word == u32::from_be_bytes(HELLO);
+                self.control = if hello { Control::On } else { Control::Off };
+                hello
+            }
+            Control::On if word & TAG_BITS == ACK_TAG => {
+                *self.acks.get_or_insert(0) += u64::from(word & MAX_ACK_RECORD);
+                true
+            }
+            Control::On => false,
+        }
     }
 
     /// When a large body is in progress, the buffer to read its next bytes into directly
@@ -172,6 +242,40 @@ mod tests {
         let (buf, missing) = dec.direct_target().unwrap();
         assert_eq!(missing, MAX_MESSAGE_LEN);
         assert!(buf.capacity() <= 2 * 1024 * 1024, "{}", buf.capacity());
+    }
+
+    /// Records between two ipcez endpoints on a named pipe: the hello first, then ack
+    /// records between frames, split anywhere.
+    #[test]
+    fn records_are_read_only_where_allowed() {
+        let mut stream = HELLO.to_vec();
+        stream.extend(ack_record(0));
+        stream.extend(frame(b"one"));
+        stream.extend(ack_record(3));
+        stream.extend(ack_record(MAX_ACK_RECORD));
+        stream.extend(frame(b""));
+        for chunk in [1, 3, stream.len()] {
+            let mut dec = FrameDecoder::new();
+            dec.set_control(Control::First);
+            let mut got = Vec::new();
+            for piece in stream.chunks(chunk) {
+                got.extend(decode_all(&mut dec, piece).unwrap());
+            }
+            assert_eq!(got, [b"one".to_vec(), vec![]], "chunk size {chunk}");
+            assert_eq!(dec.take_acks(), Some(3 + u64::from(MAX_ACK_RECORD)));
+            assert_eq!(dec.take_acks(), None);
+        }
+        // A listener's first word that is no hello: a custom peer, records are violations.
+        let mut dec = FrameDecoder::new();
+        dec.set_control(Control::First);
+        assert_eq!(decode_all(&mut dec, &frame(b"x")).unwrap(), [b"x".to_vec()]);
+        assert!(decode_all(&mut dec, &ack_record(1)).is_err());
+        // The hello is a hello only first; elsewhere, and by default, a violation.
+        let mut dec = FrameDecoder::new();
+        dec.set_control(Control::On);
+        assert!(decode_all(&mut dec, &HELLO).is_err());
+        assert!(decode_all(&mut FrameDecoder::new(), &ack_record(1)).is_err());
+        assert!(decode_all(&mut FrameDecoder::new(), &HELLO).is_err());
     }
 
     #[test]

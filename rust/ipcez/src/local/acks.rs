@@ -12,6 +12,9 @@
 //! custom reader's kernel closed the descriptors it did not ask for) makes it custom. Until
 //! then the message cannot have been read, so nothing is taken as its ack — no stale or
 //! forged shared token can acknowledge it.
+//!
+//! Named pipes have no such channel: between ipcez endpoints the acks go in band there
+//! (see `inband`).
 
 use std::io;
 use std::sync::Arc;
@@ -19,6 +22,9 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::ack::AckPair;
+
+#[cfg(windows)]
+mod inband;
 
 /// Which ack protocol the peer of a connection speaks, as far as we know.
 const UNKNOWN: u8 = 0;
@@ -43,10 +49,13 @@ pub(crate) struct ConnAck {
     written: AtomicU64,
     #[cfg(target_os = "linux")]
     channel: linux::Channel,
+    #[cfg(windows)]
+    pipe: inband::InBand,
 }
 
 impl ConnAck {
     /// A new connection's acks over the endpoint's `shared` signals.
+    #[cfg(unix)]
     pub(crate) fn new(shared: Arc<AckPair>) -> Self {
         ConnAck {
             shared,
@@ -59,6 +68,22 @@ impl ConnAck {
             written: AtomicU64::new(0),
             #[cfg(target_os = "linux")]
             channel: linux::Channel::default(),
+        }
+    }
+
+    /// A new pipe connection's acks, starting from what its end learned when it connected.
+    #[cfg(windows)]
+    pub(crate) fn for_pipe(
+        shared: Arc<AckPair>,
+        handshake: crate::os::windows::private_ack::Handshake,
+    ) -> Self {
+        let (pipe, mode) = inband::InBand::new(handshake);
+        ConnAck {
+            shared,
+            mode: AtomicU8::new(mode),
+            peer: AtomicU8::new(UNKNOWN),
+            written: AtomicU64::new(0),
+            pipe,
         }
     }
 
@@ -141,7 +166,12 @@ impl ConnAck {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             self.shared.wait_acked(left)
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        {
+            let _ = peer_gone;
+            self.pipe_wait(seq, timeout)
+        }
+        #[cfg(all(unix, not(target_os = "linux")))]
         {
             let _ = (seq, peer_gone);
             self.shared.wait_acked(timeout)
@@ -215,6 +245,9 @@ enum PeerState {
     /// An ipcez peer: acks go on its private channel.
     #[cfg(target_os = "linux")]
     Private(crate::os::unix::private_ack::PeerAcks),
+    /// An ipcez peer on a named pipe: acks go in band.
+    #[cfg(windows)]
+    InBand,
     /// A custom peer: the endpoint's shared signals.
     Shared,
 }
@@ -237,8 +270,22 @@ impl PeerSide {
         };
     }
 
+    /// The first read from the peer returned bytes, `first` the first of them (on a pipe,
+    /// it tells a listener whether the client is ipcez).
+    #[cfg(windows)]
+    pub(crate) fn first_read(&mut self, conn: &ConnAck, first: u8) -> io::Result<()> {
+        let ipcez = conn.first_byte(first)?;
+        conn.peer_seen(ipcez);
+        self.state = if ipcez {
+            PeerState::InBand
+        } else {
+            PeerState::Shared
+        };
+        Ok(())
+    }
+
     /// The first read from the peer returned bytes, on a system without private channels.
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(all(unix, not(target_os = "linux")))]
     pub(crate) fn first_read(&mut self, conn: &ConnAck) {
         conn.peer_seen(false);
         self.state = PeerState::Shared;
@@ -249,6 +296,11 @@ impl PeerSide {
         #[cfg(target_os = "linux")]
         if let PeerState::Private(acks) = &mut self.state {
             acks.ack(n);
+            return Ok(());
+        }
+        #[cfg(windows)]
+        if let PeerState::InBand = self.state {
+            conn.owe(n);
             return Ok(());
         }
         // A custom peer (or, before any bytes, nothing to ack).

@@ -38,8 +38,15 @@ impl LocalConn {
         inbox: Arc<Inbox>,
         budget: Arc<ReadBudget>,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
-        let stream = Arc::new(stream);
-        let acks = Arc::new(ConnAck::new(acks));
+        #[cfg(unix)]
+        let acks = ConnAck::new(acks);
+        #[cfg(windows)]
+        let (stream, acks) = {
+            let mut stream = stream;
+            let handshake = stream.take_handshake();
+            (stream, ConnAck::for_pipe(acks, handshake))
+        };
+        let (stream, acks) = (Arc::new(stream), Arc::new(acks));
         let reader = Arc::new(ReadSide::new(
             stream.clone(),
             acks.clone(),
@@ -48,6 +55,18 @@ impl LocalConn {
         ));
         let writer = Arc::new(Writer::new(stream, acks, inbox));
         let task = reader::run(reader.clone());
+        #[cfg(windows)]
+        let task = {
+            // On a pipe the acks between ipcez endpoints go in band; their writer never
+            // ends by itself: the connection ends with its reader.
+            let ack_writer = writer.clone();
+            async move {
+                tokio::select! {
+                    () = task => {}
+                    () = ack_writer.send_acks() => {}
+                }
+            }
+        };
         (LocalConn { writer, reader }, task)
     }
 

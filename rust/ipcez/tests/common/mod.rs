@@ -63,6 +63,18 @@ pub fn unix(path: &std::path::Path) -> Resolution {
     }
 }
 
+/// A named-pipe resolution with a name unique to this process and call (Windows).
+pub fn pipe(tag: &str) -> Resolution {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "ipcez-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
+    let (target, os) = (Some(("target", "local")), Some(("os", "windows")));
+    ipcez::decide(&name, target, os, ipcez::Os::Windows).unwrap()
+}
+
 pub fn ws(url: &str) -> Resolution {
     Resolution {
         transport: Transport::WebSocket,

@@ -9,10 +9,16 @@ use windows_sys::Win32::Foundation::{
     CloseHandle, ERROR_PIPE_BUSY, GENERIC_READ, GENERIC_WRITE, GetLastError, HANDLE,
     INVALID_HANDLE_VALUE, WAIT_OBJECT_0,
 };
+use windows_sys::Win32::Storage::FileSystem::PIPE_ACCESS_DUPLEX;
 use windows_sys::Win32::Storage::FileSystem::{CreateFileW, OPEN_EXISTING, ReadFile, WriteFile};
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+use windows_sys::Win32::System::Pipes::{
+    ConnectNamedPipe, CreateNamedPipeW, PIPE_READMODE_BYTE, PIPE_TYPE_BYTE,
+    PIPE_UNLIMITED_INSTANCES, PIPE_WAIT, PeekNamedPipe,
+};
 use windows_sys::Win32::System::Threading::{
-    EVENT_MODIFY_STATE, OpenEventW, SYNCHRONIZATION_SYNCHRONIZE, SetEvent, WaitForSingleObject,
+    CreateEventW, EVENT_MODIFY_STATE, OpenEventW, SYNCHRONIZATION_SYNCHRONIZE, SetEvent,
+    WaitForSingleObject,
 };
 
 fn wide(s: &str) -> Vec<u16> {
@@ -27,6 +33,13 @@ pub fn is_wine() -> bool {
         let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
         !ntdll.is_null() && GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast()).is_some()
     }
+}
+
+/// Waits, off the runtime's threads, for a raw peer's thread and returns what it returned.
+pub async fn join<T: Send + 'static>(peer: std::thread::JoinHandle<T>) -> T {
+    tokio::task::spawn_blocking(move || peer.join().unwrap())
+        .await
+        .unwrap()
 }
 
 /// A synchronous (not overlapped) client handle to a named pipe.
@@ -112,6 +125,24 @@ impl RawPipe {
         }
     }
 
+    /// Bytes waiting to be read (`PeekNamedPipe`).
+    pub fn available(&self) -> u32 {
+        let mut n = 0u32;
+        // SAFETY: no buffer is read; only the count is written.
+        let ok = unsafe {
+            PeekNamedPipe(
+                self.0,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+                &mut n,
+                std::ptr::null_mut(),
+            )
+        };
+        assert!(ok != 0, "PeekNamedPipe failed");
+        n
+    }
+
     pub fn write_frame(&self, payload: &[u8]) {
         let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(payload);
@@ -122,6 +153,54 @@ impl RawPipe {
 impl Drop for RawPipe {
     fn drop(&mut self) {
         // SAFETY: the handle came from CreateFileW and is closed only here.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// A custom pipe server: one synchronous instance of `CreateNamedPipeW`.
+pub struct RawServer(HANDLE);
+
+// SAFETY: a pipe handle may be used from any thread.
+unsafe impl Send for RawServer {}
+
+impl RawServer {
+    pub fn create(path: &str) -> Self {
+        let w = wide(path);
+        // SAFETY: NUL-terminated name, default security; a blocking byte pipe.
+        let h = unsafe {
+            CreateNamedPipeW(
+                w.as_ptr(),
+                PIPE_ACCESS_DUPLEX,
+                PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT,
+                PIPE_UNLIMITED_INSTANCES,
+                65536,
+                65536,
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert!(h != INVALID_HANDLE_VALUE, "CreateNamedPipeW({path}) failed");
+        RawServer(h)
+    }
+
+    /// Waits for a client (`ConnectNamedPipe`); the instance becomes the connection.
+    pub fn accept(self) -> RawPipe {
+        // SAFETY: a pipe instance handle; synchronous, no OVERLAPPED.
+        let ok = unsafe { ConnectNamedPipe(self.0, std::ptr::null_mut()) };
+        // SAFETY: no preconditions. ERROR_PIPE_CONNECTED (535): the client came first.
+        assert!(
+            ok != 0 || unsafe { GetLastError() } == 535,
+            "ConnectNamedPipe failed"
+        );
+        let pipe = RawPipe(self.0);
+        std::mem::forget(self);
+        pipe
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from CreateNamedPipeW and is closed only here.
         unsafe { CloseHandle(self.0) };
     }
 }
@@ -150,6 +229,15 @@ impl Event {
             "OpenEventW({name}) failed with error {}",
             unsafe { GetLastError() }
         );
+        Event(h)
+    }
+
+    /// `CreateEventW` (auto-reset), as a custom listener makes the pipe's events.
+    pub fn create(name: &str) -> Self {
+        let w = wide(name);
+        // SAFETY: NUL-terminated name, default security.
+        let h = unsafe { CreateEventW(std::ptr::null(), 0, 0, w.as_ptr()) };
+        assert!(!h.is_null(), "CreateEventW({name}) failed");
         Event(h)
     }
 

@@ -66,13 +66,17 @@ impl ReadSide {
         inbox: Arc<Inbox>,
         budget: Arc<ReadBudget>,
     ) -> Self {
+        #[allow(unused_mut)] // set on Windows only
+        let mut decoder = FrameDecoder::new();
+        #[cfg(windows)]
+        decoder.set_control(acks.decoder_control());
         ReadSide {
             stream,
             acks,
             inbox,
             budget,
             state: Mutex::new(ReadState {
-                decoder: FrameDecoder::new(),
+                decoder,
                 buf: Vec::with_capacity(READ_BUFFER),
                 peer: PeerSide::default(),
             }),
@@ -147,6 +151,10 @@ impl ReadSide {
             Err(e) if is_disconnect(&e) => return Err(connection_lost()),
             Err(e) => return Err(e),
         }
+        #[cfg(windows)]
+        if let Some(n) = decoder.take_acks() {
+            self.acks.acks_received(n);
+        }
         Ok(Step::Progress)
     }
 
@@ -173,7 +181,15 @@ impl ReadSide {
             }
             Ok(n)
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(windows)]
+        {
+            let n = self.read(buf, direct)?;
+            if n > 0 {
+                peer.first_read(&self.acks, buf[0])?;
+            }
+            Ok(n)
+        }
+        #[cfg(all(unix, not(target_os = "linux")))]
         {
             let n = self.read(buf, direct)?;
             if n > 0 {
@@ -260,9 +276,18 @@ pub(crate) async fn run(side: Arc<ReadSide>) {
             // Acked before they can be taken (a taker may exit at once), also the frames
             // read whole before an error.
             let acked = side.acknowledge(&mut st, frames.len());
-            let open = side.queue(&mut frames);
+            // In band, the acks must be out first; on Windows this task is the only reader.
+            let open = cfg!(windows) || side.queue(&mut frames);
             (step.and_then(|s| acked.map(|()| s)), open)
         });
+        #[cfg(windows)]
+        let attempt = match attempt {
+            Some((step, _)) if !frames.is_empty() => {
+                side.acks.acks_out().await;
+                Some((step, side.queue(&mut frames)))
+            }
+            other => other,
+        };
         let Some((step, open)) = attempt else {
             // A direct reader has the stream; wait until it lets go.
             side.resume.notified().await;

@@ -66,6 +66,8 @@ impl Writer {
     pub(crate) async fn write(&self, msg: &[u8], deadline: Instant) -> Result<u64, SocketError> {
         let hdr = header(msg.len());
         let _guard = self.lock.lock().await;
+        #[cfg(windows)]
+        let _writing = self.acks.writing_frames();
         let pending = || Pending {
             bytes: [&hdr[..], msg].concat(),
             count: 1,
@@ -131,6 +133,56 @@ impl Writer {
         }
         if (0..p.count).try_for_each(|_| self.signal_ready()).is_err() {
             self.abandon();
+        }
+    }
+
+    /// Named pipes: writes the ack records our reader owes the peer, each between two
+    /// frames (under the write lock, which is taken only for the write itself: waiting for
+    /// room happens without it, so no send waits on a peer that does not read). Runs for
+    /// the connection's life; after a failed write the reader ends the connection.
+    #[cfg(windows)]
+    pub(crate) async fn send_acks(&self) {
+        loop {
+            self.acks.records_wanted().await;
+            while let Some(record) = self.acks.next_record() {
+                let n = u32::from_be_bytes(record) & crate::frame::MAX_ACK_RECORD;
+                let ok = self.write_record(&record).await.is_ok();
+                self.acks.record_done(n, ok);
+                if !ok {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
+    #[cfg(windows)]
+    async fn write_record(&self, record: &[u8; 4]) -> io::Result<()> {
+        loop {
+            {
+                let _guard = self.lock.lock().await;
+                match self.stream.try_write_vectored(&[IoSlice::new(record)]) {
+                    // A pipe write takes the whole buffer or nothing.
+                    Ok(n) if n == record.len() => {
+                        self.stream.acked_in_band();
+                        break;
+                    }
+                    Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.stream.writable().await?;
+        }
+        // Until the write completes it could still be cancelled (a close disconnects the
+        // pipe): a pipe takes one write at a time, so an empty one goes through only then.
+        loop {
+            match self.stream.try_write_vectored(&[]) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            self.stream.writable().await?;
         }
     }
 

@@ -41,7 +41,7 @@ const KEEP_OWED: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(1);
 
 #[derive(Debug)]
-struct Handle(HANDLE);
+pub(super) struct Handle(pub(super) HANDLE);
 
 // SAFETY: event handles may be used from any thread; SetEvent/WaitForSingleObject are
 // thread-safe.
@@ -56,11 +56,11 @@ impl Drop for Handle {
     }
 }
 
-fn wide(s: &str) -> Vec<u16> {
+pub(super) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
-fn create(name: &str) -> Result<HANDLE, u32> {
+pub(super) fn create(name: &str) -> Result<HANDLE, u32> {
     let w = wide(name);
     // SAFETY: `w` is a NUL-terminated UTF-16 string; default security; auto-reset.
     let handle = unsafe { CreateEventW(std::ptr::null(), 0, 0, w.as_ptr()) };
@@ -72,7 +72,7 @@ fn create(name: &str) -> Result<HANDLE, u32> {
     }
 }
 
-fn open_existing(name: &str) -> Result<HANDLE, u32> {
+pub(super) fn open_existing(name: &str) -> Result<HANDLE, u32> {
     let w = wide(name);
     // SAFETY: `w` is a NUL-terminated UTF-16 string. Only the rights the protocol uses:
     // an event another account created may grant no more than these.
@@ -93,7 +93,7 @@ fn open_existing(name: &str) -> Result<HANDLE, u32> {
 
 /// The two ways to get an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
+pub(super) enum How {
     /// CreateEventW: creates it, or opens it with full access when it exists.
     Create,
     /// OpenEventW with only the rights the ack protocol needs.
@@ -105,7 +105,7 @@ enum How {
 /// access), open the existing one with fewer rights; where that fails too, use the same
 /// name in the session's `Local\` namespace. `call` does the Win32 call and returns the
 /// handle or the Win32 error code.
-fn open_in_order<T>(
+pub(super) fn open_in_order<T>(
     name: &str,
     mut call: impl FnMut(How, &str) -> Result<T, u32>,
 ) -> Result<T, u32> {

@@ -2,27 +2,65 @@
 //! minus the direct ones (Windows readers and writers always go through the runtime).
 
 use std::io::{self, IoSlice};
+use std::os::windows::io::AsRawHandle;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bytes::BufMut;
 use tokio::net::windows::named_pipe::{NamedPipeClient, NamedPipeServer};
 
-/// A connected local stream on Windows.
+use windows_sys::Win32::Storage::FileSystem::FlushFileBuffers;
+
+use super::private_ack::Handshake;
+
+/// A connected local stream on Windows, with what its end learned about the peer.
 #[derive(Debug)]
-pub(crate) enum PipeStream {
+pub(crate) struct PipeStream {
+    end: End,
+    handshake: Option<Handshake>,
+    /// The server end is being closed (once).
+    closing: AtomicBool,
+    /// An ack record went out: a close lets the client read it first.
+    acked_in_band: AtomicBool,
+}
+
+/// How long a closing server end lets the client read what is still in the pipe (the last
+/// acks among it) before it disconnects, which would discard it.
+const FLUSH_WAIT: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+pub(crate) enum End {
     Client(NamedPipeClient),
     Server(NamedPipeServer),
 }
 
 macro_rules! dispatch {
     ($self:ident, $s:ident => $body:expr) => {
-        match $self {
-            PipeStream::Client($s) => $body,
-            PipeStream::Server($s) => $body,
+        match &$self.end {
+            End::Client($s) => $body,
+            End::Server($s) => $body,
         }
     };
 }
 
 impl PipeStream {
+    pub(crate) fn new(end: End, handshake: Handshake) -> Self {
+        PipeStream {
+            end,
+            handshake: Some(handshake),
+            closing: AtomicBool::new(false),
+            acked_in_band: AtomicBool::new(false),
+        }
+    }
+
+    /// What the connection's acks start from (taken once, when the connection starts).
+    pub(crate) fn take_handshake(&mut self) -> Handshake {
+        self.handshake
+            .take()
+            .unwrap_or(Handshake::Client { intent: None })
+    }
+
     pub(crate) async fn readable(&self) -> io::Result<()> {
         dispatch!(self, s => s.readable().await)
     }
@@ -45,9 +83,52 @@ impl PipeStream {
         false
     }
 
-    /// Ends the connection now (the server end disconnects; a client end has no such call).
-    pub(crate) fn shutdown(&self) {
-        if let PipeStream::Server(s) = self {
+    /// Ends the connection (the server end disconnects; a client end has no such call).
+    /// Never waits: a server end that wrote ack records first lets the client read what is
+    /// still in the pipe, on a thread of its own, for at most `FLUSH_WAIT`
+    /// (`FlushFileBuffers` returns once it is read), since a disconnect discards it.
+    pub(crate) fn shutdown(self: &Arc<Self>) {
+        if !matches!(self.end, End::Server(_)) || self.closing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if !self.acked_in_band.load(Ordering::Acquire) {
+            return self.disconnect();
+        }
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ipcez-close".into())
+            .spawn(move || me.flush_then_disconnect());
+        if spawned.is_err() {
+            self.disconnect();
+        }
+    }
+
+    /// An ack record was written (see `shutdown`).
+    pub(crate) fn acked_in_band(&self) {
+        self.acked_in_band.store(true, Ordering::Release);
+    }
+
+    fn flush_then_disconnect(self: Arc<Self>) {
+        let (done, flushed) = std::sync::mpsc::channel();
+        let me = self.clone();
+        let flusher = std::thread::Builder::new()
+            .name("ipcez-flush".into())
+            .spawn(move || {
+                if let End::Server(s) = &me.end {
+                    // SAFETY: the handle is open while `me` lives; the call only waits.
+                    unsafe { FlushFileBuffers(s.as_raw_handle() as _) };
+                }
+                let _ = done.send(());
+            });
+        if flusher.is_ok() {
+            let _ = flushed.recv_timeout(FLUSH_WAIT);
+        }
+        // Also ends a flush still waiting for a client that does not read.
+        self.disconnect();
+    }
+
+    fn disconnect(&self) {
+        if let End::Server(s) = &self.end {
             let _ = s.disconnect();
         }
     }
