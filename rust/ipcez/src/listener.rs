@@ -13,7 +13,7 @@ use crate::budget::ReadBudget;
 use crate::error::{SocketError, connection_lost, invalid_input};
 use crate::options::{ConnectOptions, ListenOptions};
 use crate::readiness::{Poller, ReadyCount};
-use crate::reserve::Reserve;
+use crate::reserve::{Reserve, refuse_all, refuse_one};
 use crate::resolve::{Resolution, Transport, resolve};
 use crate::runtime::{ProcessEpoch, block_on, current_handle};
 use crate::socket::Socket;
@@ -247,18 +247,13 @@ async fn accept_loop(
 /// at once. Returns how long to wait before accepting again (zero: at once), or `None`
 /// when nothing could be done (no spare): then the caller backs off.
 async fn make_room(acceptor: &mut Acceptor, reserve: &mut Reserve) -> Option<Duration> {
-    use futures_util::FutureExt;
     let refused = match acceptor {
         Acceptor::Ws(a) => match a.make_room().await {
             crate::ws::Room::Made => return Some(Duration::ZERO),
             crate::ws::Room::WaitFor(wait) => return Some(wait),
             crate::ws::Room::None => reserve.lend(|| a.refuse_waiting())?,
         },
-        Acceptor::Local(a) => reserve.lend(|| {
-            (0..64)
-                .take_while(|_| matches!(a.accept().now_or_never(), Some(Ok(_))))
-                .count()
-        })?,
+        Acceptor::Local(a) => reserve.lend(|| refuse_all(|| refuse_one(a.accept())))?,
     };
     if refused > 0 {
         log::debug!("out of file descriptors: {refused} new connection(s) refused at once");

@@ -3,6 +3,23 @@
 //! them at once. Their clients learn at once that they were turned away, instead of
 //! waiting in the backlog until their own timeouts.
 
+use std::future::Future;
+
+/// Connections that one lending takes from the backlog and closes, at most.
+const REFUSE_BATCH: usize = 64;
+
+/// Takes one connection, if one is waiting now (`accept` is polled once, never waits), and
+/// closes it at once: true when there was one.
+pub(crate) fn refuse_one<T>(accept: impl Future<Output = std::io::Result<T>>) -> bool {
+    use futures_util::FutureExt;
+    matches!(accept.now_or_never(), Some(Ok(_)))
+}
+
+/// Calls `refuse_one` while it takes a connection, up to a batch: how many it took.
+pub(crate) fn refuse_all(mut refuse_one: impl FnMut() -> bool) -> usize {
+    (0..REFUSE_BATCH).take_while(|_| refuse_one()).count()
+}
+
 /// The spare descriptor (`/dev/null`), when one could be had.
 #[derive(Debug)]
 pub(crate) struct Reserve {

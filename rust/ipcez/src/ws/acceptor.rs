@@ -37,9 +37,6 @@ const UPGRADED_BACKLOG: usize = 16;
 /// and LANs a real client finishes in milliseconds.
 pub(crate) const SHED_AFTER: Duration = Duration::from_millis(200);
 
-/// Connections that a newcomer's refusal takes from the backlog at most per round.
-const REFUSE_BATCH: usize = 64;
-
 /// An upgraded connection with its place under the listener's cap.
 type Upgraded = (WsStream, Permit);
 
@@ -185,13 +182,10 @@ impl Acceptor {
         Room::Made
     }
 
-    /// Takes the connections waiting in the backlog and closes them at once (for when no
-    /// descriptor is left for them): how many there were.
+    /// Takes the TCP connections waiting in the backlog and closes them at once, before any
+    /// handshake (for when no descriptor is left for them): how many there were.
     pub(crate) fn refuse_waiting(&self) -> usize {
-        use futures_util::FutureExt;
-        (0..REFUSE_BATCH)
-            .take_while(|_| matches!(self.tcp.accept().now_or_never(), Some(Ok(_))))
-            .count()
+        crate::reserve::refuse_all(|| crate::reserve::refuse_one(self.tcp.accept()))
     }
 
     fn start_handshake(&self, tcp: tokio::net::TcpStream, peer: SocketAddr, permit: Permit) {
