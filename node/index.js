@@ -37,7 +37,16 @@ async function connect(endpoint, opts) {
 /** Listens on `endpoint` (resolved like connect's). */
 async function listen(endpoint, opts) {
   const ep = endpointOf(endpoint, 'listen');
-  return new Listener(errors.unwrap(await call('listen', ep, options(opts, 'listen'))));
+  const o = options(opts, 'listen');
+  // The addon takes these as u32, which would silently wrap -1 to 4294967295.
+  for (const key of ['mode', 'maxConnections']) {
+    const v = o?.[key];
+    if (typeof v === 'number' && !(Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) {
+      throw Object.assign(new TypeError(`listen(): ${key} must be a whole number, 0 or more (got ${v})`),
+        { code: 'ERR_INVALID_ARG_VALUE' });
+    }
+  }
+  return new Listener(errors.unwrap(await call('listen', ep, o)));
 }
 
 /** How connect would reach `endpoint`: `{ transport, address }`, without connecting. */

@@ -174,6 +174,8 @@ test('bad options are refused with a clear message', async () => {
     { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /ackTimeout/ });
   await assert.rejects(ipcez.listen(sockPath(), { mode: '0o600' }),
     { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /mode/ });
+  await assert.rejects(ipcez.listen(sockPath(), { maxConnections: -1 }),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /maxConnections/ });
 });
 
 test('accept() after close rejects with ConnectionLost; iteration over the listener ends', async () => {
