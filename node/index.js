@@ -18,16 +18,35 @@ function endpointOf(endpoint, name) {
   return endpoint;
 }
 
+/** `native[name](...args)`, an option of the wrong type (the addon's conversion) a TypeError. */
+function call(name, ...args) {
+  try {
+    return native[name](...args);
+  } catch (e) {
+    if (/Expected$/.test(e?.code)) throw errors.invalidArg(`${name}(): ${e.message}`);
+    throw e;
+  }
+}
+
 /** Connects to `endpoint`: a socket path, a pipe name, or a ws:// / wss:// URL. */
 async function connect(endpoint, opts) {
   const ep = endpointOf(endpoint, 'connect');
-  return new Socket(errors.unwrap(await native.connect(ep, options(opts, 'connect'))));
+  return new Socket(errors.unwrap(await call('connect', ep, options(opts, 'connect'))));
 }
 
 /** Listens on `endpoint` (resolved like connect's). */
 async function listen(endpoint, opts) {
   const ep = endpointOf(endpoint, 'listen');
-  return new Listener(errors.unwrap(await native.listen(ep, options(opts, 'listen'))));
+  const o = options(opts, 'listen');
+  // The addon takes these as u32, which would silently wrap -1 to 4294967295.
+  for (const key of ['mode', 'maxConnections']) {
+    const v = o?.[key];
+    if (typeof v === 'number' && !(Number.isInteger(v) && v >= 0 && v <= 0xffffffff)) {
+      throw Object.assign(new TypeError(`listen(): ${key} must be a whole number, 0 or more (got ${v})`),
+        { code: 'ERR_INVALID_ARG_VALUE' });
+    }
+  }
+  return new Listener(errors.unwrap(await call('listen', ep, o)));
 }
 
 /** How connect would reach `endpoint`: `{ transport, address }`, without connecting. */

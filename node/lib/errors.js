@@ -58,6 +58,8 @@ const classes = {
 
 /** The addon's ErrorInfo as its Error subclass. */
 function fromInfo(info) {
+  // An option out of range (found by the addon): a TypeError, as Node's own APIs throw.
+  if (info.code === 'ERR_INVALID_ARG_VALUE') return Object.assign(new TypeError(info.message), { code: info.code });
   const Class = classes[info.name] ?? SocketError;
   const err = new Class(info.message, info);
   Error.captureStackTrace?.(err, fromInfo);

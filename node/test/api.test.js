@@ -167,6 +167,15 @@ test('which and ackNames answer without connecting', () => {
 test('bad options are refused with a clear message', async () => {
   await assert.rejects(ipcez.connect(sockPath(), { ackTimeout: -1 }), /ackTimeout must be a finite number/);
   await assert.rejects(ipcez.connect(sockPath(), 5), TypeError);
+  // Out of range or of the wrong type: a TypeError with Node's code, as documented.
+  await assert.rejects(ipcez.connect(sockPath(), { ackTimeout: -1 }),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+  await assert.rejects(ipcez.connect(sockPath(), { ackTimeout: '5' }),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /ackTimeout/ });
+  await assert.rejects(ipcez.listen(sockPath(), { mode: '0o600' }),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: /mode/ });
+  await assert.rejects(ipcez.listen(sockPath(), { maxConnections: -1 }),
+    { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /maxConnections/ });
 });
 
 test('accept() after close rejects with ConnectionLost; iteration over the listener ends', async () => {

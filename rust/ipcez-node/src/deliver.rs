@@ -98,10 +98,14 @@ impl<T: ToNapiValue + 'static> Channel<T> {
         self.apply(env)
     }
 
-    /// JavaScript has the end: the object no longer keeps the process alive.
+    /// JavaScript has the end: the object no longer keeps the process alive, and the
+    /// callback is released (it holds the JavaScript object strongly: kept, no closed
+    /// socket or listener could ever be garbage-collected).
     pub(crate) fn end(&mut self, env: &Env) -> napi::Result<()> {
         self.ended = true;
-        self.apply(env)
+        let status = self.apply(env);
+        self.callback = None;
+        status
     }
 }
 
