@@ -139,6 +139,12 @@ def pair(sock_path: str) -> Iterator[Tuple["ipcez.Socket", "ipcez.Socket"]]:
             server.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) that process ``pid`` has used so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     """The environment for a Python child process that imports ipcez from this checkout."""
     env = dict(os.environ)

@@ -8,7 +8,6 @@ Linux only (/proc, AF_UNIX, RLIMIT_NOFILE)."""
 from __future__ import annotations
 
 import base64
-import errno
 import os
 import socket
 import struct
@@ -21,7 +20,7 @@ from typing import Callable, Iterator, List
 
 import pytest
 
-from conftest import python_child, wait_for_line
+from conftest import python_child
 
 import ipcez
 
@@ -35,11 +34,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def stop(proc: "subprocess.Popen[str]") -> str:

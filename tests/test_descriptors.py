@@ -22,23 +22,17 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
 
-from conftest import python_child, wait_for_line
+from conftest import cpu_seconds, python_child, wait_for_line
 
 import ipcez
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only: /proc")
 
 ATTACKERS = 70
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def open_descriptors(pid: int) -> int:
