@@ -2,7 +2,6 @@
 //! written back to back, marks to wait for their acks, receives that never wait or go into
 //! caller memory, and readiness.
 
-use std::io;
 use std::time::Duration;
 
 use super::Socket;
@@ -125,7 +124,7 @@ impl Socket {
     /// to be taken: for `select`/`poll`/`epoll` and event loops. Owned by the socket (do not
     /// close it); valid until the last clone of the socket is dropped. Unix only.
     #[cfg(unix)]
-    pub fn fileno(&self) -> io::Result<std::os::fd::RawFd> {
+    pub fn fileno(&self) -> std::io::Result<std::os::fd::RawFd> {
         self.shared.inbox.fileno()
     }
 
