@@ -131,9 +131,21 @@ fn build() -> Runtime {
         .worker_threads(1)
         .max_blocking_threads(64)
         .thread_name("ipcez-io")
+        .on_thread_start(|| OWN_THREAD.set(true))
         .enable_all()
         .build()
         .expect("ipcez: cannot start the I/O runtime (out of threads or memory?)")
+}
+
+thread_local! {
+    /// True on the threads of ipcez's own runtime.
+    static OWN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a thread of ipcez's own runtime (not a caller's runtime or thread).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the armed readiness is Linux-only
+pub(crate) fn on_own_thread() -> bool {
+    OWN_THREAD.get()
 }
 
 /// The library's own runtime, built on first use in each process (a forked child gets a

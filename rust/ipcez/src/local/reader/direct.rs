@@ -38,6 +38,7 @@ impl ReadSide {
                 self.unlock(st);
                 continue;
             }
+            self.stream.taken_over();
             let outcome = loop {
                 match self.step(&mut st, true, &mut frames) {
                     Err(e) => break Err(e),

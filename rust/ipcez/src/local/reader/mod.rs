@@ -16,7 +16,6 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use bytes::BufMut;
-use tokio::sync::Notify;
 
 use super::acks::{ConnAck, PeerSide};
 use crate::budget::ReadBudget;
@@ -47,8 +46,6 @@ pub(crate) struct ReadSide {
     /// Limits reading while the connection waits for `accept`.
     pub(crate) budget: Arc<ReadBudget>,
     state: Mutex<ReadState>,
-    /// Wakes the background task when a direct reader lets go of `state`.
-    resume: Notify,
 }
 
 /// What one read attempt gave.
@@ -80,7 +77,6 @@ impl ReadSide {
                 buf: Vec::with_capacity(READ_BUFFER),
                 peer: PeerSide::default(),
             }),
-            resume: Notify::new(),
         }
     }
 
@@ -98,11 +94,11 @@ impl ReadSide {
         }
     }
 
-    /// Gives the reader's role back and lets the background task go on.
-    #[cfg_attr(not(unix), allow(dead_code))] // the direct reads are Unix-only
+    /// Gives the reader's role back to the background task (see `LocalStream::hand_back`).
+    #[cfg(unix)]
     pub(crate) fn unlock(&self, guard: MutexGuard<'_, ReadState>) {
         drop(guard);
-        self.resume.notify_one();
+        self.stream.hand_back();
     }
 
     /// One read: `direct` reads the fd itself (a thread that waited with poll), otherwise
@@ -176,7 +172,8 @@ impl ReadSide {
     ) -> io::Result<usize> {
         #[cfg(target_os = "linux")]
         {
-            let (n, fds) = self.stream.read_with_fds(buf, direct)?;
+            let _ = direct;
+            let (n, fds) = self.stream.read_with_fds(buf)?;
             if n > 0 {
                 peer.first_read(&self.acks, fds);
             }
@@ -290,8 +287,13 @@ pub(crate) async fn run(side: Arc<ReadSide>) {
             other => other,
         };
         let Some((step, open)) = attempt else {
-            // A direct reader has the stream; wait until it lets go.
-            side.resume.notified().await;
+            // A thread reading the stream itself has it, and hands it back when done.
+            #[cfg(unix)]
+            if let Err(e) = side.stream.handed_back().await {
+                break e;
+            }
+            #[cfg(not(unix))]
+            tokio::task::yield_now().await;
             continue;
         };
         if !open {

@@ -1,6 +1,8 @@
 //! Unix: domain sockets for the stream, POSIX named semaphores for the acks shared with
 //! custom peers, and (Linux) a private ack channel per connection between ipcez endpoints.
 
+#[cfg(target_os = "linux")]
+mod armed;
 mod bind;
 mod fdpass;
 mod lock;

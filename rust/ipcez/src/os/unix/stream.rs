@@ -2,38 +2,162 @@
 //! to read, write and wait on it directly.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream as StdStream;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::BufMut;
+use tokio::io::unix::AsyncFd;
 use tokio::net::UnixStream;
+use tokio::sync::Notify;
 
 /// A connected local stream on Unix.
+///
+/// Every read and write is a plain non-blocking system call, from whichever thread; only
+/// the waits of the runtime's tasks go through a registration, made by the first of them:
+/// on ipcez's own runtime (Linux), the one-shot one of `armed`, elsewhere tokio's.
 #[derive(Debug)]
-pub(crate) struct UdsStream(UnixStream);
+pub(crate) struct UdsStream {
+    /// Dropped before the socket: a registration leaves its reactor while the fd is open.
+    watch: OnceLock<Watch>,
+    sock: StdStream,
+}
 
-impl From<UnixStream> for UdsStream {
-    fn from(s: UnixStream) -> Self {
-        UdsStream(s)
+#[derive(Debug)]
+enum Watch {
+    #[cfg(target_os = "linux")]
+    Armed(super::armed::Registration),
+    Tokio {
+        fd: AsyncFd<Fd>,
+        /// Wakes the background reader when a thread gives the reading role back.
+        handed_back: Notify,
+    },
+}
+
+/// The socket's descriptor, for tokio's registration (owned by `UdsStream::sock`).
+#[derive(Debug)]
+struct Fd(RawFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
     }
 }
 
 impl UdsStream {
-    pub(crate) async fn readable(&self) -> io::Result<()> {
-        self.0.readable().await
+    /// Takes a stream tokio connected or accepted (it leaves tokio's registration).
+    pub(crate) fn new(s: UnixStream) -> io::Result<Self> {
+        // The reactor needs a descriptor of its own: made now, while one is likely free.
+        #[cfg(target_os = "linux")]
+        super::armed::prepare();
+        Ok(UdsStream {
+            watch: OnceLock::new(),
+            sock: s.into_std()?,
+        })
     }
 
+    /// The registration, made on the first wait (always in a task of the stream's runtime).
+    fn watch(&self) -> io::Result<&Watch> {
+        if let Some(w) = self.watch.get() {
+            return Ok(w);
+        }
+        #[cfg(target_os = "linux")]
+        let armed = crate::runtime::on_own_thread()
+            .then(|| super::armed::Registration::new(self.fd()).ok())
+            .flatten();
+        // Without the reactor (out of descriptors when it was to be made), tokio's.
+        let made = match armed {
+            Some(r) => Watch::Armed(r),
+            None => self.tokio_watch()?,
+        };
+        #[cfg(not(target_os = "linux"))]
+        let made = self.tokio_watch()?;
+        // A racing first wait made one too: the loser's is dropped (and deregistered).
+        let _ = self.watch.set(made);
+        Ok(self.watch.get().expect("just set"))
+    }
+
+    fn tokio_watch(&self) -> io::Result<Watch> {
+        // SAFETY: the descriptor belongs to `self.sock`, which is dropped after `watch`.
+        let fd = unsafe { AsyncFd::register(Fd(self.fd())) }.map_err(|e| e.into_parts().1)?;
+        Ok(Watch::Tokio {
+            fd,
+            handed_back: Notify::new(),
+        })
+    }
+
+    /// Waits until the stream may be readable (or closed); the caller then reads and comes
+    /// back on `WouldBlock`.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        match self.watch()? {
+            #[cfg(target_os = "linux")]
+            Watch::Armed(r) => r.readable().await,
+            Watch::Tokio { fd, .. } => loop {
+                let mut ready = fd.readable().await?;
+                if self.poll(libc::POLLIN, Duration::ZERO)? {
+                    return Ok(());
+                }
+                ready.clear_ready();
+            },
+        }
+    }
+
+    /// Waits until the stream may have room to write.
     pub(crate) async fn writable(&self) -> io::Result<()> {
-        self.0.writable().await
+        match self.watch()? {
+            #[cfg(target_os = "linux")]
+            Watch::Armed(r) => r.writable().await,
+            Watch::Tokio { fd, .. } => loop {
+                let mut ready = fd.writable().await?;
+                if self.poll(libc::POLLOUT, Duration::ZERO)? {
+                    return Ok(());
+                }
+                ready.clear_ready();
+            },
+        }
+    }
+
+    /// Background reader: waits until a thread that read the stream itself gives the
+    /// reading role back ([`hand_back`](Self::hand_back)) and bytes may be waiting.
+    pub(crate) async fn handed_back(&self) -> io::Result<()> {
+        match self.watch()? {
+            #[cfg(target_os = "linux")]
+            Watch::Armed(r) => r.armed_elsewhere().await,
+            Watch::Tokio { handed_back, .. } => handed_back.notified().await,
+        }
+        Ok(())
+    }
+
+    /// A thread takes the reading role to read the stream itself: the background reader's
+    /// arming is taken back, so bytes that come meanwhile wake only that thread.
+    pub(crate) fn taken_over(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(Watch::Armed(r)) = self.watch.get() {
+            let _ = r.disarm_read();
+        }
+    }
+
+    /// A thread that read the stream itself gives the reading role back to the background
+    /// reader. Armed, that costs no wake-up unless bytes wait (or come).
+    pub(crate) fn hand_back(&self) {
+        match self.watch.get() {
+            #[cfg(target_os = "linux")]
+            // Cannot fail for a registered socket; if it did, the reader must not sleep on it.
+            Some(Watch::Armed(r)) if r.arm_read().is_err() => self.shutdown(),
+            Some(Watch::Armed(_)) => {}
+            Some(Watch::Tokio { handed_back, .. }) => handed_back.notify_one(),
+            // The background reader has not waited yet: it reads before it ever does.
+            None => {}
+        }
     }
 
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-        self.0.try_read_buf(buf)
+        self.read_direct(buf)
     }
 
-    /// Reads straight from the file descriptor, bypassing tokio's readiness cache: for a
-    /// thread outside the runtime that waited with [`poll_readable`](Self::poll_readable)
-    /// (the cache is only updated by the runtime's I/O driver, a thread hop away).
+    /// Reads straight from the file descriptor, from any thread (one that waited with
+    /// [`poll_readable`](Self::poll_readable), or a task after [`readable`](Self::readable)).
     pub(crate) fn read_direct<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
         if !buf.has_remaining_mut() {
             return Ok(0);
@@ -62,33 +186,24 @@ impl UdsStream {
         super::fdpass::send(self.fd(), bufs, fds)
     }
 
-    /// Writes what it can without blocking, through tokio's readiness; `WouldBlock` when
-    /// nothing could be written. `fds` as for [`write_direct`](Self::write_direct).
+    /// Writes what it can without blocking (a task's write; see
+    /// [`write_direct`](Self::write_direct)).
     pub(crate) fn try_write_vectored(
         &self,
         bufs: &[IoSlice<'_>],
         fds: &[BorrowedFd<'_>],
     ) -> io::Result<usize> {
-        self.0.try_io(tokio::io::Interest::WRITABLE, || {
-            self.write_direct(bufs, fds)
-        })
+        self.write_direct(bufs, fds)
     }
 
-    /// Reads like [`try_read_buf`](Self::try_read_buf) (or, `direct`, like
-    /// [`read_direct`](Self::read_direct)) and also takes the descriptors the peer attached
-    /// to these bytes. Only the first read of a connection asks for them.
+    /// Reads like [`read_direct`](Self::read_direct) and also takes the descriptors the
+    /// peer attached to these bytes. Only the first read of a connection asks for them.
     #[cfg(target_os = "linux")]
     pub(crate) fn read_with_fds<B: BufMut>(
         &self,
         buf: &mut B,
-        direct: bool,
     ) -> io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
-        let mut read = || super::fdpass::recv(self.fd(), buf);
-        if direct {
-            read()
-        } else {
-            self.0.try_io(tokio::io::Interest::READABLE, read)
-        }
+        super::fdpass::recv(self.fd(), buf)
     }
 
     /// Waits up to `timeout` for the stream to be readable (or closed), with poll(2) on the
@@ -127,8 +242,8 @@ impl UdsStream {
         unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) };
     }
 
-    fn fd(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
+    fn fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
     }
 
     fn poll(&self, events: libc::c_short, timeout: Duration) -> io::Result<bool> {

@@ -61,7 +61,7 @@ pub(crate) async fn connect(path: &str) -> Result<(UdsStream, Arc<AckPair>), Soc
         NamedSemaphore::open(&names.0, SEM_MODE)?,
         NamedSemaphore::open(&names.1, SEM_MODE)?,
     ));
-    Ok((stream.into(), acks))
+    Ok((UdsStream::new(stream)?, acks))
 }
 
 /// What a Unix listener removes when it closes: only what is still its own.
@@ -96,7 +96,7 @@ impl Acceptor {
     /// The next connection (cancel-safe).
     pub(crate) async fn accept(&mut self) -> io::Result<(UdsStream, Arc<AckPair>)> {
         let (stream, _) = self.listener.accept().await?;
-        Ok((stream.into(), self.acks.clone()))
+        Ok((UdsStream::new(stream)?, self.acks.clone()))
     }
 }
 

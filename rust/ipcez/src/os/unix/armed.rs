@@ -1,0 +1,367 @@
+//! One-shot readiness (Linux): the runtime hears of a connection's socket only when one of
+//! its tasks asked since the last time.
+//!
+//! tokio keeps every registered socket armed, edge-triggered, for reading and writing. So
+//! each message that arrives wakes the runtime's thread even while a caller's thread reads
+//! the socket itself with poll(2) (see `local::reader`), and each message the peer reads
+//! from us wakes it again for room to write: two wake-ups of a thread with nothing to do,
+//! per message, on a path that exists to save one. tokio offers no one-shot interest, so
+//! the sockets of ipcez's own runtime sit in an epoll instance of their own instead, with
+//! `EPOLLONESHOT`: a task arms what it is about to wait for, the first event disarms the
+//! socket, and a thread that gives the reading role back arms it for the background
+//! reader (one `epoll_ctl`, no wake-up unless bytes are waiting). That epoll instance is
+//! registered with the runtime like any descriptor, and one task hands its events on.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+use crate::runtime::ProcessEpoch;
+
+/// Interest in reading (with the peer's hang-up, which a read reports as end-of-stream).
+const READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+const WRITE: u32 = libc::EPOLLOUT as u32;
+/// Reported whatever was asked: both kinds of waiter must look.
+const FAILED: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
+
+/// The epoll instance of one process's runtime and the sockets in it.
+struct Reactor {
+    epoll: RawFd,
+    slots: Mutex<HashMap<u64, Weak<Slot>>>,
+    next_key: AtomicU64,
+}
+
+/// One socket in the reactor.
+#[derive(Debug)]
+struct Slot {
+    reactor: &'static Reactor,
+    fd: RawFd,
+    key: u64,
+    read: Notify,
+    write: Notify,
+    /// What the tasks asked for since it was last reported (the kernel's armed set).
+    wanted: Mutex<u32>,
+}
+
+/// A socket's place in the reactor; leaves it when dropped (before the socket closes).
+#[derive(Debug)]
+pub(crate) struct Registration {
+    slot: Arc<Slot>,
+    /// A forked child leaves the parent's registration alone (the epoll instance is shared).
+    epoch: ProcessEpoch,
+}
+
+/// The reactor of this process, or NULL; one inherited through `fork()` belongs to the
+/// parent (its epoll instance is shared with it) and is leaked, like the runtime.
+static REACTOR: AtomicPtr<(ProcessEpoch, Reactor)> = AtomicPtr::new(std::ptr::null_mut());
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Makes this process's reactor if it is not made yet (a failure shows again on use).
+pub(crate) fn prepare() {
+    let _ = reactor();
+}
+
+/// The reactor of this process, started on ipcez's runtime on first use.
+fn reactor() -> io::Result<&'static Reactor> {
+    let epoch = ProcessEpoch::current();
+    loop {
+        let seen = REACTOR.load(Ordering::Acquire);
+        // SAFETY: a non-NULL pointer came from Box::into_raw below and is never freed.
+        if let Some((made_in, reactor)) = unsafe { seen.as_ref() }
+            && *made_in == epoch
+        {
+            return Ok(reactor);
+        }
+        // SAFETY: plain call; a non-negative result is a new descriptor we own.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: as above.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let fresh = Box::into_raw(Box::new((
+            epoch,
+            Reactor {
+                epoll: fd,
+                slots: Mutex::new(HashMap::new()),
+                next_key: AtomicU64::new(1),
+            },
+        )));
+        match REACTOR.compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                // SAFETY: just published, never freed.
+                let reactor: &'static Reactor = unsafe { &(*fresh).1 };
+                let handle = crate::runtime::runtime().handle();
+                let watched = {
+                    let _in_runtime = handle.enter();
+                    // SAFETY: the AsyncFd owns the descriptor, so it stays open while registered.
+                    unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
+                        .map_err(|e| e.into_parts().1)?
+                };
+                handle.spawn(reactor.dispatch(watched));
+                return Ok(reactor);
+            }
+            Err(_) => {
+                // Another thread won; ours was never used (its descriptor closes here).
+                // SAFETY: `fresh` was not published, so this is its only owner.
+                drop(unsafe { Box::from_raw(fresh) });
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reactor")
+            .field("epoll", &self.epoll)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reactor {
+    fn slots(&self) -> MutexGuard<'_, HashMap<u64, Weak<Slot>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands the events of the epoll instance to the tasks waiting for them, for the life
+    /// of the process.
+    async fn dispatch(&'static self, watched: AsyncFd<OwnedFd>) {
+        const BATCH: usize = 64;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        loop {
+            let Ok(mut ready) = watched.readable().await else {
+                return;
+            };
+            loop {
+                // SAFETY: `events` has room for BATCH entries; a zero timeout never blocks.
+                let n = unsafe {
+                    libc::epoll_wait(self.epoll, events.as_mut_ptr(), BATCH as libc::c_int, 0)
+                };
+                let n = usize::try_from(n).unwrap_or(0);
+                for e in &events[..n] {
+                    let slot = self.slots().get(&{ e.u64 }).and_then(Weak::upgrade);
+                    if let Some(slot) = slot {
+                        slot.fired(e.events);
+                    }
+                }
+                if n < BATCH {
+                    break;
+                }
+            }
+            ready.clear_ready();
+        }
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: key };
+        // SAFETY: `ev` is a valid event for the call; the descriptors are open.
+        cvt(unsafe { libc::epoll_ctl(self.epoll, op, fd, &mut ev) }).map(drop)
+    }
+}
+
+impl Registration {
+    /// Adds `fd` to this process's reactor, disarmed. The caller keeps `fd` open until the
+    /// registration is dropped.
+    pub(crate) fn new(fd: RawFd) -> io::Result<Self> {
+        let reactor = reactor()?;
+        let key = reactor.next_key.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            reactor,
+            fd,
+            key,
+            read: Notify::new(),
+            write: Notify::new(),
+            wanted: Mutex::new(0),
+        });
+        reactor.slots().insert(key, Arc::downgrade(&slot));
+        let added = reactor.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLONESHOT as u32, key);
+        if let Err(e) = added {
+            reactor.slots().remove(&key);
+            return Err(e);
+        }
+        Ok(Registration {
+            slot,
+            epoch: ProcessEpoch::current(),
+        })
+    }
+
+    /// Arms the socket for reading: the next bytes (or the end) wake [`readable`].
+    pub(crate) fn arm_read(&self) -> io::Result<()> {
+        self.slot.arm(READ)
+    }
+
+    /// Takes back an arming for reading not reported yet: a thread reads the socket
+    /// itself now (it arms again when it is done).
+    pub(crate) fn disarm_read(&self) -> io::Result<()> {
+        self.slot.disarm(READ)
+    }
+
+    /// Waits until the socket may be readable: arms it, then waits.
+    pub(crate) async fn readable(&self) -> io::Result<()> {
+        let woken = self.slot.read.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        self.slot.arm(READ)?;
+        woken.await;
+        Ok(())
+    }
+
+    /// Waits for the event of an arming made elsewhere (see [`arm_read`](Self::arm_read)).
+    pub(crate) async fn armed_elsewhere(&self) {
+        self.slot.read.notified().await
+    }
+
+    /// Waits until the socket may have room to write.
+    pub(crate) async fn writable(&self) -> io::Result<()> {
+        let woken = self.slot.write.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        self.slot.arm(WRITE)?;
+        woken.await;
+        Ok(())
+    }
+}
+
+impl Slot {
+    fn wanted(&self) -> MutexGuard<'_, u32> {
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn arm(&self, interest: u32) -> io::Result<()> {
+        let mut wanted = self.wanted();
+        *wanted |= interest;
+        let events = *wanted | libc::EPOLLONESHOT as u32;
+        self.reactor
+            .ctl(libc::EPOLL_CTL_MOD, self.fd, events, self.key)
+    }
+
+    fn disarm(&self, interest: u32) -> io::Result<()> {
+        let mut wanted = self.wanted();
+        if *wanted & interest == 0 {
+            return Ok(());
+        }
+        *wanted &= !interest;
+        let events = *wanted | libc::EPOLLONESHOT as u32;
+        self.reactor
+            .ctl(libc::EPOLL_CTL_MOD, self.fd, events, self.key)
+    }
+
+    /// The socket reported `events` and is disarmed: wake whoever waited for them, and arm
+    /// again what is still wanted but did not come.
+    fn fired(&self, events: u32) {
+        let mut wanted = self.wanted();
+        let failed = events & FAILED != 0;
+        let read = failed || events & READ != 0;
+        let write = failed || events & WRITE != 0;
+        let mut rest = *wanted;
+        if read {
+            rest &= !READ;
+        }
+        if write {
+            rest &= !WRITE;
+        }
+        *wanted = rest;
+        if rest != 0 {
+            let _ = self.reactor.ctl(
+                libc::EPOLL_CTL_MOD,
+                self.fd,
+                rest | libc::EPOLLONESHOT as u32,
+                self.key,
+            );
+        }
+        drop(wanted);
+        if read {
+            self.read.notify_one();
+        }
+        if write {
+            self.write.notify_one();
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if self.epoch.is_current() {
+            let reactor = self.slot.reactor;
+            reactor.slots().remove(&self.slot.key);
+            let _ = reactor.ctl(libc::EPOLL_CTL_DEL, self.slot.fd, 0, self.slot.key);
+        }
+    }
+}
+
+impl AsRawFd for Registration {
+    fn as_raw_fd(&self) -> RawFd {
+        self.slot.fd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn within<F: std::future::Future>(ms: u64, f: F) -> Option<F::Output> {
+        let handle = crate::runtime::runtime().handle();
+        handle.block_on(async {
+            tokio::time::timeout(Duration::from_millis(ms), f)
+                .await
+                .ok()
+        })
+    }
+
+    #[test]
+    fn an_event_comes_once_per_arming_and_never_while_disarmed() {
+        let (mut ours, mut peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reg = Registration::new(ours.as_raw_fd()).unwrap();
+        assert!(within(50, reg.readable()).is_none(), "nothing to read yet");
+        peer.write_all(b"x").unwrap();
+        assert!(
+            within(5000, reg.readable()).is_some(),
+            "armed: the byte wakes it"
+        );
+        // Armed for the background reader, then taken back by a thread reading itself: the
+        // next byte wakes nobody here.
+        let mut b = [0; 8];
+        assert_eq!(ours.read(&mut b).unwrap(), 1);
+        reg.arm_read().unwrap();
+        reg.disarm_read().unwrap();
+        peer.write_all(b"y").unwrap();
+        assert!(
+            within(100, reg.armed_elsewhere()).is_none(),
+            "disarmed, yet woken"
+        );
+        // Handed back with a byte already waiting: the arming itself reports it.
+        reg.arm_read().unwrap();
+        assert!(within(5000, reg.armed_elsewhere()).is_some());
+        // A hang-up wakes a reader too.
+        assert_eq!(ours.read(&mut b).unwrap(), 1);
+        drop(peer);
+        assert!(within(5000, reg.readable()).is_some());
+    }
+
+    #[test]
+    fn writers_wake_when_room_comes_back() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let reg = Registration::new(ours.as_raw_fd()).unwrap();
+        let chunk = [0u8; 65536];
+        while (&ours).write(&chunk).is_ok() {}
+        assert!(within(50, reg.writable()).is_none(), "full: no room yet");
+        let mut sink = vec![0u8; 1 << 20];
+        let _ = peer.read(&mut sink).unwrap();
+        assert!(within(5000, reg.writable()).is_some());
+    }
+}
