@@ -54,8 +54,12 @@ impl UdsStream {
     /// Takes a stream tokio connected or accepted (it leaves tokio's registration).
     pub(crate) fn new(s: UnixStream) -> io::Result<Self> {
         // The reactor needs a descriptor of its own: made now, while one is likely free.
+        // Only where ipcez's runtime runs already: async callers on their own runtime never
+        // use it, and must not get its thread.
         #[cfg(target_os = "linux")]
-        super::armed::prepare();
+        if crate::runtime::started() {
+            super::armed::prepare();
+        }
         Ok(UdsStream {
             watch: OnceLock::new(),
             making: Mutex::new(()),
