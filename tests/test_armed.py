@@ -106,3 +106,45 @@ def test_two_processes_send_and_wait_while_nobody_receives(sock_path: str) -> No
         finally:
             peer.kill()
             peer.communicate(timeout=10)
+
+
+def test_a_sender_with_unread_messages_still_gets_its_peers_messages_acked(sock_path: str) -> None:
+    """A sends without ever receiving, so its queue is never empty: its spinning sends must
+    leave the reading to the I/O thread, which keeps reading and acking B's messages."""
+    count = 800  # B's messages: all fit A's queue (1024) beside the first
+    with ipcez.listen(sock_path) as listener:
+        b = ipcez.connect(sock_path, ack_timeout=3.0)
+        a = listener.accept(timeout=5)
+        b.send(b"unread")
+        stop = threading.Event()
+        errors: List[BaseException] = []
+
+        def a_sends() -> None:
+            try:
+                while not stop.is_set():
+                    a.send(b"a")
+            except BaseException as e:  # noqa: BLE001 -- reported below
+                errors.append(e)
+
+        def b_drains() -> None:
+            while not stop.is_set():
+                try:
+                    b.recv(timeout=0.05)
+                except TimeoutError:
+                    pass
+
+        def b_sends() -> None:
+            try:
+                for k in range(count):
+                    b.send(b"b%d" % k)
+            except BaseException as e:  # noqa: BLE001 -- reported below
+                errors.append(e)
+            finally:
+                stop.set()
+
+        run_all([threading.Thread(target=f) for f in (a_sends, b_drains, b_sends)], timeout=60)
+        assert not errors, errors[:3]
+        got = [a.recv(timeout=5) for _ in range(count + 1)]
+        assert got == [b"unread"] + [b"b%d" % k for k in range(count)]
+        a.close()
+        b.close()
