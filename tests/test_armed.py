@@ -1,7 +1,6 @@
 """A message that arrives while nobody calls recv is still read and acked at once, whichever
-thread held the reading role before it (a receiver reading the socket itself, a sender
-reading it while it spins for its own ack, or the I/O thread), and two peers that both send
-and wait never wait on each other. A lost wake-up shows as RecipientAckTimeout here.
+thread held the reading role before it (a receiver reading the socket itself or the I/O
+thread), and two peers that both send and wait never wait on each other. A lost wake-up shows as RecipientAckTimeout here.
 
 Linux only (the I/O thread's one-shot readiness is Linux's)."""
 
@@ -28,8 +27,8 @@ def run_all(jobs: List[threading.Thread], timeout: float) -> None:
 
 
 def test_fresh_connections_send_both_ways_at_once(sock_path: str) -> None:
-    """Each side sends (and waits for its ack) right after connecting: the senders take
-    the reading role before the I/O thread ever waited on the socket."""
+    """Each side sends (and waits for its ack) right after connecting, before the I/O
+    thread may have waited on the socket even once."""
     with ipcez.listen(sock_path) as listener:
         for i in range(150):
             client = ipcez.connect(sock_path, ack_timeout=3.0)
@@ -109,8 +108,8 @@ def test_two_processes_send_and_wait_while_nobody_receives(sock_path: str) -> No
 
 
 def test_a_sender_with_unread_messages_still_gets_its_peers_messages_acked(sock_path: str) -> None:
-    """A sends without ever receiving, so its queue is never empty: its spinning sends must
-    leave the reading to the I/O thread, which keeps reading and acking B's messages."""
+    """A sends without ever receiving, so its queue is never empty: the I/O thread must keep
+    reading and acking B's messages beside A's sends."""
     count = 800  # B's messages: all fit A's queue (1024) beside the first
     with ipcez.listen(sock_path) as listener:
         b = ipcez.connect(sock_path, ack_timeout=3.0)
