@@ -142,6 +142,15 @@ thread_local! {
     static OWN_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// True once ipcez's own runtime runs in this process (a parent's does not count); never
+/// starts it.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the armed readiness is Linux-only
+pub(crate) fn started() -> bool {
+    let seen = RUNTIME.load(Ordering::Acquire);
+    // SAFETY: a non-NULL pointer came from Box::into_raw in `runtime` and is never freed.
+    unsafe { seen.as_ref() }.is_some_and(|owned| owned.epoch.is_current())
+}
+
 /// True on a thread of ipcez's own runtime (not a caller's runtime or thread).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the armed readiness is Linux-only
 pub(crate) fn on_own_thread() -> bool {

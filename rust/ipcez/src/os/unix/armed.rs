@@ -44,8 +44,9 @@ struct Slot {
     key: u64,
     read: Notify,
     write: Notify,
-    /// What the tasks asked for since it was last reported (the kernel's armed set).
-    wanted: Mutex<u32>,
+    /// What the tasks asked for since it was last reported (the kernel's armed set);
+    /// `None` once the socket left: its descriptor number may be another socket's by now.
+    wanted: Mutex<Option<u32>>,
 }
 
 /// A socket's place in the reactor; leaves it when dropped (before the socket closes).
@@ -88,6 +89,15 @@ fn reactor() -> io::Result<&'static Reactor> {
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: as above.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Watched before it is published: a reactor nobody waits on would strand every
+        // socket put in it.
+        let handle = crate::runtime::runtime().handle();
+        let watched = {
+            let _in_runtime = handle.enter();
+            // SAFETY: the AsyncFd owns the descriptor, so it stays open while registered.
+            unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
+                .map_err(|e| e.into_parts().1)?
+        };
         let fresh = Box::into_raw(Box::new((
             epoch,
             Reactor {
@@ -100,18 +110,11 @@ fn reactor() -> io::Result<&'static Reactor> {
             Ok(_) => {
                 // SAFETY: just published, never freed.
                 let reactor: &'static Reactor = unsafe { &(*fresh).1 };
-                let handle = crate::runtime::runtime().handle();
-                let watched = {
-                    let _in_runtime = handle.enter();
-                    // SAFETY: the AsyncFd owns the descriptor, so it stays open while registered.
-                    unsafe { AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) }
-                        .map_err(|e| e.into_parts().1)?
-                };
                 handle.spawn(reactor.dispatch(watched));
                 return Ok(reactor);
             }
             Err(_) => {
-                // Another thread won; ours was never used (its descriptor closes here).
+                // Another thread won; ours was never used (`watched` closes its descriptor).
                 // SAFETY: `fresh` was not published, so this is its only owner.
                 drop(unsafe { Box::from_raw(fresh) });
             }
@@ -180,7 +183,7 @@ impl Registration {
             key,
             read: Notify::new(),
             write: Notify::new(),
-            wanted: Mutex::new(0),
+            wanted: Mutex::new(Some(0)),
         });
         reactor.slots().insert(key, Arc::downgrade(&slot));
         let added = reactor.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLONESHOT as u32, key);
@@ -232,12 +235,15 @@ impl Registration {
 }
 
 impl Slot {
-    fn wanted(&self) -> MutexGuard<'_, u32> {
+    fn wanted(&self) -> MutexGuard<'_, Option<u32>> {
         self.wanted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn arm(&self, interest: u32) -> io::Result<()> {
-        let mut wanted = self.wanted();
+        let mut guard = self.wanted();
+        let Some(wanted) = guard.as_mut() else {
+            return Ok(()); // left (only a registration arms, and it is alive)
+        };
         *wanted |= interest;
         let events = *wanted | libc::EPOLLONESHOT as u32;
         self.reactor
@@ -245,7 +251,10 @@ impl Slot {
     }
 
     fn disarm(&self, interest: u32) -> io::Result<()> {
-        let mut wanted = self.wanted();
+        let mut guard = self.wanted();
+        let Some(wanted) = guard.as_mut() else {
+            return Ok(());
+        };
         if *wanted & interest == 0 {
             return Ok(());
         }
@@ -258,7 +267,12 @@ impl Slot {
     /// The socket reported `events` and is disarmed: wake whoever waited for them, and arm
     /// again what is still wanted but did not come.
     fn fired(&self, events: u32) {
-        let mut wanted = self.wanted();
+        let mut guard = self.wanted();
+        // Reported before the socket left, taken after: nobody waits, and the descriptor
+        // number may be a new socket's, whose arming must not be touched.
+        let Some(wanted) = guard.as_mut() else {
+            return;
+        };
         let failed = events & FAILED != 0;
         let read = failed || events & READ != 0;
         let write = failed || events & WRITE != 0;
@@ -278,7 +292,7 @@ impl Slot {
                 self.key,
             );
         }
-        drop(wanted);
+        drop(guard);
         if read {
             self.read.notify_one();
         }
@@ -293,6 +307,9 @@ impl Drop for Registration {
         if self.epoch.is_current() {
             let reactor = self.slot.reactor;
             reactor.slots().remove(&self.slot.key);
+            // Under the lock: an event the dispatcher took already finds the slot left.
+            let mut wanted = self.slot.wanted();
+            *wanted = None;
             let _ = reactor.ctl(libc::EPOLL_CTL_DEL, self.slot.fd, 0, self.slot.key);
         }
     }
@@ -363,5 +380,42 @@ mod tests {
         let mut sink = vec![0u8; 1 << 20];
         let _ = peer.read(&mut sink).unwrap();
         assert!(within(5000, reg.writable()).is_some());
+    }
+
+    /// The dispatcher may have taken a socket's slot from an event just as the socket
+    /// leaves the reactor and closes; a new socket given the same descriptor number must
+    /// not get the old slot's arming (its events would go to a key nobody has).
+    #[test]
+    fn a_late_event_for_a_closed_socket_leaves_its_descriptor_number_alone() {
+        let rt = crate::runtime::runtime();
+        let (old, _old_peer) = UnixStream::pair().expect("socketpair");
+        let fd = old.as_raw_fd();
+        let gone = Registration::new(fd).expect("register");
+        // What the dispatcher holds: the slot of an event that reported room to write
+        // while reading was wanted too.
+        let late = gone.slot.clone();
+        *late.wanted() = Some(READ | WRITE);
+        drop(gone);
+        drop(old);
+        // A new socket on the same descriptor number, registered and armed for reading.
+        let (new, mut new_peer) = UnixStream::pair().expect("socketpair");
+        let new = std::os::fd::OwnedFd::from(new);
+        let reused = if new.as_raw_fd() == fd {
+            new
+        } else {
+            // SAFETY: `fd` was closed above; dup2 puts the new socket there, ours to own.
+            assert_eq!(unsafe { libc::dup2(new.as_raw_fd(), fd) }, fd);
+            unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+        };
+        let registration = Registration::new(reused.as_raw_fd()).expect("register");
+        registration.arm_read().expect("arm");
+        late.fired(WRITE);
+        new_peer.write_all(b"x").expect("peer write");
+        let woken = rt.block_on(async {
+            let waited = registration.armed_elsewhere();
+            tokio::time::timeout(Duration::from_secs(5), waited).await
+        });
+        assert!(woken.is_ok(), "the new socket's reader was never woken");
+        drop(registration);
     }
 }

@@ -4,7 +4,8 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream as StdStream;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::BufMut;
@@ -21,6 +22,10 @@ use tokio::sync::Notify;
 pub(crate) struct UdsStream {
     /// Dropped before the socket: a registration leaves its reactor while the fd is open.
     watch: OnceLock<Watch>,
+    /// Held while `watch` is made: a second registration of the descriptor would fail.
+    making: Mutex<()>,
+    /// A thread gave the reading role back before `watch` existed (see `hand_back`).
+    handed_early: AtomicBool,
     sock: StdStream,
 }
 
@@ -49,16 +54,27 @@ impl UdsStream {
     /// Takes a stream tokio connected or accepted (it leaves tokio's registration).
     pub(crate) fn new(s: UnixStream) -> io::Result<Self> {
         // The reactor needs a descriptor of its own: made now, while one is likely free.
+        // Only where ipcez's runtime runs already: async callers on their own runtime never
+        // use it, and must not get its thread.
         #[cfg(target_os = "linux")]
-        super::armed::prepare();
+        if crate::runtime::started() {
+            super::armed::prepare();
+        }
         Ok(UdsStream {
             watch: OnceLock::new(),
+            making: Mutex::new(()),
+            handed_early: AtomicBool::new(false),
             sock: s.into_std()?,
         })
     }
 
     /// The registration, made on the first wait (always in a task of the stream's runtime).
     fn watch(&self) -> io::Result<&Watch> {
+        if let Some(w) = self.watch.get() {
+            return Ok(w);
+        }
+        // The reader's and a writer's first waits may race (on a multi-threaded runtime).
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = self.watch.get() {
             return Ok(w);
         }
@@ -73,9 +89,7 @@ impl UdsStream {
         };
         #[cfg(not(target_os = "linux"))]
         let made = self.tokio_watch()?;
-        // A racing first wait made one too: the loser's is dropped (and deregistered).
-        let _ = self.watch.set(made);
-        Ok(self.watch.get().expect("just set"))
+        Ok(self.watch.get_or_init(|| made))
     }
 
     fn tokio_watch(&self) -> io::Result<Watch> {
@@ -121,7 +135,13 @@ impl UdsStream {
     /// Background reader: waits until a thread that read the stream itself gives the
     /// reading role back ([`hand_back`](Self::hand_back)) and bytes may be waiting.
     pub(crate) async fn handed_back(&self) -> io::Result<()> {
-        match self.watch()? {
+        let watch = self.watch()?;
+        // Pairs with the fence of `note_early_hand_back`: one of the two sees the other.
+        fence(Ordering::SeqCst);
+        if self.handed_early.swap(false, Ordering::SeqCst) {
+            return Ok(());
+        }
+        match watch {
             #[cfg(target_os = "linux")]
             Watch::Armed(r) => r.armed_elsewhere().await,
             Watch::Tokio { handed_back, .. } => handed_back.notified().await,
@@ -141,15 +161,24 @@ impl UdsStream {
     /// A thread that read the stream itself gives the reading role back to the background
     /// reader. Armed, that costs no wake-up unless bytes wait (or come).
     pub(crate) fn hand_back(&self) {
-        match self.watch.get() {
+        match self.watch.get().or_else(|| self.note_early_hand_back()) {
             #[cfg(target_os = "linux")]
             // Cannot fail for a registered socket; if it did, the reader must not sleep on it.
             Some(Watch::Armed(r)) if r.arm_read().is_err() => self.shutdown(),
             Some(Watch::Armed(_)) => {}
             Some(Watch::Tokio { handed_back, .. }) => handed_back.notify_one(),
-            // The background reader has not waited yet: it reads before it ever does.
+            // Noted for the background reader's first wait.
             None => {}
         }
+    }
+
+    /// A hand-back before the first wait made the registration: the background reader may
+    /// have found the role taken and be on its way to wait for it, so it is left a note,
+    /// read once the registration exists. The registration if it appeared meanwhile.
+    fn note_early_hand_back(&self) -> Option<&Watch> {
+        self.handed_early.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        self.watch.get()
     }
 
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
@@ -265,6 +294,92 @@ impl UdsStream {
                 } else {
                     Err(e)
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// One end as ipcez holds it, the other as a plain socket.
+    fn pair() -> (UdsStream, StdStream) {
+        let (ours, theirs) = StdStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        let _in_runtime = crate::runtime::runtime().enter();
+        let ours = UnixStream::from_std(ours).expect("tokio stream");
+        (UdsStream::new(ours).expect("UdsStream"), theirs)
+    }
+
+    const BOUND: Duration = Duration::from_secs(5);
+
+    /// A thread that read the stream itself gives the role back while the background
+    /// reader, which found the role taken, has not made its registration yet: the reader
+    /// must still be woken for the bytes that wait (else they are never read nor acked).
+    #[test]
+    fn a_hand_back_before_the_first_wait_wakes_the_reader() {
+        // On ipcez's own runtime (the armed registration) and on another one (tokio's).
+        for own in [true, false] {
+            let (stream, mut peer) = pair();
+            peer.write_all(b"waiting").expect("peer write");
+            stream.hand_back();
+            let stream = Arc::new(stream);
+            let waited = async move { tokio::time::timeout(BOUND, stream.handed_back()).await };
+            let woken = if own {
+                let task = crate::runtime::runtime().spawn(waited);
+                crate::runtime::runtime().block_on(task).expect("task")
+            } else {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(waited)
+            };
+            let woken = woken.map(|r| r.expect("registration")).is_ok();
+            assert!(
+                woken,
+                "own runtime: {own}: a hand-back before the first wait was lost"
+            );
+        }
+    }
+
+    /// The first waits of two tasks on a multi-threaded runtime (the reader's and a
+    /// writer's) race to register the stream: neither may fail for it.
+    #[test]
+    fn racing_first_waits_both_get_the_registration() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        for _ in 0..300 {
+            let (stream, mut peer) = pair();
+            peer.write_all(b"x").expect("peer write");
+            let stream = Arc::new(stream);
+            let gate = Arc::new(std::sync::Barrier::new(2));
+            let waits: Vec<_> = (0..2)
+                .map(|i| {
+                    let (s, gate) = (stream.clone(), gate.clone());
+                    rt.spawn(async move {
+                        gate.wait();
+                        let wait = async {
+                            if i == 0 {
+                                s.readable().await
+                            } else {
+                                s.writable().await
+                            }
+                        };
+                        tokio::time::timeout(BOUND, wait).await
+                    })
+                })
+                .collect();
+            for w in waits {
+                let r = rt.block_on(w).expect("task").expect("bounded wait");
+                assert!(r.is_ok(), "a first wait failed: {r:?}");
             }
         }
     }

@@ -1,0 +1,149 @@
+"""A message that arrives while nobody calls recv is still read and acked at once, whichever
+thread held the reading role before it (a receiver reading the socket itself or the I/O
+thread), and two peers that both send and wait never wait on each other. A lost wake-up shows as RecipientAckTimeout here.
+
+Linux only (the I/O thread's one-shot readiness is Linux's)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import List
+
+import pytest
+
+import ipcez
+from conftest import python_child, wait_for_line
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="Linux readiness")
+
+
+def run_all(jobs: List[threading.Thread], timeout: float) -> None:
+    for t in jobs:
+        t.start()
+    for t in jobs:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in jobs), "a send never returned"
+
+
+def test_fresh_connections_send_both_ways_at_once(sock_path: str) -> None:
+    """Each side sends (and waits for its ack) right after connecting, before the I/O
+    thread may have waited on the socket even once."""
+    with ipcez.listen(sock_path) as listener:
+        for i in range(150):
+            client = ipcez.connect(sock_path, ack_timeout=3.0)
+            server = listener.accept(timeout=5)
+            errors: List[BaseException] = []
+
+            def send(sock: ipcez.Socket, msg: bytes) -> None:
+                try:
+                    sock.send(msg)
+                except BaseException as e:  # noqa: BLE001 -- reported below
+                    errors.append(e)
+
+            run_all([threading.Thread(target=send, args=(client, b"c%d" % i)),
+                     threading.Thread(target=send, args=(server, b"s%d" % i))], timeout=10)
+            assert not errors, f"connection {i}: {errors}"
+            assert server.recv(timeout=5) == b"c%d" % i
+            assert client.recv(timeout=5) == b"s%d" % i
+            client.close()
+            server.close()
+
+
+PEER = """
+import sys, threading, ipcez
+path, threads, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sock = ipcez.connect(path, ack_timeout=5.0)
+print("connected", flush=True)
+errors = []
+def send(t):
+    try:
+        for k in range(count):
+            sock.send(b"peer:%d:%d" % (t, k))
+    except BaseException as e:
+        errors.append(repr(e))
+jobs = [threading.Thread(target=send, args=(t,)) for t in range(threads)]
+for j in jobs: j.start()
+for j in jobs: j.join(60)
+print("sent", errors, flush=True)
+got = [sock.recv(timeout=10) for _ in range(threads * count)]
+print("received", len(got), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_two_processes_send_and_wait_while_nobody_receives(sock_path: str) -> None:
+    """Both peers send from several threads and wait for every ack before either receives:
+    every message must be read and acked by whoever holds the reading role."""
+    threads, count = 3, 200  # 600 a side: under the default queue of 1024
+    with ipcez.listen(sock_path) as listener:
+        peer = python_child(PEER, sock_path, str(threads), str(count), stdin=-1)
+        try:
+            wait_for_line(peer, "connected")
+            sock = listener.accept(timeout=5)
+            sock_errors: List[BaseException] = []
+
+            def send(t: int) -> None:
+                try:
+                    for k in range(count):
+                        sock.send(b"us:%d:%d" % (t, k))
+                except BaseException as e:  # noqa: BLE001 -- reported below
+                    sock_errors.append(e)
+
+            run_all([threading.Thread(target=send, args=(t,)) for t in range(threads)], timeout=60)
+            assert not sock_errors, sock_errors[:3]
+            assert peer.stdout is not None
+            line = peer.stdout.readline().strip()
+            assert line == "sent []", line
+            got = [sock.recv(timeout=10) for _ in range(threads * count)]
+            for t in range(threads):  # each thread's messages in the order it sent them
+                mine = [m for m in got if m.startswith(b"peer:%d:" % t)]
+                assert mine == [b"peer:%d:%d" % (t, k) for k in range(count)]
+            # Read directly (the two lines may come in one chunk); the watchdog bounds it.
+            assert peer.stdout.readline().strip() == "received %d" % (threads * count)
+            sock.close()
+        finally:
+            peer.kill()
+            peer.communicate(timeout=10)
+
+
+def test_a_sender_with_unread_messages_still_gets_its_peers_messages_acked(sock_path: str) -> None:
+    """A sends without ever receiving, so its queue is never empty: the I/O thread must keep
+    reading and acking B's messages beside A's sends."""
+    count = 800  # B's messages: all fit A's queue (1024) beside the first
+    with ipcez.listen(sock_path) as listener:
+        b = ipcez.connect(sock_path, ack_timeout=3.0)
+        a = listener.accept(timeout=5)
+        b.send(b"unread")
+        stop = threading.Event()
+        errors: List[BaseException] = []
+
+        def a_sends() -> None:
+            try:
+                while not stop.is_set():
+                    a.send(b"a")
+            except BaseException as e:  # noqa: BLE001 -- reported below
+                errors.append(e)
+
+        def b_drains() -> None:
+            while not stop.is_set():
+                try:
+                    b.recv(timeout=0.05)
+                except TimeoutError:
+                    pass
+
+        def b_sends() -> None:
+            try:
+                for k in range(count):
+                    b.send(b"b%d" % k)
+            except BaseException as e:  # noqa: BLE001 -- reported below
+                errors.append(e)
+            finally:
+                stop.set()
+
+        run_all([threading.Thread(target=f) for f in (a_sends, b_drains, b_sends)], timeout=60)
+        assert not errors, errors[:3]
+        got = [a.recv(timeout=5) for _ in range(count + 1)]
+        assert got == [b"unread"] + [b"b%d" % k for k in range(count)]
+        a.close()
+        b.close()
