@@ -8,10 +8,11 @@ Linux only (the I/O thread's one-shot readiness is Linux's)."""
 
 from __future__ import annotations
 
+import select
 import sys
 import threading
 import time
-from typing import List
+from typing import Any, List
 
 import pytest
 
@@ -237,3 +238,40 @@ def test_both_sides_sending_at_once_never_wait_on_each_other(sock_path: str) -> 
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate(timeout=10)
+
+
+def test_a_websocket_is_read_by_the_library_after_a_blocked_recv_returned() -> None:
+    """The same hand-back on a WebSocket, with the `websockets` package as the peer: after
+    a recv read the socket itself, messages that come while nobody calls recv are read into
+    the socket's queue by the library (its ``fileno`` turns readable) without any call."""
+    websockets_sync = pytest.importorskip("websockets.sync.server")
+    go = threading.Event()
+
+    def handler(conn: Any) -> None:
+        conn.send(b"first")
+        go.wait(10)
+        for i in range(20):
+            conn.send(f"m{i}".encode())
+        conn.recv()  # until the client closes
+
+    server = websockets_sync.serve(handler, "127.0.0.1", 0, compression=None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.socket.getsockname()[1]
+        with ipcez.connect(f"ws://127.0.0.1:{port}/") as sock:
+            assert sock.recv(timeout=10) == b"first"
+            go.set()
+            readable, _, _ = select.select([sock.fileno()], [], [], 5)
+            assert readable, "nothing was read while nobody called recv"
+            deadline = time.monotonic() + 5
+            got: List[bytes] = []
+            while len(got) < 20 and time.monotonic() < deadline:
+                select.select([sock.fileno()], [], [], 1)
+                while True:
+                    try:
+                        got.append(sock.recv(timeout=0))
+                    except TimeoutError:
+                        break
+            assert got == [f"m{i}".encode() for i in range(20)]
+    finally:
+        server.shutdown()

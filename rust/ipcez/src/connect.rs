@@ -5,7 +5,7 @@ use crate::budget::ReadBudget;
 use crate::error::{SocketError, invalid_input};
 use crate::options::ConnectOptions;
 use crate::resolve::{Resolution, Transport, resolve};
-use crate::runtime::{block_on, runtime};
+use crate::runtime::block_on_own;
 use crate::socket::Socket;
 
 impl ConnectOptions {
@@ -49,6 +49,6 @@ impl ConnectOptions {
 
     /// [`connect`](Self::connect) for threads outside any async runtime.
     pub fn connect_blocking(&self, endpoint: &str) -> Result<Socket, SocketError> {
-        block_on(runtime().handle(), self.connect(endpoint))?
+        block_on_own(self.connect(endpoint))?
     }
 }

@@ -98,7 +98,7 @@ impl ListenOptions {
 
     /// [`listen`](Self::listen) for threads outside any async runtime.
     pub fn listen_blocking(&self, endpoint: &str) -> Result<Listener, SocketError> {
-        block_on(crate::runtime::runtime().handle(), self.listen(endpoint))?
+        crate::runtime::block_on_own(self.listen(endpoint))?
     }
 }
 

@@ -151,10 +151,21 @@ pub(crate) fn started() -> bool {
     unsafe { seen.as_ref() }.is_some_and(|owned| owned.epoch.is_current())
 }
 
-/// True on a thread of ipcez's own runtime (not a caller's runtime or thread).
+tokio::task_local! {
+    /// Set around the futures a caller's thread runs on ipcez's runtime (`block_on_own`).
+    static OWN_BLOCK_ON: ();
+}
+
+/// True on a thread of ipcez's own runtime, or inside [`block_on_own`]: what runs here
+/// runs on ipcez's runtime (not a caller's).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // the armed readiness is Linux-only
-pub(crate) fn on_own_thread() -> bool {
-    OWN_THREAD.get()
+pub(crate) fn on_own_runtime() -> bool {
+    OWN_THREAD.get() || OWN_BLOCK_ON.try_with(|_| ()).is_ok()
+}
+
+/// [`block_on`] on ipcez's own runtime, with [`on_own_runtime`] true inside.
+pub(crate) fn block_on_own<F: Future>(f: F) -> Result<F::Output, SocketError> {
+    block_on(runtime().handle(), OWN_BLOCK_ON.scope((), f))
 }
 
 /// The library's own runtime, built on first use in each process (a forked child gets a

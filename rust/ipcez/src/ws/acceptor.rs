@@ -204,7 +204,10 @@ impl Acceptor {
             let _entry = entry;
             let peer = peer.to_string();
             let budget = ReadBudget::pending();
-            let tcp = DirectTcp::new(tcp);
+            let tcp = match DirectTcp::new(tcp) {
+                Ok(tcp) => tcp,
+                Err(e) => return log::debug!("connection from {peer} dropped: {e}"),
+            };
             let fd = tcp.fd();
             let tcp = Budgeted::new(tcp, budget.clone());
             let handshake = async {

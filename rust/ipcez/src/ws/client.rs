@@ -56,7 +56,7 @@ pub(crate) async fn connect(
             .await
             .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
         let _ = tcp.set_nodelay(true);
-        let tcp = DirectTcp::new(tcp);
+        let tcp = DirectTcp::new(tcp).map_err(tokio_tungstenite::tungstenite::Error::Io)?;
         let fd = tcp.fd();
         let tcp = Budgeted::new(tcp, budget.clone());
         tokio_tungstenite::client_async_tls_with_config(

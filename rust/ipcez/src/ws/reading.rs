@@ -254,8 +254,10 @@ mod direct {
                 }
                 let turn = match self.try_lock() {
                     Some(mut st) => {
+                        self.fd.taken_over();
                         let turn = reading_directly(|| self.read_turn(&mut st, kick, &left));
                         drop(st);
+                        self.fd.hand_back();
                         self.let_go();
                         turn?
                     }

@@ -45,20 +45,103 @@ pub(crate) fn bytes_read_directly() -> u64 {
 
 /// A connected TCP stream whose reads, on a direct reader's thread, try the descriptor
 /// first (Unix).
-pub(crate) struct DirectTcp(TcpStream);
+///
+/// On ipcez's own runtime (Linux) the socket is not in tokio's epoll set but in the one-shot
+/// one of `os::unix::armed`: the runtime's thread hears of it only when the reader task is
+/// about to wait for it (or a write for room), never while a thread blocked in `recv` reads
+/// it itself. Elsewhere it is tokio's stream.
+pub(crate) struct DirectTcp(Inner);
+
+enum Inner {
+    Tokio(TcpStream),
+    #[cfg(target_os = "linux")]
+    Armed(std::sync::Arc<ArmedTcp>),
+}
+
+/// The socket and its place in the one-shot reactor.
+#[cfg(target_os = "linux")]
+pub(crate) struct ArmedTcp {
+    /// Dropped before the socket: a registration leaves its reactor while the fd is open.
+    reg: crate::os::unix::armed::Registration,
+    sock: std::net::TcpStream,
+}
 
 /// Which descriptor a thread outside the runtime waits on with poll(2) (Unix; elsewhere
-/// nothing). Valid while the stream lives.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TcpFd(#[cfg(unix)] pub(crate) std::os::fd::RawFd);
+/// nothing), and, armed, the registration it takes over and hands back. Valid while the
+/// stream lives.
+#[derive(Debug, Clone)]
+pub(crate) struct TcpFd(
+    #[cfg(unix)] pub(crate) std::os::fd::RawFd,
+    #[cfg(target_os = "linux")] Option<std::sync::Weak<ArmedTcp>>,
+);
+
+impl std::fmt::Debug for ArmedTcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArmedTcp")
+            .field("sock", &self.sock)
+            .finish()
+    }
+}
+
+impl TcpFd {
+    /// A thread reads the stream itself from now on: the reader task's arming is taken
+    /// back (see `UdsStream::taken_over`).
+    #[cfg(unix)]
+    pub(crate) fn taken_over(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(tcp) = self.1.as_ref().and_then(std::sync::Weak::upgrade) {
+            let _ = tcp.reg.disarm_read();
+        }
+    }
+
+    /// That thread is done: the socket is armed for the reader task again, which is woken
+    /// if bytes wait or come.
+    #[cfg(unix)]
+    pub(crate) fn hand_back(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(tcp) = self.1.as_ref().and_then(std::sync::Weak::upgrade)
+            && tcp.reg.arm_read().is_err()
+        {
+            // Cannot fail for a registered socket; if it did, the task must not sleep on it.
+            let _ = tcp.sock.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
 
 impl DirectTcp {
-    pub(crate) fn new(tcp: TcpStream) -> Self {
-        DirectTcp(tcp)
+    /// Wraps a stream tokio connected or accepted (inside a runtime).
+    pub(crate) fn new(tcp: TcpStream) -> io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        if crate::runtime::on_own_runtime() {
+            return Self::armed(tcp);
+        }
+        Ok(DirectTcp(Inner::Tokio(tcp)))
+    }
+
+    /// Moves `tcp` to the one-shot reactor, or back to tokio's when that cannot be done.
+    #[cfg(target_os = "linux")]
+    fn armed(tcp: TcpStream) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        crate::os::unix::armed::prepare();
+        let sock = tcp.into_std()?;
+        match crate::os::unix::armed::Registration::new(sock.as_raw_fd()) {
+            Ok(reg) => Ok(DirectTcp(Inner::Armed(std::sync::Arc::new(ArmedTcp {
+                reg,
+                sock,
+            })))),
+            // Out of descriptors for the reactor, say: tokio's registration instead.
+            Err(_) => Ok(DirectTcp(Inner::Tokio(TcpStream::from_std(sock)?))),
+        }
     }
 
     pub(crate) fn fd(&self) -> TcpFd {
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
+        if let Inner::Armed(tcp) = &self.0 {
+            return TcpFd(self.raw_fd(), Some(std::sync::Arc::downgrade(tcp)));
+        }
+        #[cfg(target_os = "linux")]
+        return TcpFd(self.raw_fd(), None);
+        #[cfg(all(unix, not(target_os = "linux")))]
         return TcpFd(self.raw_fd());
         #[cfg(not(unix))]
         TcpFd()
@@ -66,7 +149,12 @@ impl DirectTcp {
 
     #[cfg(unix)]
     fn raw_fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+        use std::os::fd::AsRawFd;
+        match &self.0 {
+            Inner::Tokio(tcp) => tcp.as_raw_fd(),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(tcp) => tcp.sock.as_raw_fd(),
+        }
     }
 
     /// One read(2) straight from the descriptor into `buf`; `WouldBlock` when empty.
@@ -83,8 +171,29 @@ impl DirectTcp {
         // SAFETY: read(2) initialized the first `n` bytes of the unfilled part.
         unsafe { buf.assume_init(n) };
         buf.advance(n);
-        DIRECT_BYTES.with(|b| b.set(b.get() + n as u64));
+        if DIRECT.with(std::cell::Cell::get) {
+            DIRECT_BYTES.with(|b| b.set(b.get() + n as u64));
+        }
         Ok(())
+    }
+
+    /// One send(2) of `data`; `WouldBlock` when the socket has no room. MSG_NOSIGNAL: a
+    /// dead peer gives EPIPE, not a SIGPIPE that kills a host process that does not ignore it.
+    #[cfg(target_os = "linux")]
+    fn write_now(&self, data: &[u8]) -> io::Result<usize> {
+        // SAFETY: `data` is readable for its length.
+        let n = unsafe {
+            libc::send(
+                self.raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
     }
 }
 
@@ -94,6 +203,22 @@ impl AsyncRead for DirectTcp {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        #[cfg(target_os = "linux")]
+        if let Inner::Armed(tcp) = &self.0 {
+            let tcp = tcp.clone();
+            loop {
+                match self.read_now(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    done => return Poll::Ready(done),
+                }
+                // A thread reading directly waits with poll(2) itself: no arming for it.
+                if DIRECT.with(std::cell::Cell::get) {
+                    return Poll::Pending;
+                }
+                std::task::ready!(tcp.reg.poll_read_ready(cx))?;
+            }
+        }
         #[cfg(unix)]
         if buf.remaining() > 0 && DIRECT.with(std::cell::Cell::get) {
             match self.read_now(buf) {
@@ -102,7 +227,11 @@ impl AsyncRead for DirectTcp {
                 done => return Poll::Ready(done),
             }
         }
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        match &mut self.0 {
+            Inner::Tokio(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(_) => unreachable!("handled above"),
+        }
     }
 }
 
@@ -112,7 +241,21 @@ impl AsyncWrite for DirectTcp {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, data)
+        match &mut self.0 {
+            Inner::Tokio(tcp) => Pin::new(tcp).poll_write(cx, data),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(tcp) => {
+                let tcp = tcp.clone();
+                loop {
+                    match self.write_now(data) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        done => return Poll::Ready(done),
+                    }
+                    std::task::ready!(tcp.reg.poll_write_ready(cx))?;
+                }
+            }
+        }
     }
 
     fn poll_write_vectored(
@@ -120,18 +263,40 @@ impl AsyncWrite for DirectTcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        match &mut self.0 {
+            Inner::Tokio(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(_) => {
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                self.poll_write(cx, first)
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        match &self.0 {
+            Inner::Tokio(tcp) => tcp.is_write_vectored(),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(_) => false,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        match &mut self.0 {
+            Inner::Tokio(tcp) => Pin::new(tcp).poll_flush(cx),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(_) => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        match &mut self.0 {
+            Inner::Tokio(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            #[cfg(target_os = "linux")]
+            Inner::Armed(tcp) => Poll::Ready(tcp.sock.shutdown(std::net::Shutdown::Write)),
+        }
     }
 }

@@ -15,9 +15,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 
+use futures_util::task::AtomicWaker;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
@@ -44,9 +46,41 @@ struct Slot {
     key: u64,
     read: Notify,
     write: Notify,
+    /// The same events for waiters that poll (`poll_read_ready`): the last waker of each
+    /// kind, and whether its event came since it was last taken.
+    read_waker: Polled,
+    write_waker: Polled,
     /// What the tasks asked for since it was last reported (the kernel's armed set);
     /// `None` once the socket left: its descriptor number may be another socket's by now.
     wanted: Mutex<Option<u32>>,
+}
+
+/// An event for a waiter that polls.
+#[derive(Debug, Default)]
+struct Polled {
+    waker: AtomicWaker,
+    came: AtomicBool,
+}
+
+impl Polled {
+    fn fire(&self) {
+        self.came.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Ready when the event came since the last call; otherwise `cx` is woken by the next
+    /// one, after `arm` (which may report at once).
+    fn poll(&self, cx: &Context<'_>, arm: impl FnOnce() -> io::Result<()>) -> Poll<io::Result<()>> {
+        self.waker.register(cx.waker());
+        if self.came.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Ok(()));
+        }
+        arm()?;
+        if self.came.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
+    }
 }
 
 /// A socket's place in the reactor; leaves it when dropped (before the socket closes).
@@ -183,6 +217,8 @@ impl Registration {
             key,
             read: Notify::new(),
             write: Notify::new(),
+            read_waker: Polled::default(),
+            write_waker: Polled::default(),
             wanted: Mutex::new(Some(0)),
         });
         reactor.slots().insert(key, Arc::downgrade(&slot));
@@ -221,6 +257,17 @@ impl Registration {
     /// Waits for the event of an arming made elsewhere (see [`arm_read`](Self::arm_read)).
     pub(crate) async fn armed_elsewhere(&self) {
         self.slot.read.notified().await
+    }
+
+    /// [`readable`](Self::readable) for a caller that polls: `Ready` when the socket may be
+    /// readable; otherwise it is armed and `cx` woken by its event.
+    pub(crate) fn poll_read_ready(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        self.slot.read_waker.poll(cx, || self.slot.arm(READ))
+    }
+
+    /// [`writable`](Self::writable) for a caller that polls.
+    pub(crate) fn poll_write_ready(&self, cx: &Context<'_>) -> Poll<io::Result<()>> {
+        self.slot.write_waker.poll(cx, || self.slot.arm(WRITE))
     }
 
     /// Waits until the socket may have room to write.
@@ -295,9 +342,11 @@ impl Slot {
         drop(guard);
         if read {
             self.read.notify_one();
+            self.read_waker.fire();
         }
         if write {
             self.write.notify_one();
+            self.write_waker.fire();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! custom peers, and (Linux) a private ack channel per connection between ipcez endpoints.
 
 #[cfg(target_os = "linux")]
-mod armed;
+pub(crate) mod armed;
 mod bind;
 mod fdpass;
 mod lock;

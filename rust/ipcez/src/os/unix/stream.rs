@@ -79,7 +79,7 @@ impl UdsStream {
             return Ok(w);
         }
         #[cfg(target_os = "linux")]
-        let armed = crate::runtime::on_own_thread()
+        let armed = crate::runtime::on_own_runtime()
             .then(|| super::armed::Registration::new(self.fd()).ok())
             .flatten();
         // Without the reactor (out of descriptors when it was to be made), tokio's.
