@@ -264,6 +264,14 @@ def start_send(sock: Any, data: Any) -> bool:
     return bool(rc == _abi.RESULT_OK)
 
 
+def hold_read(sock: Any, on: bool) -> int:
+    """``on``: the loop reads ``sock`` itself while it waits for a message, watching the
+    descriptor returned (-1: it cannot, wait for the poller); ``off``: it stopped."""
+    fd = ctypes.c_int32(-1)
+    _call(sock, lib.ipcez_socket_hold_read, int(on), ctypes.byref(fd))
+    return fd.value
+
+
 def take_acks(sock: Any) -> Tuple[int, int]:
     """(acked, timed out) of the expected acks since the last call; raises once the
     connection ended."""

@@ -20,7 +20,11 @@ How it runs: the library reads every connection in the background as usual.
 Each event loop has one native poller registered with ``loop.add_reader``;
 a socket or listener reports to it when something comes to wait, and the
 task waiting in ``recv``/``accept`` is woken and takes it without blocking.
-There is no thread per connection and no polling.  A send on a Unix socket
+There is no thread per connection and no polling.  On Linux, while a task
+awaits ``recv`` the loop watches the socket itself and reads it when it is
+readable, and the library's reader stands aside (it takes over again when no
+task waits, or after the socket stayed readable and unread for about 100 ms:
+a blocked loop).  A send on a Unix socket
 writes its frame on the loop's thread without waiting (what the socket does
 not take at once is finished in the background, so the frame stays whole);
 the wait for the recipient's ack, which named semaphores cannot offer to an
@@ -42,7 +46,7 @@ import logging
 from typing import Any, Awaitable, Callable, Generator, Generic, Iterable, Optional, Set, TypeVar
 
 from . import _errors
-from ._aio_hub import Acks, Waker, hub, run_blocking, start_send, watch
+from ._aio_hub import Acks, Waker, hold_read, hub, run_blocking, start_send, watch
 from ._aio_open import Opening as _Opening
 from ._aio_open import open_in_thread as _open_in_thread
 from ._ffi import lib
@@ -91,6 +95,25 @@ class _Watched:
         waker = self._watch(native)
         loop = waker.loop
         deadline = None if timeout is None else loop.time() + timeout
+        reading = self._read_here(waker)
+        try:
+            return await self._wait_take(waker, take, timeout, deadline)
+        finally:
+            if reading:
+                self._stop_reading_here()
+
+    def _read_here(self, waker: Waker) -> bool:
+        """A waiter is about to wait: the loop may watch the native object itself (True:
+        it does, until :meth:`_stop_reading_here`)."""
+        return False
+
+    def _stop_reading_here(self) -> None:
+        """A waiter for which :meth:`_read_here` gave True is done waiting."""
+
+    async def _wait_take(
+        self, waker: Waker, take: Callable[[], Optional[_T]], timeout: Optional[float], deadline: Optional[float]
+    ) -> _T:
+        loop = waker.loop
         while True:
             fut = waker.wait()
             try:
@@ -130,6 +153,9 @@ class AsyncSocket(_Watched):
         """Wrap an already connected :class:`ipcez.Socket`."""
         self._sock = sock
         self._acks: Optional[Acks] = None
+        #: Waiters for which the loop watches ``_read_fd`` (see ``_read_here``).
+        self._readers = 0
+        self._read_fd = -1
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
 
@@ -152,6 +178,29 @@ class AsyncSocket(_Watched):
     def closed(self) -> bool:
         """See :attr:`ipcez.Socket.closed`."""
         return self._sock.closed
+
+    def _read_here(self, waker: Waker) -> bool:
+        # The first waiter has the loop watch the socket's own descriptor, and the library's
+        # reader stand aside: a message then wakes this thread only (not the library's
+        # thread and then this one). Where that cannot be, the poller alone wakes it.
+        if self._readers == 0:
+            fd = hold_read(self._sock, True)
+            if fd < 0:
+                return False
+            waker.loop.add_reader(fd, waker.wake)
+            self._read_fd = fd
+        self._readers += 1
+        return True
+
+    def _stop_reading_here(self) -> None:
+        self._readers -= 1
+        if self._readers == 0:
+            assert self._waker is not None
+            self._waker.loop.remove_reader(self._read_fd)
+            try:
+                hold_read(self._sock, False)
+            except _errors.SocketError:
+                pass  # closed meanwhile: nothing is read any more
 
     def _pending_acks(self) -> Acks:
         if self._acks is None:

@@ -132,6 +132,33 @@ pub unsafe extern "C" fn ipcez_socket_expect_acks(
     })
 }
 
+/// With `on` nonzero, an event loop is about to wait for this socket's next message and
+/// reads the socket itself meanwhile: `*out_fd` is the descriptor to watch for
+/// readability, after which `ipcez_socket_recv_batch` (or `ipcez_socket_recv`) with
+/// `timeout_ms` 0 takes what came; the library's own reader stands aside, so a message
+/// wakes only the loop's thread. Call it again with `on` 0 once the loop stops watching
+/// (the library's reader then reads and acks what comes). `*out_fd` is -1 when the
+/// socket cannot be read so (not on Linux, or not yet read in the background): wait for
+/// the poller as usual. While it is on, messages that come are read and acked only when
+/// the loop reads, or after the socket stayed readable and unread for about 100 ms (a
+/// blocked loop), by the library's reader after all.
+///
+/// # Safety
+/// `s` is NULL or a live socket; `out_fd` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_hold_read(
+    s: *const ipcez_socket,
+    on: i32,
+    out_fd: *mut i32,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let fd = socket_ref(s)?.socket.held_by_loop(on != 0).unwrap_or(-1);
+        unsafe { write_out(out_fd, fd) };
+        Ok(ipcez_result::Ok)
+    })
+}
+
 /// The progress of the expected acks since the last call, oldest first: `*out_acked` came,
 /// then `*out_timed_out` ran out of time (each such send failed with an ack timeout).
 /// Once every expected ack is accounted for and the connection ended meanwhile, the error

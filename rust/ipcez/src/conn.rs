@@ -128,6 +128,14 @@ impl Conn {
         }
     }
 
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        match self {
+            Conn::Local(c) => c.held_by_loop(on),
+            Conn::Ws(c) => c.held_by_loop(on),
+        }
+    }
+
     pub(crate) fn blocking_taker(&self) -> BlockingTaker {
         match self {
             Conn::Local(c) => c.blocking_taker(),

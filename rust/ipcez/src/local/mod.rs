@@ -139,6 +139,11 @@ impl LocalConn {
         self.reader.recv_blocking(timeout)
     }
 
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        self.reader.held_by_loop(on)
+    }
+
     /// A blocking taker that holds the reading side only, not the connection.
     pub(crate) fn blocking_taker(&self) -> BlockingTaker {
         let reader = self.reader.clone();

@@ -90,6 +90,27 @@ impl Socket {
         }
     }
 
+    /// An event loop reads this socket itself while `on`: it watches the descriptor this
+    /// returns for readability and calls [`try_recv`](Self::try_recv) (or a batch that does
+    /// not wait) when it is readable, and the library's background reader stands aside
+    /// meanwhile, so a message wakes the loop's thread only. Call it with `false` once the
+    /// loop stops watching; the background reader then reads (and acks) what comes.
+    /// `None`: this socket cannot be read so (not on Linux, not on the library's own
+    /// runtime, or not read in the background yet), and the loop waits as before.
+    ///
+    /// While it is held, messages are read (and acked) when the loop reads; if the socket
+    /// stays readable and unread for about 100 ms (the loop is blocked), the background
+    /// reader reads it after all, so acks wait at most about that long.
+    pub fn held_by_loop(&self, on: bool) -> Option<i32> {
+        #[cfg(target_os = "linux")]
+        return self.shared.conn.held_by_loop(on);
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = on;
+            None
+        }
+    }
+
     /// The next message if one is waiting, without blocking: `Ok(None)` when none is.
     /// (On a local connection the socket itself is read on this thread when nothing is
     /// queued, which saves a thread hop.)

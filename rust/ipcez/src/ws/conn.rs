@@ -218,6 +218,11 @@ impl WsConn {
         self.inbox.pop_blocking(timeout)
     }
 
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        self.half.held_by_loop(on)
+    }
+
     /// A blocking taker that holds the queue only, not the connection.
     pub(crate) fn blocking_taker(&self) -> BlockingTaker {
         let inbox = self.inbox.clone();

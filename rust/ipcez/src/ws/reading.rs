@@ -151,6 +151,12 @@ impl ReadHalf {
         self.heard.swap(false, Ordering::AcqRel)
     }
 
+    /// See `Socket::held_by_loop`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        self.fd.held_by_loop(on)
+    }
+
     /// Takes the stream for the closing handshake; direct readers stop reading it.
     pub(crate) async fn take_source(&self) -> Option<WsSource> {
         std::future::poll_fn(|cx| match self.lock_for_task(cx) {

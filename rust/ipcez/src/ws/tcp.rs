@@ -75,6 +75,7 @@ pub(crate) struct TcpFd(
     #[cfg(target_os = "linux")] Option<std::sync::Weak<ArmedTcp>>,
 );
 
+#[cfg(target_os = "linux")]
 impl std::fmt::Debug for ArmedTcp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArmedTcp")
@@ -105,6 +106,23 @@ impl TcpFd {
             // Cannot fail for a registered socket; if it did, the task must not sleep on it.
             let _ = tcp.sock.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+impl TcpFd {
+    /// An event loop reads the stream itself while `on` (see `UdsStream::held_by_loop`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        let tcp = self.1.as_ref().and_then(std::sync::Weak::upgrade)?;
+        let done = if on {
+            tcp.reg.hold()
+        } else {
+            tcp.reg.release()
+        };
+        if done.is_err() {
+            let _ = tcp.sock.shutdown(std::net::Shutdown::Both);
+        }
+        Some(self.0)
     }
 }
 

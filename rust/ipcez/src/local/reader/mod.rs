@@ -85,6 +85,12 @@ impl ReadSide {
         self.stream.peer_hung_up()
     }
 
+    /// See `Socket::held_by_loop`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        self.stream.held_by_loop(on)
+    }
+
     /// Takes the reader's role if nobody has it.
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, ReadState>> {
         match self.state.try_lock() {

@@ -28,6 +28,10 @@ use crate::runtime::ProcessEpoch;
 /// Interest in reading (with the peer's hang-up, which a read reports as end-of-stream).
 const READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 const WRITE: u32 = libc::EPOLLOUT as u32;
+/// How long a socket held by an event loop may stay readable, unread, before the
+/// background reader reads it after all (the loop is blocked: its acks must not wait).
+const HOLD_UNREAD: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Reported whatever was asked: both kinds of waiter must look.
 const FAILED: u32 = (libc::EPOLLERR | libc::EPOLLHUP) as u32;
 
@@ -36,6 +40,9 @@ struct Reactor {
     epoll: RawFd,
     slots: Mutex<HashMap<u64, Weak<Slot>>>,
     next_key: AtomicU64,
+    /// The watchdog of held sockets runs (see `watch_holds`), and what wakes it.
+    watching: AtomicBool,
+    holds_began: Notify,
 }
 
 /// One socket in the reactor.
@@ -53,6 +60,16 @@ struct Slot {
     /// What the tasks asked for since it was last reported (the kernel's armed set);
     /// `None` once the socket left: its descriptor number may be another socket's by now.
     wanted: Mutex<Option<u32>>,
+    /// An event loop reads the socket itself (see [`Registration::hold`]): a read arming
+    /// waits, noted in `deferred`, until it lets go.
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    on: bool,
+    deferred: bool,
+    since: Option<std::time::Instant>,
 }
 
 /// An event for a waiter that polls.
@@ -138,6 +155,8 @@ fn reactor() -> io::Result<&'static Reactor> {
                 epoll: fd,
                 slots: Mutex::new(HashMap::new()),
                 next_key: AtomicU64::new(1),
+                watching: AtomicBool::new(false),
+                holds_began: Notify::new(),
             },
         )));
         match REACTOR.compare_exchange(seen, fresh, Ordering::AcqRel, Ordering::Acquire) {
@@ -145,6 +164,7 @@ fn reactor() -> io::Result<&'static Reactor> {
                 // SAFETY: just published, never freed.
                 let reactor: &'static Reactor = unsafe { &(*fresh).1 };
                 handle.spawn(reactor.dispatch(watched));
+                handle.spawn(reactor.watch_holds());
                 return Ok(reactor);
             }
             Err(_) => {
@@ -198,6 +218,56 @@ impl Reactor {
         }
     }
 
+    /// The watchdog of held sockets: while any socket is held by an event loop, every
+    /// `HOLD_UNREAD` it gives the background reader back each one that has been held that
+    /// long and is readable (its loop is blocked, and the acks of what came must not wait
+    /// for it). Sleeps while nothing is held, so a busy loop's holds cost no wake-ups but
+    /// this one every `HOLD_UNREAD`.
+    async fn watch_holds(&'static self) {
+        loop {
+            self.holds_began.notified().await;
+            loop {
+                tokio::time::sleep(HOLD_UNREAD).await;
+                if self.check_holds() {
+                    continue;
+                }
+                self.watching.store(false, Ordering::SeqCst);
+                // A hold that began meanwhile saw `watching` still set: look once more.
+                if !self.check_holds() || self.watching.swap(true, Ordering::SeqCst) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Releases the held sockets that have stayed readable and unread too long; true while
+    /// any socket is still held.
+    fn check_holds(&self) -> bool {
+        let slots: Vec<Arc<Slot>> = self.slots().values().filter_map(Weak::upgrade).collect();
+        let mut any = false;
+        for slot in slots {
+            let mut held = slot.held();
+            if !held.on {
+                continue;
+            }
+            if held.since.is_some_and(|t| t.elapsed() < HOLD_UNREAD) || !slot.readable_now() {
+                any = true;
+                continue;
+            }
+            held.on = false;
+            held.deferred = false;
+            drop(held);
+            log::debug!(
+                "an event loop left a socket unread for {HOLD_UNREAD:?}: read in the background"
+            );
+            // Whoever of the background reader's waits is pending hears of it.
+            if slot.arm(READ).is_err() {
+                slot.read.notify_one();
+            }
+        }
+        any
+    }
+
     fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, key: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event { events, u64: key };
         // SAFETY: `ev` is a valid event for the call; the descriptors are open.
@@ -220,6 +290,7 @@ impl Registration {
             read_waker: Polled::default(),
             write_waker: Polled::default(),
             wanted: Mutex::new(Some(0)),
+            held: Mutex::default(),
         });
         reactor.slots().insert(key, Arc::downgrade(&slot));
         let added = reactor.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLONESHOT as u32, key);
@@ -242,6 +313,35 @@ impl Registration {
     /// itself now (it arms again when it is done).
     pub(crate) fn disarm_read(&self) -> io::Result<()> {
         self.slot.disarm(READ)
+    }
+
+    /// An event loop watches the socket and reads it itself from now on: arming for
+    /// reading (the background reader's, a hand-back's) waits until [`release`]. What is
+    /// armed now is taken back.
+    pub(crate) fn hold(&self) -> io::Result<()> {
+        let mut held = self.slot.held();
+        held.on = true;
+        held.since = Some(std::time::Instant::now());
+        let reactor = self.slot.reactor;
+        if !reactor.watching.swap(true, Ordering::SeqCst) {
+            reactor.holds_began.notify_one();
+        }
+        let was = matches!(*self.slot.wanted(), Some(w) if w & READ != 0);
+        held.deferred |= was;
+        drop(held);
+        self.slot.unarm(READ)
+    }
+
+    /// The event loop stopped watching: a read arming held back is made now.
+    pub(crate) fn release(&self) -> io::Result<()> {
+        let mut held = self.slot.held();
+        held.on = false;
+        let deferred = std::mem::take(&mut held.deferred);
+        drop(held);
+        if deferred {
+            self.slot.arm(READ)?;
+        }
+        Ok(())
     }
 
     /// Waits until the socket may be readable: arms it, then waits.
@@ -286,7 +386,33 @@ impl Slot {
         self.wanted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn arm(&self, interest: u32) -> io::Result<()> {
+    /// The socket has bytes (or its end) to read now.
+    fn readable_now(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd. A registration dropped meanwhile closed the descriptor
+        // (POLLNVAL) or its number is reused: the answer is then wrong but harmless, as
+        // `arm` does nothing for a slot that left.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    }
+
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn arm(&self, mut interest: u32) -> io::Result<()> {
+        // Kept until armed: a `hold` meanwhile finds the arming and takes it back.
+        let mut held = (interest & READ != 0).then(|| self.held());
+        if let Some(held) = held.as_mut().filter(|h| h.on) {
+            held.deferred = true;
+            interest &= !READ;
+            if interest == 0 {
+                return Ok(());
+            }
+        }
         let mut guard = self.wanted();
         let Some(wanted) = guard.as_mut() else {
             return Ok(()); // left (only a registration arms, and it is alive)
@@ -298,6 +424,14 @@ impl Slot {
     }
 
     fn disarm(&self, interest: u32) -> io::Result<()> {
+        if interest & READ != 0 {
+            self.held().deferred = false;
+        }
+        self.unarm(interest)
+    }
+
+    /// Takes `interest` out of the kernel's armed set.
+    fn unarm(&self, interest: u32) -> io::Result<()> {
         let mut guard = self.wanted();
         let Some(wanted) = guard.as_mut() else {
             return Ok(());

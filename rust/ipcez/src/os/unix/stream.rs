@@ -158,6 +158,22 @@ impl UdsStream {
         }
     }
 
+    /// An event loop reads the stream itself while `on` (see `armed::Registration::hold`):
+    /// the descriptor it watches, or `None` where the stream is not in the one-shot set
+    /// (then the background reader goes on as before).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn held_by_loop(&self, on: bool) -> Option<RawFd> {
+        let Some(Watch::Armed(r)) = self.watch.get() else {
+            return None;
+        };
+        let done = if on { r.hold() } else { r.release() };
+        // Cannot fail for a registered socket; if it did, the reader must not sleep on it.
+        if done.is_err() {
+            self.shutdown();
+        }
+        Some(self.fd())
+    }
+
     /// A thread that read the stream itself gives the reading role back to the background
     /// reader. Armed, that costs no wake-up unless bytes wait (or come).
     pub(crate) fn hand_back(&self) {

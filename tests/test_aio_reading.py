@@ -1,0 +1,137 @@
+"""An event loop that awaits ``recv`` reads the socket itself (Linux): the library's I/O
+thread stands aside while the loop watches the socket's descriptor, and reads (and acks)
+again once nobody awaits, or once the loop has left the socket readable and unread for
+about 100 ms (a blocked loop must not hold acks back)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from typing import List
+
+import pytest
+
+import ipcez
+import ipcez.aio
+from ipcez import _aio_hub
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the held reading is Linux's")
+
+
+def sender(sock: ipcez.Socket, msgs: List[bytes], errors: List[BaseException]) -> threading.Thread:
+    def run() -> None:
+        try:
+            for m in msgs:
+                sock.send(m)
+        except BaseException as e:  # noqa: BLE001 -- reported by the test
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+async def warmed(listener: ipcez.aio.AsyncListener, client: ipcez.Socket) -> ipcez.aio.AsyncSocket:
+    """The accepted socket, once the library has read it in the background (from then on
+    a waiting loop can hold it)."""
+    server = await listener.accept(timeout=5)
+    client.send(b"warm")
+    assert await server.recv(timeout=5) == b"warm"
+    fd = _aio_hub.hold_read(server.socket, True)
+    _aio_hub.hold_read(server.socket, False)
+    assert fd >= 0, "the loop could not hold the socket: the test would prove nothing"
+    return server
+
+
+def test_a_loop_reads_the_socket_while_it_waits_and_hands_it_back(sock_path: str) -> None:
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as listener:
+            client = ipcez.connect(sock_path, ack_timeout=5.0)
+            server = await warmed(listener, client)
+            # In order and whole while the loop reads, including batches of many.
+            errors: List[BaseException] = []
+            msgs = [b"m%d" % i * (1 + i % 7) for i in range(500)]
+            t = sender(client, msgs, errors)
+            got = [await server.recv(timeout=5) for _ in msgs]
+            t.join(10)
+            assert not errors and got == msgs
+            # A wait that timed out gave the socket back: a message that comes while nobody
+            # awaits is acked by the library (the send returns while the loop sleeps).
+            with pytest.raises(TimeoutError):
+                await server.recv(timeout=0.05)
+            assert server._readers == 0
+            done = sender(client, [b"late"], errors)
+            await asyncio.sleep(0)
+            done.join(3)
+            assert not done.is_alive() and not errors, errors
+            assert await server.recv(timeout=5) == b"late"
+            # So does a cancelled wait.
+            waiting = asyncio.ensure_future(server.recv())
+            await asyncio.sleep(0.05)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert server._readers == 0
+            done = sender(client, [b"later"], errors)
+            done.join(3)
+            assert not done.is_alive() and not errors, errors
+            assert await server.recv(timeout=5) == b"later"
+            client.close()
+            with pytest.raises(ipcez.ConnectionLost):
+                await server.recv(timeout=5)
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_blocked_loop_does_not_hold_back_acks(sock_path: str) -> None:
+    """A task awaits recv (the loop holds the socket), then the loop blocks for 2 s: a
+    sender with a 1 s ack timeout still gets its ack, from the library's reader."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as listener:
+            client = ipcez.connect(sock_path, ack_timeout=1.0)
+            server = await warmed(listener, client)
+            waiting = asyncio.ensure_future(server.recv(timeout=10))
+            await asyncio.sleep(0.05)
+            assert server._readers == 1, "the waiting task holds the socket"
+            errors: List[BaseException] = []
+            t = sender(client, [b"while blocked"], errors)
+            began = time.monotonic()
+            time.sleep(2.0)  # the loop is blocked: it cannot read
+            t.join(1)
+            assert not t.is_alive() and not errors, f"ack held back by the blocked loop: {errors}"
+            assert await waiting == b"while blocked"
+            assert time.monotonic() - began < 5
+            await server.close()
+            client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_websocket_is_read_by_the_loop_too() -> None:
+    async def main() -> None:
+        async with ipcez.aio.listen("ws://127.0.0.1:0/held") as listener:
+            client = await ipcez.aio.connect(listener.address)
+            server = await listener.accept(timeout=5)
+            await client.send(b"warm")
+            assert await server.recv(timeout=5) == b"warm"
+            fd = _aio_hub.hold_read(client.socket, True)
+            _aio_hub.hold_read(client.socket, False)
+            assert fd >= 0
+            for i in range(300):
+                await server.send(b"x%d" % i)
+                assert await client.recv(timeout=5) == b"x%d" % i
+            # While nobody awaits, the library reads (and answers pings) again.
+            await server.send(b"unawaited")
+            await asyncio.sleep(0.1)
+            assert client._readers == 0
+            assert await client.recv(timeout=5) == b"unawaited"
+            await client.close()
+            with pytest.raises(ipcez.ConnectionLost):
+                await server.recv(timeout=5)
+            await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
