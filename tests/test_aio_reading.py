@@ -1,7 +1,8 @@
 """An event loop that awaits ``recv`` reads the socket itself (Linux): the library's I/O
 thread stands aside while the loop watches the socket's descriptor, and reads (and acks)
-again once nobody awaits, or once the loop has left the socket readable and unread for
-about 100 ms (a blocked loop must not hold acks back)."""
+again once nobody awaits, once the loop's thread blocks in a call of the library, or once
+the loop has left the socket readable and unread for about 100 ms (a blocked loop must not
+hold acks back)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ async def warmed(listener: ipcez.aio.AsyncListener, client: ipcez.Socket) -> ipc
     _aio_hub.hold_read(server.socket, False)
     assert fd >= 0, "the loop could not hold the socket: the test would prove nothing"
     return server
+
+
+async def waiting_recv(
+    server: ipcez.aio.AsyncSocket, settle: float = 0.05
+) -> "asyncio.Future[bytes]":
+    """A task awaiting ``server.recv``, given time to start (the loop then holds the socket)."""
+    waiting = asyncio.ensure_future(server.recv(timeout=10))
+    await asyncio.sleep(settle)
+    assert server._readers == 1, "the waiting task holds the socket"
+    return waiting
 
 
 def test_a_loop_reads_the_socket_while_it_waits_and_hands_it_back(sock_path: str) -> None:
@@ -94,9 +105,7 @@ def test_a_blocked_loop_does_not_hold_back_acks(sock_path: str) -> None:
         async with ipcez.aio.listen(sock_path) as listener:
             client = ipcez.connect(sock_path, ack_timeout=1.0)
             server = await warmed(listener, client)
-            waiting = asyncio.ensure_future(server.recv(timeout=10))
-            await asyncio.sleep(0.05)
-            assert server._readers == 1, "the waiting task holds the socket"
+            waiting = await waiting_recv(server)
             errors: List[BaseException] = []
             t = sender(client, [b"while blocked"], errors)
             began = time.monotonic()
@@ -106,6 +115,50 @@ def test_a_blocked_loop_does_not_hold_back_acks(sock_path: str) -> None:
             assert await waiting == b"while blocked"
             assert time.monotonic() - began < 5
             await server.close()
+            client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_blocking_send_on_the_loops_thread_is_acked_at_once(sock_path: str) -> None:
+    """A sync send made on the loop's own thread to a socket that loop holds (a test, a
+    demo): the thread lets go of its holds before it waits, so the library's reader acks
+    at once; left to the watchdog, every send would take 100 ms or more."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as listener:
+            client = ipcez.connect(sock_path, ack_timeout=5.0)
+            server = await warmed(listener, client)
+            took = []
+            for i in range(5):
+                waiting = await waiting_recv(server, settle=0.01)
+                began = time.monotonic()
+                client.send(b"s%d" % i)  # blocks the loop until acked
+                took.append(time.monotonic() - began)
+                assert await waiting == b"s%d" % i
+            assert sorted(took)[2] < 0.05, f"sends waited for the watchdog: {took}"
+            await server.close()
+            client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_close_stops_the_loop_watching_before_the_socket_closes(sock_path: str) -> None:
+    """The loop must not watch a descriptor number the close frees (another file may get
+    it): ``close`` takes it out of the loop before the socket closes."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as listener:
+            client = ipcez.connect(sock_path, ack_timeout=5.0)
+            server = await warmed(listener, client)
+            waiting = await waiting_recv(server)
+            fd = server._read_fd
+            assert fd >= 0, "the waiting task holds the socket"
+            await server.close()
+            assert not asyncio.get_running_loop().remove_reader(fd), "still watched after close"
+            with pytest.raises(ipcez.ConnectionLost):
+                await waiting
+            assert server._readers == 0
             client.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))

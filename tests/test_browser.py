@@ -103,13 +103,18 @@ def run_page(browser: str, page_url: str, reports: "queue.Queue[str]", want: str
     )
     seen: List[str] = []
     try:
+        wait = 30.0
         while True:
             try:
-                seen.append(reports.get(timeout=30))
+                seen.append(reports.get(timeout=wait))
             except queue.Empty:
                 break
-            if seen[-1].startswith(want) or seen[-1].startswith("closed:"):
+            if seen[-1].startswith(want):
                 break
+            if seen[-1].startswith("closed:"):
+                # The page reports with concurrent fetches: a report sent before the close
+                # may still arrive after it.
+                wait = 2.0
     finally:
         proc.kill()
         proc.wait(10)
@@ -157,5 +162,5 @@ def test_an_allowed_page_connects_with_its_subprotocol(browser: str, page: PageS
         server.start()
         seen = run_page(browser, page.origin + "/", page.reports, "open:")
         server.join(15)
-    assert seen and seen[0] == "open:proto:hello from the browser", seen
+    assert "open:proto:hello from the browser" in seen, seen
     assert got == ["proto", "1000"], got

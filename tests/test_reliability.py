@@ -298,7 +298,9 @@ def test_peer_that_stops_reading(sock_path: str, size: int, bound: int) -> None:
         wait_for_line(proc, "accepted")
         msg = b"s" * size
         acked = 0
-        with pytest.raises(ipcez.RecipientAckTimeout):
+        # The first send over the bound times out; on a loaded machine a 1 MiB frame may not
+        # even be written whole by then, and the connection ends instead (as documented).
+        with pytest.raises((ipcez.RecipientAckTimeout, ipcez.ConnectionLost)):
             for _ in range(bound + 10):
                 c.send(msg)
                 acked += 1

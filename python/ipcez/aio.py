@@ -23,8 +23,9 @@ task waiting in ``recv``/``accept`` is woken and takes it without blocking.
 There is no thread per connection and no polling.  On Linux, while a task
 awaits ``recv`` the loop watches the socket itself and reads it when it is
 readable, and the library's reader stands aside (it takes over again when no
-task waits, or after the socket stayed readable and unread for about 100 ms:
-a blocked loop).  A send on a Unix socket
+task waits, when the loop's thread blocks in a call of the library, or when the
+socket is found readable and unread after 100 ms: a blocked loop).  A send on a
+Unix socket
 writes its frame on the loop's thread without waiting (what the socket does
 not take at once is finished in the background, so the frame stays whole);
 the wait for the recipient's ack, which named semaphores cannot offer to an
@@ -187,7 +188,11 @@ class AsyncSocket(_Watched):
             fd = hold_read(self._sock, True)
             if fd < 0:
                 return False
-            waker.loop.add_reader(fd, waker.wake)
+            try:
+                waker.loop.add_reader(fd, waker.wake)
+            except OSError:  # e.g. a loop that cannot watch it: the poller will do
+                self._release_hold()
+                return False
             self._read_fd = fd
         self._readers += 1
         return True
@@ -195,12 +200,22 @@ class AsyncSocket(_Watched):
     def _stop_reading_here(self) -> None:
         self._readers -= 1
         if self._readers == 0:
+            self._unwatch()
+            self._release_hold()
+
+    def _unwatch(self) -> None:
+        """The loop stops watching the descriptor: before it is closed, or it could be
+        another file's by the time the loop looks (asyncio's own transports do the same)."""
+        if self._read_fd >= 0:
             assert self._waker is not None
             self._waker.loop.remove_reader(self._read_fd)
-            try:
-                hold_read(self._sock, False)
-            except _errors.SocketError:
-                pass  # closed meanwhile: nothing is read any more
+            self._read_fd = -1
+
+    def _release_hold(self) -> None:
+        try:
+            hold_read(self._sock, False)
+        except _errors.SocketError:
+            pass  # closed meanwhile: the close ended the hold
 
     def _pending_acks(self) -> Acks:
         if self._acks is None:
@@ -291,6 +306,15 @@ class AsyncSocket(_Watched):
     async def close(self) -> None:
         """Close the connection (idempotent); pending ``recv`` and ``send`` calls raise
         ConnectionLost."""
+        self._close_now()
+
+    def _close_now(self) -> None:
+        try:
+            here = self._waker is not None and self._waker.loop is asyncio.get_running_loop()
+        except RuntimeError:
+            here = False  # no loop runs here: the loop's selector is not ours to touch
+        if here:
+            self._unwatch()
         self._sock.close()
         if self._waker is not None:
             self._waker.wake_all()
@@ -476,9 +500,7 @@ class Server:
             self._listener._waker.wake_all()
         if close_connections:
             for sock in list(self._connections):
-                sock._sock.close()
-                if sock._waker is not None:
-                    sock._waker.wake_all()
+                sock._close_now()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every handler has returned."""

@@ -137,11 +137,15 @@ pub unsafe extern "C" fn ipcez_socket_expect_acks(
 /// readability, after which `ipcez_socket_recv_batch` (or `ipcez_socket_recv`) with
 /// `timeout_ms` 0 takes what came; the library's own reader stands aside, so a message
 /// wakes only the loop's thread. Call it again with `on` 0 once the loop stops watching
-/// (the library's reader then reads and acks what comes). `*out_fd` is -1 when the
-/// socket cannot be read so (not on Linux, or not yet read in the background): wait for
-/// the poller as usual. While it is on, messages that come are read and acked only when
-/// the loop reads, or after the socket stayed readable and unread for about 100 ms (a
-/// blocked loop), by the library's reader after all.
+/// (the library's reader then reads and acks what comes). Stop watching before you close
+/// the socket: the descriptor is the socket's own. `*out_fd` is -1 when the socket cannot
+/// be read so (not on Linux, not read in the background yet, or closed): wait for the
+/// poller as usual.
+///
+/// While it is on, what comes is read and acked when the loop reads. The library's reader
+/// reads after all when the socket, held for 100 ms, is found readable and unread (the
+/// loop is blocked: acks wait at most about 150 ms), when the thread that holds it blocks
+/// in a receive or a send of this library, and once the socket is closed.
 ///
 /// # Safety
 /// `s` is NULL or a live socket; `out_fd` is valid for a write.
@@ -153,7 +157,14 @@ pub unsafe extern "C" fn ipcez_socket_hold_read(
     out_err: *mut *mut ipcez_error,
 ) -> ipcez_result {
     call(out_err, || {
-        let fd = socket_ref(s)?.socket.held_by_loop(on != 0).unwrap_or(-1);
+        let sock = &socket_ref(s)?.socket;
+        #[cfg(unix)]
+        let fd = sock.held_by_loop(on != 0).unwrap_or(-1);
+        #[cfg(not(unix))]
+        let fd = {
+            let _ = (sock, on);
+            -1
+        };
         unsafe { write_out(out_fd, fd) };
         Ok(ipcez_result::Ok)
     })

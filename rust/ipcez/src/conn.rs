@@ -153,6 +153,10 @@ impl Conn {
 
     /// Ends the connection (a WebSocket peer is sent `ws_code`); never waits.
     pub(crate) fn close(&self, handle: &Handle, ws_code: u16) {
+        // A loop's hold ends with the connection: the closing handshake reads in the
+        // background.
+        #[cfg(target_os = "linux")]
+        let _ = self.held_by_loop(false);
         match self {
             Conn::Local(c) => c.close(),
             Conn::Ws(c) => c.close(handle, ws_code),

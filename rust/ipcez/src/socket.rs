@@ -271,6 +271,11 @@ impl Socket {
     /// calling thread itself while nobody else reads it, which saves a thread hop.
     pub fn recv_blocking(&self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, SocketError> {
         self.check_pull()?;
+        #[cfg(target_os = "linux")]
+        if timeout != Some(Duration::ZERO) {
+            // A loop's thread about to block: its held sockets must not wait for it.
+            crate::os::unix::armed::let_go_here();
+        }
         self.shared.conn.recv_blocking(timeout)
     }
 

@@ -161,6 +161,7 @@ impl ConnAck {
                 if left.is_zero() {
                     return Ok(false);
                 }
+                crate::os::unix::armed::let_go_here();
                 self.channel.wait(left)?;
             }
             let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -94,21 +94,28 @@ impl Socket {
     /// returns for readability and calls [`try_recv`](Self::try_recv) (or a batch that does
     /// not wait) when it is readable, and the library's background reader stands aside
     /// meanwhile, so a message wakes the loop's thread only. Call it with `false` once the
-    /// loop stops watching; the background reader then reads (and acks) what comes.
-    /// `None`: this socket cannot be read so (not on Linux, not on the library's own
-    /// runtime, or not read in the background yet), and the loop waits as before.
+    /// loop stops watching; the background reader then reads (and acks) what comes. Stop
+    /// watching before you close the socket (the descriptor is the socket's own, closed
+    /// with it). `None` with `on`: this socket cannot be read so (not on Linux, not on the
+    /// library's own runtime, not read in the background yet, or closed), and the loop
+    /// waits as before. Unix only.
     ///
-    /// While it is held, messages are read (and acked) when the loop reads; if the socket
-    /// stays readable and unread for about 100 ms (the loop is blocked), the background
-    /// reader reads it after all, so acks wait at most about that long.
-    pub fn held_by_loop(&self, on: bool) -> Option<i32> {
+    /// While it is held, messages are read (and acked) when the loop reads. The background
+    /// reader reads after all when the socket, held for 100 ms, is found readable and
+    /// unread (the loop is blocked: acks wait at most about 150 ms), when the thread that
+    /// holds it blocks in a receive or a send of the library, and once it is closed.
+    #[cfg(unix)]
+    pub fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
+        // A forked child leaves the parent's socket alone; a handler reads it itself.
+        if on {
+            self.check_pull().ok()?;
+        } else {
+            self.shared.epoch.check("socket").ok()?;
+        }
         #[cfg(target_os = "linux")]
         return self.shared.conn.held_by_loop(on);
         #[cfg(not(target_os = "linux"))]
-        {
-            let _ = on;
-            None
-        }
+        None
     }
 
     /// The next message if one is waiting, without blocking: `Ok(None)` when none is.

@@ -375,26 +375,35 @@ mod tests {
         for _ in 0..300 {
             let (stream, mut peer) = pair();
             peer.write_all(b"x").expect("peer write");
-            let stream = Arc::new(stream);
-            let gate = Arc::new(std::sync::Barrier::new(2));
-            let waits: Vec<_> = (0..2)
-                .map(|i| {
-                    let (s, gate) = (stream.clone(), gate.clone());
-                    rt.spawn(async move {
-                        gate.wait();
-                        let wait = async {
-                            if i == 0 {
-                                s.readable().await
-                            } else {
-                                s.writable().await
-                            }
-                        };
-                        tokio::time::timeout(BOUND, wait).await
+            let gate = std::sync::Barrier::new(2);
+            // Two threads of their own, not two tasks: a task blocking at the gate could
+            // hold the one worker the other task is queued on.
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let waits: Vec<_> = (0..2)
+                    .map(|i| {
+                        let (s, gate, handle) = (&stream, &gate, rt.handle());
+                        scope.spawn(move || {
+                            gate.wait();
+                            handle.block_on(async {
+                                let wait = async {
+                                    if i == 0 {
+                                        s.readable().await
+                                    } else {
+                                        s.writable().await
+                                    }
+                                };
+                                tokio::time::timeout(BOUND, wait).await
+                            })
+                        })
                     })
-                })
-                .collect();
-            for w in waits {
-                let r = rt.block_on(w).expect("task").expect("bounded wait");
+                    .collect();
+                waits
+                    .into_iter()
+                    .map(|w| w.join().expect("thread"))
+                    .collect()
+            });
+            for r in results {
+                let r = r.expect("bounded wait");
                 assert!(r.is_ok(), "a first wait failed: {r:?}");
             }
         }
