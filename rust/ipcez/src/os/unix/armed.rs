@@ -45,6 +45,7 @@ struct Reactor {
     watching: AtomicBool,
     holds_began: Notify,
     /// The sockets held by an event loop (and some that were: the watchdog prunes them).
+    /// Lock order: this list, then a slot's `held`, never the other way.
     held: Mutex<Vec<Weak<Slot>>>,
 }
 
@@ -350,12 +351,7 @@ impl Registration {
     /// the watchdog finds the socket readable and unread for `HOLD_UNREAD`, or until this
     /// thread blocks in the library ([`let_go_here`]). What is armed now is taken back.
     pub(crate) fn hold(&self) -> io::Result<()> {
-        let mut held = self.slot.held();
         let reactor = self.slot.reactor;
-        if !held.on {
-            let mut list = reactor.held.lock().unwrap_or_else(|p| p.into_inner());
-            list.push(Arc::downgrade(&self.slot));
-        }
         HELD_HERE.with(|h| {
             let mut h = h.borrow_mut();
             if !h
@@ -365,14 +361,22 @@ impl Registration {
                 h.push(Arc::downgrade(&self.slot));
             }
         });
+        let mut held = self.slot.held();
+        let newly = !held.on;
         held.on = true;
         held.since = Some(std::time::Instant::now());
-        if !reactor.watching.swap(true, Ordering::SeqCst) {
-            reactor.holds_began.notify_one();
-        }
         let was = matches!(*self.slot.wanted(), Some(w) if w & READ != 0);
         held.deferred |= was;
         drop(held);
+        // Listed for the watchdog once the slot's lock is let go (the watchdog takes the
+        // list's lock, then each slot's), and after `on` is set (it prunes what is not on).
+        if newly {
+            let mut list = reactor.held.lock().unwrap_or_else(|p| p.into_inner());
+            list.push(Arc::downgrade(&self.slot));
+        }
+        if !reactor.watching.swap(true, Ordering::SeqCst) {
+            reactor.holds_began.notify_one();
+        }
         self.slot.unarm(READ)
     }
 
@@ -612,6 +616,39 @@ mod tests {
         assert_eq!(ours.read(&mut b).unwrap(), 1);
         drop(peer);
         assert!(within(5000, reg.readable()).is_some());
+    }
+
+    /// Holds taken and let go on one thread while the watchdog looks on another: the two
+    /// take the same two locks, and must never wait for each other.
+    #[test]
+    fn holding_and_the_watchdog_never_wait_for_each_other() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let reg = Arc::new(Registration::new(ours.as_raw_fd()).unwrap());
+        let reactor = reactor().unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let holder = {
+            let (reg, done) = (reg.clone(), done.clone());
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    reg.hold().unwrap();
+                    reg.release().unwrap();
+                }
+                let _ = done.send(());
+            })
+        };
+        let watchdog = std::thread::spawn(move || {
+            for _ in 0..20_000 {
+                reactor.check_holds();
+            }
+            let _ = done.send(());
+        });
+        for _ in 0..2 {
+            finished
+                .recv_timeout(Duration::from_secs(30))
+                .expect("a hold and the watchdog deadlocked");
+        }
+        holder.join().unwrap();
+        watchdog.join().unwrap();
     }
 
     #[test]
