@@ -180,23 +180,32 @@ class Orchestrator:
     # -- building -----------------------------------------------------------
 
     def ensure_built(self) -> Dict[str, Any]:
+        """Builds the library and the Rust example with cargo when missing or older than the
+        Rust sources (a stale library measures, and may hang on, code since fixed)."""
         built: Dict[str, Any] = {}
+        newest = 0.0
+        for sub in ("ipcez/src", "ipcez-ffi/src", "ipcez/examples"):
+            for p in (ROOT / "rust" / sub).rglob("*.rs"):
+                newest = max(newest, p.stat().st_mtime)
         wanted = [("ipcez-ffi", None, self.library), ("ipcez", "bench", RUST_BENCH)]
         for package, example, artifact in wanted:
-            if artifact.exists():
+            chosen = artifact == self.library and bool(self.args.library)
+            stale = artifact.exists() and artifact.stat().st_mtime < newest
+            if artifact.exists() and (chosen or not stale):
                 continue
-            if artifact == self.library and self.args.library:
+            if chosen:
                 self.notes.append(f"--library {artifact} does not exist")
                 continue
             cargo = shutil.which("cargo")
             what = f"{package}" + (f" --example {example}" if example else "")
             if not cargo:
-                self.notes.append(f"{artifact.name} missing and cargo not found: rows skipped")
+                self.notes.append(f"{artifact.name} missing or stale and cargo not found")
                 continue
             cmd = [cargo, "build", "--release", "-p", package, "--manifest-path", str(MANIFEST)]
             if example:
                 cmd += ["--example", example]
-            print(f"[build] {artifact} is missing; running: {' '.join(cmd[1:])}", flush=True)
+            why = "older than the Rust sources" if stale else "missing"
+            print(f"[build] {artifact} is {why}; running: {' '.join(cmd[1:])}", flush=True)
             t = time.monotonic()
             r = subprocess.run(cmd, cwd=str(ROOT), capture_output=True, text=True)
             if r.returncode != 0:
@@ -206,11 +215,6 @@ class Orchestrator:
                 msg = f"built {artifact.name} with cargo ({time.monotonic() - t:.0f} s)"
                 self.notes.append(msg)
                 built[artifact.name] = True
-        # Warn when an artifact is older than the Rust sources (it would measure old code).
-        newest = 0.0
-        for sub in ("ipcez/src", "ipcez-ffi/src", "ipcez/examples"):
-            for p in (ROOT / "rust" / sub).rglob("*.rs"):
-                newest = max(newest, p.stat().st_mtime)
         for artifact in (self.library, RUST_BENCH):
             if artifact.exists() and artifact.stat().st_mtime < newest:
                 self.notes.append(

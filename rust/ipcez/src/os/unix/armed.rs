@@ -28,9 +28,11 @@ use crate::runtime::ProcessEpoch;
 /// Interest in reading (with the peer's hang-up, which a read reports as end-of-stream).
 const READ: u32 = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
 const WRITE: u32 = libc::EPOLLOUT as u32;
-/// How long a socket held by an event loop may stay readable, unread, before the
-/// background reader reads it after all (the loop is blocked: its acks must not wait).
-/// The watchdog looks every `HOLD_UNREAD / 2`, so that is a bound of 150 ms.
+/// How long a socket may be held by an event loop before the watchdog, finding it
+/// readable, has the background reader read it after all (the loop is blocked: its acks
+/// must not wait). The watchdog looks every `HOLD_UNREAD / 2`, so that is a bound of
+/// 150 ms. A loop that reads as it should lets go at the end of each receive, which
+/// starts the count again.
 const HOLD_UNREAD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Reported whatever was asked: both kinds of waiter must look.
@@ -84,6 +86,9 @@ struct Slot {
     /// An event loop reads the socket itself (see [`Registration::hold`]): a read arming
     /// waits, noted in `deferred`, until it lets go.
     held: Mutex<Held>,
+    /// In the reactor's list of held sockets; changed only under that list's lock, so
+    /// that a socket held and let go again and again is listed once.
+    listed: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -267,7 +272,15 @@ impl Reactor {
     fn check_holds(&self) -> bool {
         let held: Vec<Arc<Slot>> = {
             let mut list = self.held.lock().unwrap_or_else(|p| p.into_inner());
-            list.retain(|w| w.upgrade().is_some_and(|s| s.held().on));
+            list.retain(|w| {
+                w.upgrade().is_some_and(|s| {
+                    let on = s.held().on;
+                    if !on {
+                        s.listed.store(false, Ordering::Relaxed);
+                    }
+                    on
+                })
+            });
             list.iter().filter_map(Weak::upgrade).collect()
         };
         let due: Vec<&Arc<Slot>> = held
@@ -322,6 +335,7 @@ impl Registration {
             write_waker: Polled::default(),
             wanted: Mutex::new(Some(0)),
             held: Mutex::default(),
+            listed: AtomicBool::new(false),
         });
         reactor.slots().insert(key, Arc::downgrade(&slot));
         let added = reactor.ctl(libc::EPOLL_CTL_ADD, fd, libc::EPOLLONESHOT as u32, key);
@@ -348,7 +362,7 @@ impl Registration {
 
     /// An event loop watches the socket and reads it itself from now on: arming for
     /// reading (the background reader's, a hand-back's) waits until [`release`], or until
-    /// the watchdog finds the socket readable and unread for `HOLD_UNREAD`, or until this
+    /// the watchdog finds the socket readable once held for `HOLD_UNREAD`, or until this
     /// thread blocks in the library ([`let_go_here`]). What is armed now is taken back.
     pub(crate) fn hold(&self) -> io::Result<()> {
         let reactor = self.slot.reactor;
@@ -367,17 +381,22 @@ impl Registration {
         held.since = Some(std::time::Instant::now());
         let was = matches!(*self.slot.wanted(), Some(w) if w & READ != 0);
         held.deferred |= was;
+        // Taken back under the lock: a release meanwhile would let a reader arm, and this
+        // would take that arming back with nobody left to read.
+        let unarmed = self.slot.unarm(READ);
         drop(held);
         // Listed for the watchdog once the slot's lock is let go (the watchdog takes the
         // list's lock, then each slot's), and after `on` is set (it prunes what is not on).
         if newly {
             let mut list = reactor.held.lock().unwrap_or_else(|p| p.into_inner());
-            list.push(Arc::downgrade(&self.slot));
+            if !self.slot.listed.swap(true, Ordering::Relaxed) {
+                list.push(Arc::downgrade(&self.slot));
+            }
         }
         if !reactor.watching.swap(true, Ordering::SeqCst) {
             reactor.holds_began.notify_one();
         }
-        self.slot.unarm(READ)
+        unarmed
     }
 
     /// The event loop stopped watching: a read arming held back is made now.
@@ -649,6 +668,30 @@ mod tests {
         }
         holder.join().unwrap();
         watchdog.join().unwrap();
+    }
+
+    /// A loop holds and lets go once per message: its socket is listed for the watchdog
+    /// once, however many times that happens between two looks.
+    #[test]
+    fn a_socket_held_again_and_again_is_listed_once() {
+        let (ours, _peer) = UnixStream::pair().unwrap();
+        let reg = Registration::new(ours.as_raw_fd()).unwrap();
+        for _ in 0..1000 {
+            reg.hold().unwrap();
+            reg.release().unwrap();
+        }
+        reg.hold().unwrap();
+        let listed = reg
+            .slot
+            .reactor
+            .held
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&reg.slot)))
+            .count();
+        assert_eq!(listed, 1);
+        reg.release().unwrap();
     }
 
     #[test]
