@@ -120,10 +120,12 @@ def test_a_blocked_loop_does_not_hold_back_acks(sock_path: str) -> None:
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
-def test_a_blocking_send_on_the_loops_thread_is_acked_at_once(sock_path: str) -> None:
+@pytest.mark.parametrize("size", [16, 2 << 20], ids=["small", "2MiB"])
+def test_a_blocking_send_on_the_loops_thread_is_acked_at_once(sock_path: str, size: int) -> None:
     """A sync send made on the loop's own thread to a socket that loop holds (a test, a
-    demo): the thread lets go of its holds before it waits, so the library's reader acks
-    at once; left to the watchdog, every send would take 100 ms or more."""
+    demo): the thread lets go of its holds before it waits (for room to write, for the
+    ack), so the library's reader reads and acks at once. Left to the fallbacks, every send
+    would take 50 ms (the writer's slice) or 100 ms (the watchdog) or more."""
 
     async def main() -> None:
         async with ipcez.aio.listen(sock_path) as listener:
@@ -132,11 +134,12 @@ def test_a_blocking_send_on_the_loops_thread_is_acked_at_once(sock_path: str) ->
             took = []
             for i in range(5):
                 waiting = await waiting_recv(server, settle=0.01)
+                message = (b"s%d" % i).ljust(size, b".")
                 began = time.monotonic()
-                client.send(b"s%d" % i)  # blocks the loop until acked
+                client.send(message)  # blocks the loop until acked
                 took.append(time.monotonic() - began)
-                assert await waiting == b"s%d" % i
-            assert sorted(took)[2] < 0.05, f"sends waited for the watchdog: {took}"
+                assert await waiting == message
+            assert sorted(took)[2] < 0.03, f"sends waited for a fallback: {took}"
             await server.close()
             client.close()
 

@@ -68,7 +68,13 @@ impl Writer {
         let guard = match self.lock.clone().try_lock_owned() {
             Ok(g) => Some(g),
             Err(_) if !wait => None,
-            Err(_) => Some(block_on(handle, self.lock.clone().lock_owned())?),
+            Err(_) => {
+                // About to block: an event loop on this thread must not hold back the reads
+                // (and acks) that would let the holder of the lock finish.
+                #[cfg(target_os = "linux")]
+                crate::os::unix::armed::let_go_here();
+                Some(block_on(handle, self.lock.clone().lock_owned())?)
+            }
         };
         let count = msgs.len();
         let turn = self
@@ -151,6 +157,8 @@ impl Writer {
                     if left.is_zero() {
                         break;
                     }
+                    #[cfg(target_os = "linux")]
+                    crate::os::unix::armed::let_go_here(); // the peer may be this thread's loop
                     match self.stream.poll_writable(left) {
                         Ok(_) => continue,
                         Err(e) => e,
