@@ -24,6 +24,24 @@ PYTHON_DIR = ROOT / "python"
 HEADER = ROOT / "rust" / "ipcez-ffi" / "include" / "ipcez.h"
 
 _in_package = [PYTHON_DIR / "ipcez" / n for n in ("_ipcez_ffi.so", "_ipcez_ffi.dylib", "_ipcez_ffi.dll")]
+
+
+def pytest_report_header() -> Optional[str]:
+    """Warns when the library in the package is older than a cargo build: the tests would
+    run the old code (``python build.py test`` copies the new one in)."""
+    if "IPCEZ_LIBRARY" in os.environ:
+        return None
+    packaged = [p for p in _in_package if p.exists()]
+    built = [ROOT / "rust" / "target" / prof / "libipcez_ffi.so" for prof in ("debug", "release")]
+    newer = [b for b in built if b.exists() and packaged and b.stat().st_mtime > packaged[0].stat().st_mtime]
+    if not newer:
+        return None
+    return (
+        f"WARNING: {packaged[0].relative_to(ROOT)} is older than {newer[0].relative_to(ROOT)}: "
+        "these tests load the older one; run `python build.py test` or set IPCEZ_LIBRARY"
+    )
+
+
 if "IPCEZ_LIBRARY" not in os.environ and not any(p.exists() for p in _in_package):
     for profile in ("debug", "release"):
         candidate = ROOT / "rust" / "target" / profile / "libipcez_ffi.so"
