@@ -194,6 +194,11 @@ class Acks:
         self._pending.append(fut)
         return fut
 
+    @property
+    def pending(self) -> bool:
+        """True while a send waits for its ack."""
+        return bool(self._pending)
+
     def collect(self) -> None:
         """Settle the sends whose ack came (or ran out of time) since the last look."""
         if not self._pending:
@@ -270,6 +275,14 @@ def hold_read(sock: Any, on: bool) -> int:
     fd = ctypes.c_int32(-1)
     _call(sock, lib.ipcez_socket_hold_read, int(on), ctypes.byref(fd))
     return fd.value
+
+
+def read_held(sock: Any) -> bool:
+    """The held ``sock`` is readable and no receive waits: read what came (doorbells,
+    messages to queue). True: let go of the socket instead (see :func:`hold_read`)."""
+    let_go = ctypes.c_int32(1)
+    _call(sock, lib.ipcez_socket_read_held, ctypes.byref(let_go))
+    return bool(let_go.value)
 
 
 def take_acks(sock: Any) -> Tuple[int, int]:

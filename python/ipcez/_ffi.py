@@ -229,6 +229,7 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
     "ipcez_listener_watch": ([listener_p, poller_p, c_uint64, POINTER(error_p)], ipcez_result),
     "ipcez_socket_expect_acks": ([socket_p, c_size_t, POINTER(error_p)], ipcez_result),
     "ipcez_socket_hold_read": ([socket_p, c_int32, POINTER(c_int32), POINTER(error_p)], ipcez_result),
+    "ipcez_socket_read_held": ([socket_p, POINTER(c_int32), POINTER(error_p)], ipcez_result),
     "ipcez_socket_take_acks": (
         [socket_p, POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,

@@ -47,7 +47,7 @@ import logging
 from typing import Any, Awaitable, Callable, Generator, Generic, Iterable, Optional, Set, TypeVar
 
 from . import _errors
-from ._aio_hub import Acks, Waker, hold_read, hub, run_blocking, start_send, watch
+from ._aio_hub import Acks, Waker, hold_read, hub, read_held, run_blocking, start_send, watch
 from ._aio_open import Opening as _Opening
 from ._aio_open import open_in_thread as _open_in_thread
 from ._ffi import lib
@@ -154,9 +154,11 @@ class AsyncSocket(_Watched):
         """Wrap an already connected :class:`ipcez.Socket`."""
         self._sock = sock
         self._acks: Optional[Acks] = None
-        #: Waiters for which the loop watches ``_read_fd`` (see ``_read_here``).
+        #: Waiters for which the loop holds the socket and watches ``_read_fd`` (see
+        #: ``_read_here``); the hold lasts across ack waits (see ``_release_soon``).
         self._readers = 0
         self._read_fd = -1
+        self._releasing = False  # a ``_release_if_idle`` is scheduled
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
 
@@ -181,27 +183,75 @@ class AsyncSocket(_Watched):
         return self._sock.closed
 
     def _read_here(self, waker: Waker) -> bool:
-        # The first waiter has the loop watch the socket's own descriptor, and the library's
-        # reader stand aside: a message then wakes this thread only (not the library's
-        # thread and then this one). Where that cannot be, the poller alone wakes it.
-        if self._readers == 0:
-            fd = hold_read(self._sock, True)
-            if fd < 0:
-                return False
+        # A waiter has the loop watch the socket's own descriptor, and the library's reader
+        # stand aside: a message then wakes this thread only (not the library's thread and
+        # then this one). Where that cannot be, the poller alone wakes it.
+        if not self._hold(waker.loop):
+            return False
+        self._readers += 1
+        return True
+
+    def _hold(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Hold the socket and watch its descriptor (True), for a waiting receive or for
+        acks (they ring a doorbell on it). Held anew each time: that restarts the 100 ms
+        the library allows an unread hold, and takes the socket back if the library took
+        it (this thread blocked in a call of the library)."""
+        fd = hold_read(self._sock, True)
+        if fd < 0:
+            return False
+        if self._read_fd < 0:
             try:
-                waker.loop.add_reader(fd, waker.wake)
+                loop.add_reader(fd, self._on_readable)
             except OSError:  # e.g. a loop that cannot watch it: the poller will do
                 self._release_hold()
                 return False
             self._read_fd = fd
-        self._readers += 1
         return True
 
     def _stop_reading_here(self) -> None:
         self._readers -= 1
-        if self._readers == 0:
+        self._release_soon()
+
+    def _release_soon(self) -> None:
+        """Lets go of the socket once nobody needs it held: not at once, since a task that
+        takes a message and answers it awaits its ack, then the next message, and holding
+        and letting go cost system calls each time."""
+        if self._releasing or self._read_fd < 0 or self._readers or self._awaiting_acks():
+            return
+        assert self._waker is not None
+        self._releasing = True
+        self._waker.loop.call_soon(self._release_if_idle)
+
+    def _release_if_idle(self) -> None:
+        self._releasing = False
+        if not self._readers and not self._awaiting_acks():
             self._unwatch()
             self._release_hold()
+
+    def _awaiting_acks(self) -> bool:
+        return self._acks is not None and self._acks.pending
+
+    def _on_readable(self) -> None:
+        """The held socket is readable: the waiting task reads it. With no task waiting,
+        the loop reads what came itself while sends await acks (a doorbell, see
+        ``ipcez_socket_read_held``); otherwise, or when it cannot, the library's reader
+        reads it."""
+        if self._readers:
+            assert self._waker is not None
+            self._waker.wake()
+            return
+        if self._awaiting_acks():
+            try:
+                let_go = read_held(self._sock)
+            except _errors.SocketError:
+                let_go = True
+            assert self._acks is not None
+            self._acks.collect()
+            if not let_go:
+                self._release_soon()
+                return
+        self._unwatch()
+        self._release_hold()
 
     def _unwatch(self) -> None:
         """The loop stops watching the descriptor: before it is closed, or it could be
@@ -217,6 +267,20 @@ class AsyncSocket(_Watched):
         except _errors.SocketError:
             pass  # closed meanwhile: the close ended the hold
 
+    def _expect_acks(self, count: int) -> "asyncio.Future[None]":
+        """The future of the next ``count`` acks; the loop holds the socket meanwhile, so
+        that their doorbell (between ipcez endpoints on Linux) wakes it directly."""
+        acks = self._pending_acks()
+        assert self._waker is not None
+        self._hold(self._waker.loop)
+        return acks.expect(count)
+
+    def _recv_now(self) -> Optional[bytes]:
+        message = recv_slice(self._sock, 0.0)
+        if self._acks is not None and self._acks.pending:
+            self._acks.collect()  # the read may have heard a doorbell
+        return message
+
     def _pending_acks(self) -> Acks:
         if self._acks is None:
             waker = self._watch(self._sock)  # acks are reported through the poller too
@@ -227,6 +291,7 @@ class AsyncSocket(_Watched):
         super()._report()
         if self._acks is not None:
             self._acks.collect()
+            self._release_soon()
 
     async def send(self, data: Any) -> None:
         """Send one message; completes when the peer acknowledged it (local transports).
@@ -241,7 +306,7 @@ class AsyncSocket(_Watched):
         # Sends that had to go to a helper thread go first: the order of sends is kept.
         if not self._slow_sends and start_send(self._sock, data):
             if unix:
-                await self._pending_acks().expect()
+                await self._expect_acks(1)
             return
         check_open(self._sock)  # ConnectionLost right away when closed
         await self._send_slowly(self._sock.send, data)
@@ -278,7 +343,7 @@ class AsyncSocket(_Watched):
             if not sent:  # the frames already waiting hold their bound: wait the blocking way
                 await self._send_slowly(self._sock.send_many, items[start:])
                 break
-            waiting.add(acks.expect(len(lens[start:end])))
+            waiting.add(self._expect_acks(len(lens[start:end])))
             if len(waiting) * BATCH > WINDOW:
                 done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
@@ -292,7 +357,7 @@ class AsyncSocket(_Watched):
         Raises :class:`ConnectionLost` once the connection has ended.
         Cancelling (or timing out) never loses a message.
         """
-        return await self._take(self._sock, lambda: recv_slice(self._sock, 0.0), timeout)
+        return await self._take(self._sock, self._recv_now, timeout)
 
     def __aiter__(self) -> "AsyncSocket":
         return self

@@ -1,9 +1,14 @@
 //! Waiting for acks on behalf of an event loop.
 //!
-//! A named semaphore cannot be handed to `epoll`, so a few native threads (never more
-//! than [`THREADS`], shared by every socket of the process) wait for the acks of sends
-//! that an event loop started, and tell the loop through the socket's poller. No Python
-//! thread and no GIL are involved on that path.
+//! A named semaphore or an ack counter cannot be handed to `epoll`, so a few native
+//! threads (never more than [`THREADS`], shared by every socket of the process) wait for
+//! the acks of sends that an event loop started, and tell the loop through the socket's
+//! poller. No Python thread and no GIL are involved on that path.
+//!
+//! Where the peer rings doorbells (Linux, two ipcez endpoints: see `Socket::ack_doorbells`)
+//! the loop hears of its acks on the socket itself and looks at them in
+//! [`AckWaits::take`]; the threads then come in only after [`DOORBELL_GRACE`], for what
+//! is still expected by then (a doorbell that could not be written: the socket was full).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -15,6 +20,8 @@ use ipcez::{Poller, SentMark, Socket, SocketError};
 const THREADS: usize = 2;
 /// Longest single wait on one socket, so that sockets take turns on the threads.
 const SLICE: Duration = Duration::from_millis(20);
+/// With doorbells, how long the threads leave a socket's acks to them.
+const DOORBELL_GRACE: Duration = Duration::from_millis(20);
 
 /// Acks one socket waits for, and what became of them since the loop last looked.
 #[derive(Default)]
@@ -31,6 +38,8 @@ struct WaitState {
     ended: Option<SocketError>,
     /// On the threads' queue (or being waited on) now.
     queued: bool,
+    /// The peer rings doorbells for these acks (asked while any is expected).
+    doorbells: bool,
     /// Where to report.
     poller: Option<(Poller, u64)>,
 }
@@ -45,6 +54,8 @@ pub(crate) struct Progress {
 struct Job {
     socket: Socket,
     waits: Arc<AckWaits>,
+    /// Not waited on before then (the doorbells' grace).
+    not_before: Instant,
 }
 
 #[derive(Default)]
@@ -85,24 +96,45 @@ impl AckWaits {
         if s.poller.is_none() {
             return Err("watch the socket with a poller before expecting acks".into());
         }
-        let deadline = Instant::now() + socket.ack_timeout();
+        let now = Instant::now();
+        let deadline = now + socket.ack_timeout();
         let last = socket.sent_mark();
         s.expected
             .extend((0..count).rev().map(|i| (deadline, last.before(i))));
+        if s.expected.is_empty() {
+            return Ok(());
+        }
+        if !s.doorbells {
+            s.doorbells = socket.ack_doorbells(true);
+            // Asked, then looked: an ack counted before the asking shows now.
+            if s.doorbells && settle(&mut s, socket) {
+                report(&s);
+            }
+        }
         if !s.queued && !s.expected.is_empty() {
             s.queued = true;
+            let not_before = if s.doorbells {
+                now + DOORBELL_GRACE
+            } else {
+                now
+            };
             drop(s);
             submit(Job {
                 socket: socket.clone(),
                 waits: self.clone(),
+                not_before,
             });
         }
         Ok(())
     }
 
-    /// Takes the progress made since the last call.
-    pub(crate) fn take(&self) -> Progress {
+    /// Takes the progress made since the last call (with doorbells, looks at the acks
+    /// first).
+    pub(crate) fn take(&self, socket: &Socket) -> Progress {
         let mut s = self.lock();
+        if s.doorbells {
+            settle(&mut s, socket);
+        }
         let p = Progress {
             acked: std::mem::take(&mut s.acked),
             timed_out: std::mem::take(&mut s.timed_out),
@@ -115,6 +147,37 @@ impl AckWaits {
             };
         }
         p
+    }
+}
+
+/// With doorbells: settles the expected acks that came or ran out of time, without
+/// waiting, and stops asking for doorbells once none is expected. True when any settled.
+fn settle(s: &mut WaitState, socket: &Socket) -> bool {
+    let before = (s.acked, s.timed_out);
+    while let Some(&(deadline, mark)) = s.expected.front() {
+        match socket.wait_ack_of_blocking(mark, Duration::ZERO) {
+            Ok(true) => s.acked += 1,
+            Ok(false) if Instant::now() >= deadline => s.timed_out += 1,
+            Ok(false) => break,
+            Err(e) => {
+                s.expected.clear();
+                s.ended = Some(e);
+                break;
+            }
+        }
+        s.expected.pop_front();
+    }
+    if s.expected.is_empty() {
+        socket.ack_doorbells(false);
+        s.doorbells = false;
+    }
+    (s.acked, s.timed_out) != before || s.ended.is_some()
+}
+
+/// Tells the loop that progress waits to be taken.
+fn report(s: &WaitState) {
+    if let Some((poller, token)) = &s.poller {
+        poller.push(*token);
     }
 }
 
@@ -145,14 +208,28 @@ fn work() {
         let job = {
             let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                if let Some(job) = jobs.waiting.pop_front() {
-                    break job;
+                let now = Instant::now();
+                if let Some(i) = jobs.waiting.iter().position(|j| j.not_before <= now) {
+                    break jobs.waiting.remove(i).expect("the index was just found");
                 }
-                jobs = q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+                let next = jobs.waiting.iter().map(|j| j.not_before).min();
+                jobs = match next {
+                    Some(t) => {
+                        q.ready
+                            .wait_timeout(jobs, t.saturating_duration_since(now))
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0
+                    }
+                    None => q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner()),
+                };
             }
         };
         if serve(&job) {
-            submit(job); // more to wait for: to the back of the line
+            // More to wait for: to the back of the line, due now.
+            submit(Job {
+                not_before: Instant::now(),
+                ..job
+            });
         }
     }
 }
@@ -177,7 +254,10 @@ fn serve(job: &Job) -> bool {
         let mut s = job.waits.lock();
         // The loop hears once until it looks: no token per ack.
         let first = s.acked == 0 && s.timed_out == 0 && s.ended.is_none();
+        // The loop may have settled some meanwhile (doorbells): only what is still there.
+        let still = s.expected.front() == Some(&(oldest, mark));
         match outcome {
+            _ if !still => continue,
             Ok(true) => {
                 s.expected.pop_front();
                 s.acked += 1;
@@ -192,8 +272,8 @@ fn serve(job: &Job) -> bool {
                 s.ended = Some(e);
             }
         }
-        if let (true, Some((poller, token))) = (first, &s.poller) {
-            poller.push(*token);
+        if first {
+            report(&s);
         }
     }
 }

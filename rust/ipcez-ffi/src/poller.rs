@@ -111,7 +111,10 @@ pub unsafe extern "C" fn ipcez_socket_watch(
 /// Expects `count` more acks for frames this socket wrote (`ipcez_socket_start_send`,
 /// `ipcez_socket_start_send_many`), each within the socket's ack timeout. The library
 /// waits for them on a few threads of its own and reports progress to the socket's poller
-/// (`ipcez_socket_watch` first); take it with `ipcez_socket_take_acks`. Call it right after
+/// (`ipcez_socket_watch` first); take it with `ipcez_socket_take_acks`. Between two ipcez
+/// endpoints on Linux the peer is asked to ring a doorbell on the socket with its acks: a
+/// loop that holds the socket (`ipcez_socket_hold_read`) hears of them there
+/// (`ipcez_socket_read_held`), and the threads only step in after 20 ms. Call it right after
 /// the send, on the same thread, before sending again: each ack is then awaited for its own
 /// message (or a later one, never an earlier one).
 ///
@@ -170,6 +173,29 @@ pub unsafe extern "C" fn ipcez_socket_hold_read(
     })
 }
 
+/// An event loop that holds this socket (`ipcez_socket_hold_read`) found its descriptor
+/// readable while no receive waits (it waits for acks): reads what came without taking a
+/// message. Messages are queued (and acked) as usual; doorbells, which tell of acks, are
+/// heard: take the acks with `ipcez_socket_take_acks` next. `*out_let_go` is 1 when the
+/// loop should stop watching and call `ipcez_socket_hold_read` with `on` 0 instead (the
+/// socket is no longer held, its queue is full, or it cannot be read so): the library's
+/// reader takes over.
+///
+/// # Safety
+/// `s` is NULL or a live socket; `out_let_go` is valid for a write.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_read_held(
+    s: *const ipcez_socket,
+    out_let_go: *mut i32,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let let_go = socket_ref(s)?.socket.read_held();
+        unsafe { write_out(out_let_go, i32::from(let_go)) };
+        Ok(ipcez_result::Ok)
+    })
+}
+
 /// The progress of the expected acks since the last call, oldest first: `*out_acked` came,
 /// then `*out_timed_out` ran out of time (each such send failed with an ack timeout).
 /// Once every expected ack is accounted for and the connection ended meanwhile, the error
@@ -185,7 +211,8 @@ pub unsafe extern "C" fn ipcez_socket_take_acks(
     out_err: *mut *mut ipcez_error,
 ) -> ipcez_result {
     call(out_err, || {
-        let progress = socket_ref(s)?.acks.take();
+        let s = socket_ref(s)?;
+        let progress = s.acks.take(&s.socket);
         if let Some(e) = progress.ended {
             return Err(e.into());
         }

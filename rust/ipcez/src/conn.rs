@@ -128,6 +128,24 @@ impl Conn {
         }
     }
 
+    /// See `Socket::read_held` (a WebSocket: true, nothing to read this way).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn read_held(&self) -> bool {
+        match self {
+            Conn::Local(c) => c.read_held(),
+            Conn::Ws(_) => true,
+        }
+    }
+
+    /// See `Socket::ack_doorbells` (a WebSocket has no acks).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ack_doorbells(&self, on: bool) -> bool {
+        match self {
+            Conn::Local(c) => c.ack_doorbells(on),
+            Conn::Ws(_) => false,
+        }
+    }
+
     #[cfg(target_os = "linux")]
     pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
         match self {

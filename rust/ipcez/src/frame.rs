@@ -23,15 +23,18 @@ pub(crate) fn header(len: usize) -> [u8; 4] {
     (len as u32).to_be_bytes()
 }
 
-/// What a decoder makes of a header word over the size limit. Only on a named pipe between
-/// two ipcez endpoints are some of them records (see `local::acks::inband`); everywhere
-/// else, and with a custom peer, they are protocol violations.
-#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+/// What a decoder makes of a header word over the size limit. Only between two ipcez
+/// endpoints are some of them records: ack records on a named pipe (see
+/// `local::acks::inband`), doorbells on a Unix socket (`local::doorbell`, the same shape,
+/// whose count means nothing). Everywhere else, and with a custom peer, they are protocol
+/// violations.
+#[cfg_attr(not(any(windows, target_os = "linux")), allow(dead_code))] // records: pipes, doorbells
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Control {
     #[default]
     Off,
     /// The first word may be the hello (a listener's end); ack records follow it.
+    #[cfg_attr(not(windows), allow(dead_code))] // a named pipe's only
     First,
     /// Ack records may come between frames.
     On,
@@ -45,11 +48,11 @@ pub(crate) const HELLO: [u8; 4] = [0xFF; 4];
 const ACK_TAG: u32 = 0x8000_0000;
 const TAG_BITS: u32 = 0xC000_0000;
 
-#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+#[cfg_attr(not(any(windows, target_os = "linux")), allow(dead_code))]
 /// The largest count one ack record carries.
 pub(crate) const MAX_ACK_RECORD: u32 = !TAG_BITS;
 
-#[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+#[cfg_attr(not(any(windows, target_os = "linux")), allow(dead_code))]
 /// The ack record for `n` messages (at most [`MAX_ACK_RECORD`]).
 pub(crate) fn ack_record(n: u32) -> [u8; 4] {
     (ACK_TAG | n.min(MAX_ACK_RECORD)).to_be_bytes()
@@ -132,13 +135,13 @@ impl FrameDecoder {
         Ok((used, self.finish_if_complete()))
     }
 
-    #[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+    #[cfg_attr(not(any(windows, target_os = "linux")), allow(dead_code))]
     /// Sets how header words over the size limit are read (see [`Control`]).
     pub(crate) fn set_control(&mut self, control: Control) {
         self.control = control;
     }
 
-    #[cfg_attr(not(windows), allow(dead_code))] // records exist on named pipes only
+    #[cfg_attr(not(any(windows, target_os = "linux")), allow(dead_code))]
     /// The acks counted from ack records since the last call; `Some(0)` when only records
     /// of no ack came (the answer to a hello).
     pub(crate) fn take_acks(&mut self) -> Option<u64> {

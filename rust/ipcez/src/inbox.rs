@@ -257,6 +257,13 @@ impl Inbox {
         self.lock().readiness.watch(poller, token);
     }
 
+    /// Tells the poller watching this inbox, if any, to look (something other than a
+    /// message came: a doorbell, see `local::doorbell`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn nudge(&self) {
+        self.lock().readiness.nudge();
+    }
+
     /// Puts a message back at the head of the queue (it was taken but not delivered).
     pub(crate) fn unget(&self, msg: Vec<u8>) {
         let mut s = self.lock();

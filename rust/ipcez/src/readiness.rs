@@ -221,6 +221,14 @@ impl Readiness {
         fd_of(&mut self.fd, self.ready)
     }
 
+    /// Reports to the poller now, whatever waits (news that is not a waiting item).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn nudge(&self) {
+        if let Some((poller, token)) = &self.watch {
+            poller.push(*token);
+        }
+    }
+
     /// Reports to `poller` as `token` from now on (replacing any earlier poller); reports
     /// at once when something already waits.
     pub(crate) fn watch(&mut self, poller: &Poller, token: u64) {

@@ -47,6 +47,9 @@ pub(crate) struct ConnAck {
     peer: AtomicU8,
     /// Frames written so far, in write order: frame `k` is acked once `k` acks came.
     written: AtomicU64,
+    /// The peer's reader rings doorbells when asked (its page says so).
+    #[cfg(target_os = "linux")]
+    peer_rings: std::sync::atomic::AtomicBool,
     #[cfg(target_os = "linux")]
     channel: linux::Channel,
     #[cfg(windows)]
@@ -66,6 +69,8 @@ impl ConnAck {
             }),
             peer: AtomicU8::new(UNKNOWN),
             written: AtomicU64::new(0),
+            #[cfg(target_os = "linux")]
+            peer_rings: std::sync::atomic::AtomicBool::new(false),
             #[cfg(target_os = "linux")]
             channel: linux::Channel::default(),
         }
@@ -214,6 +219,20 @@ impl ConnAck {
         Ok(false)
     }
 
+    /// Sender: asks the peer for doorbells with its acks (`on`) or no more. False (nothing
+    /// asked) when the peer is not known to be an ipcez that rings them.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn want_doorbells(&self, on: bool) -> bool {
+        let able = self.is_private() && self.peer_rings.load(Ordering::Acquire);
+        match self.channel.own() {
+            Some(own) if able || !on => {
+                own.want_doorbells(on);
+                on
+            }
+            _ => false,
+        }
+    }
+
     /// Writer: calls `write` for the next piece of a frame, with the descriptors of the
     /// private channel to attach while the first frame has not carried them yet. Call under
     /// the write lock.
@@ -266,6 +285,10 @@ impl PeerSide {
     pub(crate) fn first_read(&mut self, conn: &ConnAck, fds: Vec<std::os::fd::OwnedFd>) {
         let channel = crate::os::unix::private_ack::PeerAcks::accept(fds);
         conn.peer_seen(channel.is_some());
+        conn.peer_rings.store(
+            channel.as_ref().is_some_and(|c| c.rings()),
+            Ordering::Release,
+        );
         self.state = match channel {
             Some(acks) => PeerState::Private(acks),
             None => PeerState::Shared,
@@ -293,20 +316,27 @@ impl PeerSide {
         self.state = PeerState::Shared;
     }
 
-    /// Acks `n` messages read whole from the peer.
-    pub(crate) fn acknowledge(&mut self, conn: &ConnAck, n: usize) -> io::Result<()> {
+    /// True once the peer's first frame showed an ipcez peer.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn is_ipcez(&self) -> bool {
+        matches!(self.state, PeerState::Private(_))
+    }
+
+    /// Acks `n` messages read whole from the peer. True when the peer also asked for a
+    /// doorbell (see `local::doorbell`).
+    pub(crate) fn acknowledge(&mut self, conn: &ConnAck, n: usize) -> io::Result<bool> {
         #[cfg(target_os = "linux")]
         if let PeerState::Private(acks) = &mut self.state {
-            acks.ack(n);
-            return Ok(());
+            return Ok(acks.ack(n));
         }
         #[cfg(windows)]
         if let PeerState::InBand = self.state {
             conn.owe(n);
-            return Ok(());
+            return Ok(false);
         }
         // A custom peer (or, before any bytes, nothing to ack).
-        (0..n).try_for_each(|_| conn.shared().acknowledge())
+        (0..n).try_for_each(|_| conn.shared().acknowledge())?;
+        Ok(false)
     }
 }
 
@@ -398,6 +428,11 @@ mod linux {
                 self.settled.store(true, Ordering::Release);
             }
             Sent::Written(result)
+        }
+
+        /// Our ends, once the first frame made them.
+        pub(super) fn own(&self) -> Option<&OwnEnds> {
+            self.own.get()
         }
 
         /// Takes in what arrived.

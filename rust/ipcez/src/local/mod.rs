@@ -3,6 +3,8 @@
 //! reads frames, acks them and queues them, on the runtime or on a caller's thread.
 
 mod acks;
+#[cfg(target_os = "linux")]
+mod doorbell;
 mod reader;
 mod writer;
 
@@ -47,13 +49,23 @@ impl LocalConn {
             (stream, ConnAck::for_pipe(acks, handshake))
         };
         let (stream, acks) = (Arc::new(stream), Arc::new(acks));
+        #[cfg(target_os = "linux")]
+        let bell = Arc::new(doorbell::Bell::new(stream.clone(), acks.clone()));
         let reader = Arc::new(ReadSide::new(
             stream.clone(),
             acks.clone(),
             inbox.clone(),
             budget,
+            #[cfg(target_os = "linux")]
+            bell.clone(),
         ));
-        let writer = Arc::new(Writer::new(stream, acks, inbox));
+        let writer = Arc::new(Writer::new(
+            stream,
+            acks,
+            inbox,
+            #[cfg(target_os = "linux")]
+            bell,
+        ));
         let task = reader::run(reader.clone());
         #[cfg(windows)]
         let task = {
@@ -142,6 +154,18 @@ impl LocalConn {
     #[cfg(target_os = "linux")]
     pub(crate) fn held_by_loop(&self, on: bool) -> Option<std::os::fd::RawFd> {
         self.reader.held_by_loop(on)
+    }
+
+    /// See `Socket::read_held`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn read_held(&self) -> bool {
+        self.reader.read_held()
+    }
+
+    /// See `Socket::ack_doorbells`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ack_doorbells(&self, on: bool) -> bool {
+        self.writer.ack_doorbells(on)
     }
 
     /// A blocking taker that holds the reading side only, not the connection.

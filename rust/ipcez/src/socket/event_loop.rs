@@ -118,6 +118,41 @@ impl Socket {
         None
     }
 
+    /// An event loop that holds this socket ([`held_by_loop`](Self::held_by_loop)) and
+    /// found it readable while no receive waits (it waits for acks): reads what came
+    /// without taking a message. Messages go to the queue, acked as usual; doorbells (see
+    /// [`ack_doorbells`](Self::ack_doorbells)) are heard. `true`: let go of the socket
+    /// (`held_by_loop(false)`) instead, the library's reader takes over: the socket is not
+    /// held any more, the queue is full, or it is not a local socket of Linux.
+    pub fn read_held(&self) -> bool {
+        if self.check_pull().is_err() {
+            return true;
+        }
+        #[cfg(target_os = "linux")]
+        return self.shared.conn.read_held();
+        #[cfg(not(target_os = "linux"))]
+        true
+    }
+
+    /// Asks the peer to also ring a doorbell on the socket with each ack (`on`), or no
+    /// more: an event loop that watches the socket then learns of its acks there, instead
+    /// of from a thread waiting on the ack counter. A doorbell carries no ack (look with
+    /// [`wait_ack_of_blocking`](Self::wait_ack_of_blocking) and a zero timeout): it only
+    /// wakes the watcher. `true` when they were asked for: Linux, a Unix socket whose
+    /// peer is an ipcez endpoint that rings them (known once the peer wrote to us).
+    pub fn ack_doorbells(&self, on: bool) -> bool {
+        if self.shared.epoch.check("socket").is_err() {
+            return false;
+        }
+        #[cfg(target_os = "linux")]
+        return self.shared.conn.ack_doorbells(on);
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = on;
+            false
+        }
+    }
+
     /// The next message if one is waiting, without blocking: `Ok(None)` when none is.
     /// (On a local connection the socket itself is read on this thread when nothing is
     /// queued, which saves a thread hop.)

@@ -8,6 +8,48 @@ use crate::error::SocketError;
 use crate::runtime::deadline_after;
 
 impl ReadSide {
+    /// An event loop that holds the stream reads what came, without taking a message:
+    /// frames go to the inbox (acked), doorbells are heard. True when the loop should let
+    /// go instead (the stream is not held any more, another thread reads it, or the inbox
+    /// is full), so that the background reader takes over.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn read_held(&self) -> bool {
+        if !self.stream.is_held() || self.budget.allowance() == 0 {
+            return true;
+        }
+        let Some(mut st) = self.try_lock() else {
+            return true;
+        };
+        self.stream.taken_over();
+        let mut frames = Vec::new();
+        let outcome = loop {
+            if !self.inbox.has_room() {
+                break Ok(true);
+            }
+            match self.step(&mut st, true, &mut frames) {
+                Ok(Step::Progress) if frames.is_empty() => {}
+                Ok(Step::Progress) => {
+                    // Acked before they can be taken, as everywhere.
+                    if let Err(e) = self.acknowledge(&mut st, frames.len()) {
+                        break Err(e);
+                    }
+                    self.queue(&mut frames);
+                }
+                Ok(Step::WouldBlock) => break Ok(false),
+                Err(e) => break Err(e),
+            }
+        };
+        let outcome = outcome.or_else(|e| {
+            // Frames read whole before the error are acked and queued, then the end.
+            let acked = self.acknowledge(&mut st, frames.len());
+            self.queue(&mut frames);
+            self.finish(&acked.err().unwrap_or(e));
+            Ok::<bool, std::io::Error>(false)
+        });
+        self.unlock(st);
+        outcome.unwrap_or(true)
+    }
+
     /// A blocking take: take the reader's role and read the socket on this thread, or, while
     /// another thread has it, wait for the inbox.
     pub(crate) fn recv_blocking(

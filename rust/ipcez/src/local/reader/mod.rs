@@ -46,6 +46,9 @@ pub(crate) struct ReadSide {
     /// Limits reading while the connection waits for `accept`.
     pub(crate) budget: Arc<ReadBudget>,
     state: Mutex<ReadState>,
+    /// Rung when the peer asks for a doorbell with its acks.
+    #[cfg(target_os = "linux")]
+    bell: Arc<super::doorbell::Bell>,
 }
 
 /// What one read attempt gave.
@@ -62,6 +65,7 @@ impl ReadSide {
         acks: Arc<ConnAck>,
         inbox: Arc<Inbox>,
         budget: Arc<ReadBudget>,
+        #[cfg(target_os = "linux")] bell: Arc<super::doorbell::Bell>,
     ) -> Self {
         #[allow(unused_mut)] // set on Windows only
         let mut decoder = FrameDecoder::new();
@@ -77,6 +81,8 @@ impl ReadSide {
                 buf: Vec::with_capacity(READ_BUFFER),
                 peer: PeerSide::default(),
             }),
+            #[cfg(target_os = "linux")]
+            bell,
         }
     }
 
@@ -127,7 +133,13 @@ impl ReadSide {
             ),
             None if peer.wants_channel() => {
                 buf.clear();
-                (self.read_first(buf, direct, peer), false)
+                let read = self.read_first(buf, direct, peer);
+                // An ipcez peer may ring doorbells from now on (see `doorbell`).
+                #[cfg(target_os = "linux")]
+                if peer.is_ipcez() {
+                    decoder.set_control(crate::frame::Control::On);
+                }
+                (read, false)
             }
             None => {
                 buf.clear();
@@ -158,13 +170,33 @@ impl ReadSide {
         if let Some(n) = decoder.take_acks() {
             self.acks.acks_received(n);
         }
+        #[cfg(target_os = "linux")]
+        if decoder.take_acks().is_some() {
+            self.doorbell_heard(direct);
+        }
         Ok(Step::Progress)
     }
 
     /// Acks `n` messages read whole. Called before they are queued or returned: a receiver
     /// that takes a message and exits at once must not take its ack with it.
     pub(crate) fn acknowledge(&self, st: &mut ReadState, n: usize) -> io::Result<()> {
-        st.peer.acknowledge(&self.acks, n)
+        let ring = st.peer.acknowledge(&self.acks, n)?;
+        #[cfg(target_os = "linux")]
+        if ring {
+            self.bell.ring();
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = ring;
+        Ok(())
+    }
+
+    /// A doorbell came: the acks of our sends moved. An event loop that holds the socket
+    /// on this thread looks at them after its read; anyone else has its poller told.
+    #[cfg(target_os = "linux")]
+    fn doorbell_heard(&self, direct: bool) {
+        if !(direct && crate::os::unix::armed::holds_here()) {
+            self.inbox.nudge();
+        }
     }
 
     /// The reads until the peer's first bytes arrive also take the private ack channel

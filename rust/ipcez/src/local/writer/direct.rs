@@ -66,14 +66,14 @@ impl Writer {
             deadline,
         };
         let guard = match self.lock.clone().try_lock_owned() {
-            Ok(g) => Some(g),
+            Ok(g) => Some(self.held(g)),
             Err(_) if !wait => None,
             Err(_) => {
                 // About to block: an event loop on this thread must not hold back the reads
                 // (and acks) that would let the holder of the lock finish.
                 #[cfg(target_os = "linux")]
                 crate::os::unix::armed::let_go_here();
-                Some(block_on(handle, self.lock.clone().lock_owned())?)
+                Some(self.held(block_on(handle, self.lock.clone().lock_owned())?))
             }
         };
         let count = msgs.len();
@@ -95,7 +95,7 @@ impl Writer {
                     let (me, owner) = (self.clone(), owner.clone());
                     handle.spawn(async move {
                         let _owner = owner;
-                        let _guard = me.lock.clone().lock_owned().await;
+                        let _guard = me.held(me.lock.clone().lock_owned().await);
                         me.drain_backlog().await;
                     });
                 }

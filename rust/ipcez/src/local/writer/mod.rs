@@ -24,6 +24,11 @@ mod direct;
 
 use backlog::{Backlog, Pending, Turn};
 
+#[cfg(target_os = "linux")]
+type Held<G> = super::doorbell::Flushing<G>;
+#[cfg(not(target_os = "linux"))]
+type Held<G> = G;
+
 /// How long a local ack wait sleeps before looking whether the connection ended.
 const ACK_POLL: Duration = Duration::from_millis(20);
 
@@ -45,27 +50,48 @@ pub(crate) struct Writer {
     inbox: Arc<Inbox>,
     /// Held for a whole frame so frames from several senders never interleave.
     lock: Arc<tokio::sync::Mutex<()>>,
+    /// The reader's doorbell, rung between frames (it shares `lock`).
+    #[cfg(target_os = "linux")]
+    bell: Arc<super::doorbell::Bell>,
     /// Frames queued while the stream was busy; numbers every frame (see `backlog`).
     backlog: Backlog,
 }
 
 impl Writer {
-    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<ConnAck>, inbox: Arc<Inbox>) -> Self {
+    pub(crate) fn new(
+        stream: Arc<LocalStream>,
+        acks: Arc<ConnAck>,
+        inbox: Arc<Inbox>,
+        #[cfg(target_os = "linux")] bell: Arc<super::doorbell::Bell>,
+    ) -> Self {
         Writer {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             stream,
             acks,
             inbox,
+            #[cfg(target_os = "linux")]
+            lock: bell.lock().clone(),
+            #[cfg(not(target_os = "linux"))]
             lock: Arc::new(tokio::sync::Mutex::new(())),
+            #[cfg(target_os = "linux")]
+            bell,
             backlog: Backlog::default(),
         }
+    }
+
+    /// A guard of the write lock that rings the reader's owed doorbell once dropped.
+    fn held<G>(&self, guard: G) -> Held<G> {
+        #[cfg(target_os = "linux")]
+        return self.bell.holding(guard);
+        #[cfg(not(target_os = "linux"))]
+        guard
     }
 
     /// Writes one frame of `msg` (already checked) and signals "data ready"; returns the
     /// frame's number for [`wait_ack_of`](Self::wait_ack_of).
     pub(crate) async fn write(&self, msg: &[u8], deadline: Instant) -> Result<u64, SocketError> {
         let hdr = header(msg.len());
-        let _guard = self.lock.lock().await;
+        let _guard = self.held(self.lock.lock().await);
         #[cfg(windows)]
         let _writing = self.acks.writing_frames();
         let pending = || Pending {
@@ -225,6 +251,12 @@ impl Writer {
             self.keep_ticket(last);
         }
         Ok(Some(last))
+    }
+
+    /// See `Socket::ack_doorbells`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ack_doorbells(&self, on: bool) -> bool {
+        self.acks.want_doorbells(on)
     }
 
     /// The number of the last frame numbered so far: waiting for its ack covers every

@@ -68,6 +68,11 @@ pub(crate) fn let_go_here() {
     }
 }
 
+/// True when this thread's event loop holds a socket (it reads what comes itself).
+pub(crate) fn holds_here() -> bool {
+    HELD_HERE.with(|h| !h.borrow().is_empty())
+}
+
 /// One socket in the reactor.
 #[derive(Debug)]
 struct Slot {
@@ -397,6 +402,12 @@ impl Registration {
             reactor.holds_began.notify_one();
         }
         unarmed
+    }
+
+    /// True while an event loop holds the socket (not let go, nor handed back by the
+    /// watchdog).
+    pub(crate) fn is_held(&self) -> bool {
+        self.slot.held().on
     }
 
     /// The event loop stopped watching: a read arming held back is made now.

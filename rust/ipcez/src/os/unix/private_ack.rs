@@ -18,7 +18,10 @@
 //!
 //! The page layout is ipcez's own (not a libc `sem_t`, whose layout differs between C
 //! libraries): a little-endian `u32` count of acks at offset 0 (it wraps), a `u32` count
-//! of sleeping waiters at offset 4.
+//! of sleeping waiters at offset 4, the owner's feature bits at offset 8 (bit 0: its
+//! reader rings doorbells, see `local::doorbell`) and at offset 12 a word the owner sets
+//! while it wants a doorbell for each ack (its event loop waits on the socket, not on the
+//! counter). A doorbell is only a wake-up: the count stays the one authority on acks.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -28,6 +31,9 @@ use std::time::Duration;
 
 /// The size of the shared page.
 const PAGE: usize = 4096;
+
+/// Feature bit of a page's owner: its reader writes a doorbell when the peer asks.
+const RINGS: u32 = 1;
 
 /// How long a sender that does not know its peer yet sleeps on the counter before it looks
 /// at the pipe again (a custom peer shows only there).
@@ -71,8 +77,21 @@ impl Page {
     }
 
     fn waiters(&self) -> &AtomicU32 {
-        // SAFETY: as in `count`; offset 4 is inside the page and 4-aligned.
-        unsafe { AtomicU32::from_ptr(self.0.as_ptr().add(4).cast()) }
+        self.word(4)
+    }
+
+    fn features(&self) -> &AtomicU32 {
+        self.word(8)
+    }
+
+    fn ring(&self) -> &AtomicU32 {
+        self.word(12)
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        debug_assert!(offset.is_multiple_of(4) && offset < PAGE);
+        // SAFETY: as in `count`; every caller's offset is inside the page and 4-aligned.
+        unsafe { AtomicU32::from_ptr(self.0.as_ptr().add(offset).cast()) }
     }
 }
 
@@ -138,6 +157,7 @@ pub(crate) fn channel() -> io::Result<(OwnEnds, ToSend)> {
         cvt(libc::fcntl(mem.as_raw_fd(), libc::F_ADD_SEALS, seals).into())?;
     }
     let page = Page::map(mem.as_fd())?;
+    page.features().store(RINGS, Ordering::SeqCst);
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -157,6 +177,12 @@ impl OwnEnds {
     /// The peer's kind is known: the pipe has nothing more to say.
     pub(crate) fn settle(&self) {
         self.alive.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// Asks the peer's reader for a doorbell with each ack from now on (`on`), or no more.
+    /// Set before looking at the count: an ack after that look sees the request.
+    pub(crate) fn want_doorbells(&self, on: bool) {
+        self.page.ring().store(u32::from(on), Ordering::SeqCst);
     }
 
     /// Takes in the acks that arrived since the last call (never blocks).
@@ -274,10 +300,16 @@ impl PeerAcks {
         })
     }
 
-    /// Acks `n` more messages; wakes the sender only when it sleeps.
-    pub(crate) fn ack(&mut self, n: usize) {
+    /// True when the peer's reader rings doorbells (it is an ipcez of this kind or later).
+    pub(crate) fn rings(&self) -> bool {
+        self.page.features().load(Ordering::SeqCst) & RINGS != 0
+    }
+
+    /// Acks `n` more messages; wakes the sender only when it sleeps. True when the sender
+    /// asked for a doorbell too.
+    pub(crate) fn ack(&mut self, n: usize) -> bool {
         if n == 0 {
-            return;
+            return false;
         }
         let count = self.page.count();
         count.fetch_add(n as u32, Ordering::SeqCst);
@@ -290,6 +322,9 @@ impl PeerAcks {
                 libc::syscall(libc::SYS_futex, count.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
             }
         }
+        // After the add: a sender that asked and then looked at the count either saw this
+        // ack or is seen asking here.
+        self.page.ring().load(Ordering::SeqCst) != 0
     }
 }
 

@@ -174,6 +174,12 @@ impl UdsStream {
         Some(self.fd())
     }
 
+    /// True while an event loop holds the stream (see [`held_by_loop`](Self::held_by_loop)).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn is_held(&self) -> bool {
+        matches!(self.watch.get(), Some(Watch::Armed(r)) if r.is_held())
+    }
+
     /// A thread that read the stream itself gives the reading role back to the background
     /// reader. Armed, that costs no wake-up unless bytes wait (or come).
     pub(crate) fn hand_back(&self) {

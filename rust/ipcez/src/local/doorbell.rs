@@ -1,0 +1,124 @@
+//! Doorbells (Linux): acks that an event loop can wait for on the socket itself.
+//!
+//! Between two ipcez endpoints the acks are counted on the sender's private page (see
+//! `os::unix::private_ack`), which no event loop can poll. While a loop waits for acks it
+//! asks for doorbells on that page; the peer's reader then also writes a 4-byte doorbell
+//! record on the socket after counting acks (a header word over the size limit, which
+//! the peer's decoder knows from this connection's first frame; a custom peer never sees
+//! one, since only an ipcez page can ask). The loop, watching the socket for messages
+//! already, wakes on it and looks at the count. A doorbell is a wake-up only: it carries
+//! no ack, so a forged, stale or repeated one acknowledges nothing.
+//!
+//! A record is written between frames: under the write lock, taken without waiting. When
+//! a writer holds the lock, the doorbell is left owed and that writer rings it once it
+//! lets go; when the socket is full, it stays owed for the next writer (the sender's
+//! fallback, a thread that waits on the count, bounds that case).
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::acks::ConnAck;
+use crate::os::LocalStream;
+
+/// How long the rest of a record that went out in part may take (a 4-byte write is
+/// taken whole in practice); past it the connection ends, a frame cannot follow half a
+/// record.
+const REST_OF_RECORD: Duration = Duration::from_millis(50);
+
+/// The doorbell of one connection's reader, and the write lock it shares with the writer.
+#[derive(Debug)]
+pub(crate) struct Bell {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    stream: Arc<LocalStream>,
+    acks: Arc<ConnAck>,
+    owed: AtomicBool,
+}
+
+impl Bell {
+    /// A connection's doorbell, with its (new) write lock.
+    pub(crate) fn new(stream: Arc<LocalStream>, acks: Arc<ConnAck>) -> Self {
+        Bell {
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+            stream,
+            acks,
+            owed: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection's write lock, held for a whole frame (see [`Flushing`]).
+    pub(crate) fn lock(&self) -> &Arc<tokio::sync::Mutex<()>> {
+        &self.lock
+    }
+
+    /// Reader: the sender asked for a doorbell with the acks just counted.
+    pub(crate) fn ring(&self) {
+        self.owed.store(true, Ordering::SeqCst);
+        self.flush();
+    }
+
+    /// Rings what is owed if the write lock is free. Whoever fails to take the lock left
+    /// the doorbell owed before trying, and the holder looks again after letting go.
+    fn flush(&self) {
+        while self.owed.load(Ordering::SeqCst) {
+            let Ok(_guard) = self.lock.try_lock() else {
+                return;
+            };
+            if self.owed.swap(false, Ordering::SeqCst) && !self.write_record() {
+                self.owed.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+
+    /// Writes one record under the lock; false when the socket has no room for it now.
+    fn write_record(&self) -> bool {
+        let record = crate::frame::ack_record(0);
+        let mut done = 0;
+        let mut deadline = None;
+        while done < record.len() {
+            let rest = [IoSlice::new(&record[done..])];
+            // The private channel rides along if these are the connection's first bytes.
+            match self.acks.write(|fds| self.stream.write_direct(&rest, fds)) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && done == 0 => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let end = *deadline.get_or_insert_with(|| Instant::now() + REST_OF_RECORD);
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() || self.stream.poll_writable(left).is_err() {
+                        self.stream.shutdown();
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // The connection is failing: its reader ends it.
+                Err(_) => return true,
+            }
+        }
+        true
+    }
+
+    /// Writer: `guard` of the write lock, ringing what was owed meanwhile once dropped.
+    pub(crate) fn holding<G>(self: &Arc<Self>, guard: G) -> Flushing<G> {
+        Flushing {
+            guard: Some(guard),
+            bell: self.clone(),
+        }
+    }
+}
+
+/// A write lock guard that rings an owed doorbell after letting go.
+pub(crate) struct Flushing<G> {
+    guard: Option<G>,
+    bell: Arc<Bell>,
+}
+
+impl<G> Drop for Flushing<G> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        if self.bell.owed.load(Ordering::SeqCst) {
+            self.bell.flush();
+        }
+    }
+}
