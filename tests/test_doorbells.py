@@ -238,6 +238,31 @@ def test_forged_and_stale_doorbells_acknowledge_nothing(sock_path: str, page_pee
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+def test_an_ack_then_the_end_settles_every_send(sock_path: str, page_peer: "PagePeerFactory") -> None:
+    """Two sends await acks; the peer acks the first, rings, and hangs up. The first send
+    completes, the second fails with ConnectionLost: the end is not kept back behind the
+    ack that came with it (a message left unread means the end itself reports nothing
+    new to the loop)."""
+
+    async def main() -> None:
+        client, peer = await _meet(sock_path, page_peer, ack_timeout=30.0)
+        peer.write_frame(b"left unread")
+        await asyncio.sleep(0.1)
+        first = asyncio.ensure_future(client.send(b"one"))
+        second = asyncio.ensure_future(client.send(b"two"))
+        assert await asyncio.to_thread(peer.read_frame) == b"one"
+        assert await asyncio.to_thread(peer.read_frame) == b"two"
+        assert await asyncio.to_thread(peer.asked_for_doorbells)
+        peer.ack()
+        peer.conn.shutdown(socket.SHUT_RDWR)
+        await asyncio.wait_for(first, 10)
+        with pytest.raises(ipcez.ConnectionLost):
+            await asyncio.wait_for(second, 10)
+        await client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
 def test_acks_without_doorbells_still_come(sock_path: str, page_peer: "PagePeerFactory") -> None:
     """A peer that counts acks but never rings (or whose doorbell cannot be written): the
     library's threads see the count after their grace period; nothing times out."""

@@ -196,7 +196,10 @@ class AsyncSocket(_Watched):
         acks (they ring a doorbell on it). Held anew each time: that restarts the 100 ms
         the library allows an unread hold, and takes the socket back if the library took
         it (this thread blocked in a call of the library)."""
-        fd = hold_read(self._sock, True)
+        try:
+            fd = hold_read(self._sock, True)
+        except _errors.SocketError:
+            return False  # closed: the caller's next call says so
         if fd < 0:
             return False
         if self._read_fd < 0:

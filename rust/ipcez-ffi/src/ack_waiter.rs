@@ -27,6 +27,9 @@ const DOORBELL_GRACE: Duration = Duration::from_millis(20);
 #[derive(Default)]
 pub(crate) struct AckWaits {
     state: Mutex<WaitState>,
+    /// The loop let go of the socket: its doorbells may not be read, so the threads look
+    /// now rather than after the grace.
+    hurry: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -67,6 +70,9 @@ struct Queue {
 #[derive(Default)]
 struct Jobs {
     waiting: VecDeque<Job>,
+    /// The earliest a sleeping thread wakes by itself: a job due no earlier needs no
+    /// wake-up of its own.
+    next_wake: Option<Instant>,
     /// Threads started, and the process they were started in: a child of `fork` has none
     /// of its parent's threads (nor its sockets), so it starts afresh.
     threads: usize,
@@ -146,7 +152,23 @@ impl AckWaits {
                 ..p
             };
         }
+        if s.ended.is_some() {
+            report(&s); // the end comes with the next look: have it made
+        }
         p
+    }
+
+    /// The loop let go of the socket (`ipcez_socket_read_held`): what is expected is
+    /// looked at by the threads now.
+    pub(crate) fn hurry(&self) {
+        if self.lock().doorbells {
+            self.hurry.store(true, std::sync::atomic::Ordering::Release);
+            queue().ready.notify_all();
+        }
+    }
+
+    fn hurried(&self) -> bool {
+        self.hurry.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -167,7 +189,7 @@ fn settle(s: &mut WaitState, socket: &Socket) -> bool {
         }
         s.expected.pop_front();
     }
-    if s.expected.is_empty() {
+    if s.expected.is_empty() && s.doorbells {
         socket.ack_doorbells(false);
         s.doorbells = false;
     }
@@ -190,6 +212,8 @@ fn submit(job: Job) {
         jobs.threads = 0;
         jobs.pid = std::process::id();
     }
+    let wake =
+        job.not_before <= Instant::now() || jobs.next_wake.is_none_or(|t| job.not_before < t);
     jobs.waiting.push_back(job);
     if jobs.threads < THREADS {
         let started = std::thread::Builder::new()
@@ -199,7 +223,9 @@ fn submit(job: Job) {
         jobs.threads += usize::from(started);
     }
     drop(jobs);
-    q.ready.notify_one();
+    if wake {
+        q.ready.notify_one();
+    }
 }
 
 fn work() {
@@ -209,41 +235,66 @@ fn work() {
             let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 let now = Instant::now();
-                if let Some(i) = jobs.waiting.iter().position(|j| j.not_before <= now) {
+                let due = |j: &Job| j.not_before <= now || j.waits.hurried();
+                if let Some(i) = jobs.waiting.iter().position(due) {
                     break jobs.waiting.remove(i).expect("the index was just found");
                 }
                 let next = jobs.waiting.iter().map(|j| j.not_before).min();
                 jobs = match next {
                     Some(t) => {
-                        q.ready
+                        jobs.next_wake = Some(jobs.next_wake.map_or(t, |w| w.min(t)));
+                        let mut jobs = q
+                            .ready
                             .wait_timeout(jobs, t.saturating_duration_since(now))
                             .unwrap_or_else(|p| p.into_inner())
-                            .0
+                            .0;
+                        if jobs.next_wake == Some(t) {
+                            jobs.next_wake = None;
+                        }
+                        jobs
                     }
                     None => q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner()),
                 };
             }
         };
-        if serve(&job) {
-            // More to wait for: to the back of the line, due now.
-            submit(Job {
-                not_before: Instant::now(),
-                ..job
-            });
+        if let Some(not_before) = serve(&job) {
+            // More to wait for: to the back of the line.
+            submit(Job { not_before, ..job });
         }
     }
 }
 
-/// Waits one slice for `job`'s acks; true while more are expected.
-fn serve(job: &Job) -> bool {
+/// Waits one slice for `job`'s acks; while more are expected, when to come back. With
+/// doorbells (and the loop not letting go) it only looks: the loop hears of the acks, this
+/// is the fallback for a doorbell that did not come.
+fn serve(job: &Job) -> Option<Instant> {
     let slice_end = Instant::now() + SLICE;
+    if !job
+        .waits
+        .hurry
+        .swap(false, std::sync::atomic::Ordering::AcqRel)
+    {
+        let mut s = job.waits.lock();
+        if s.doorbells {
+            if settle(&mut s, &job.socket) {
+                report(&s);
+            }
+            if s.doorbells {
+                return Some(Instant::now() + DOORBELL_GRACE);
+            }
+        }
+    }
     loop {
         let (oldest, mark) = {
             let mut s = job.waits.lock();
             match s.expected.front() {
                 None => {
                     s.queued = false;
-                    return false;
+                    if s.doorbells {
+                        job.socket.ack_doorbells(false);
+                        s.doorbells = false;
+                    }
+                    return None;
                 }
                 Some(&d) => d,
             }
@@ -266,7 +317,8 @@ fn serve(job: &Job) -> bool {
                 s.expected.pop_front();
                 s.timed_out += 1;
             }
-            Ok(false) => return true, // the slice is over: let other sockets have a turn
+            // The slice is over: let other sockets have a turn.
+            Ok(false) => return Some(Instant::now()),
             Err(e) => {
                 s.expected.clear();
                 s.ended = Some(e);

@@ -190,7 +190,11 @@ pub unsafe extern "C" fn ipcez_socket_read_held(
     out_err: *mut *mut ipcez_error,
 ) -> ipcez_result {
     call(out_err, || {
-        let let_go = socket_ref(s)?.socket.read_held();
+        let s = socket_ref(s)?;
+        let let_go = s.socket.read_held();
+        if let_go {
+            s.acks.hurry();
+        }
         unsafe { write_out(out_let_go, i32::from(let_go)) };
         Ok(ipcez_result::Ok)
     })

@@ -55,6 +55,8 @@ impl Bell {
     /// Reader: the sender asked for a doorbell with the acks just counted.
     pub(crate) fn ring(&self) {
         self.owed.store(true, Ordering::SeqCst);
+        // The store before the look at the lock: tokio's lock is not SeqCst itself.
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.flush();
     }
 
@@ -117,6 +119,7 @@ pub(crate) struct Flushing<G> {
 impl<G> Drop for Flushing<G> {
     fn drop(&mut self) {
         drop(self.guard.take());
+        std::sync::atomic::fence(Ordering::SeqCst); // the release before the look at `owed`
         if self.bell.owed.load(Ordering::SeqCst) {
             self.bell.flush();
         }

@@ -165,6 +165,10 @@ impl LocalConn {
     /// See `Socket::ack_doorbells`.
     #[cfg(target_os = "linux")]
     pub(crate) fn ack_doorbells(&self, on: bool) -> bool {
+        // Only a loop that watches the socket reads them as they come.
+        if on && !self.reader.is_held() {
+            return false;
+        }
         self.writer.ack_doorbells(on)
     }
 

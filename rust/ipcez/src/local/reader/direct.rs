@@ -7,6 +7,10 @@ use super::{ReadSide, Step};
 use crate::error::SocketError;
 use crate::runtime::deadline_after;
 
+/// How many reads (of up to 64 KiB each) one `read_held` makes at most.
+#[cfg(target_os = "linux")]
+const MAX_HELD_READS: usize = 16;
+
 impl ReadSide {
     /// An event loop that holds the stream reads what came, without taking a message:
     /// frames go to the inbox (acked), doorbells are heard. True when the loop should let
@@ -14,7 +18,7 @@ impl ReadSide {
     /// is full), so that the background reader takes over.
     #[cfg(target_os = "linux")]
     pub(crate) fn read_held(&self) -> bool {
-        if !self.stream.is_held() || self.budget.allowance() == 0 {
+        if !self.stream.is_held() || self.budget.allowance() == 0 || self.inbox.has_ended() {
             return true;
         }
         let Some(mut st) = self.try_lock() else {
@@ -22,10 +26,17 @@ impl ReadSide {
         };
         self.stream.taken_over();
         let mut frames = Vec::new();
+        // Bounded, so that one call does not keep the loop from its other work: what is
+        // left keeps the socket readable for the next.
+        let mut reads = 0;
         let outcome = loop {
             if !self.inbox.has_room() {
                 break Ok(true);
             }
+            if reads == MAX_HELD_READS {
+                break Ok(false);
+            }
+            reads += 1;
             match self.step(&mut st, true, &mut frames) {
                 Ok(Step::Progress) if frames.is_empty() => {}
                 Ok(Step::Progress) => {
@@ -39,15 +50,16 @@ impl ReadSide {
                 Err(e) => break Err(e),
             }
         };
-        let outcome = outcome.or_else(|e| {
-            // Frames read whole before the error are acked and queued, then the end.
+        let let_go = outcome.unwrap_or_else(|e| {
+            // Frames read whole before the error are acked and queued, then the end (the
+            // loop lets go: nothing more to read).
             let acked = self.acknowledge(&mut st, frames.len());
             self.queue(&mut frames);
             self.finish(&acked.err().unwrap_or(e));
-            Ok::<bool, std::io::Error>(false)
+            true
         });
         self.unlock(st);
-        outcome.unwrap_or(true)
+        let_go
     }
 
     /// A blocking take: take the reader's role and read the socket on this thread, or, while

@@ -97,6 +97,12 @@ impl ReadSide {
         self.stream.held_by_loop(on)
     }
 
+    /// True while an event loop holds the stream (see `held_by_loop`).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn is_held(&self) -> bool {
+        self.stream.is_held()
+    }
+
     /// Takes the reader's role if nobody has it.
     pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, ReadState>> {
         match self.state.try_lock() {
