@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
@@ -221,3 +222,22 @@ def wait_for_line(proc: "subprocess.Popen[str]", expected: str, timeout: float =
     if proc.poll() is not None and proc.stderr is not None:
         stderr = proc.stderr.read()
     raise AssertionError(f"child never printed {expected!r}; stdout={seen!r} stderr={stderr!r}")
+
+
+def pause(pid: int) -> None:
+    """SIGSTOP `pid` and wait until every thread of it has stopped (a thread in the middle of
+    a read would otherwise still take a message in, and ack it rightly)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                pass
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")

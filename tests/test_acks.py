@@ -21,7 +21,7 @@ import pytest
 
 import ipcez
 
-from conftest import child_env, run_python
+from conftest import child_env, pause, run_python
 
 posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
 
@@ -67,25 +67,6 @@ def stop(proc: "subprocess.Popen[str]") -> None:
         os.kill(proc.pid, signal.SIGCONT)
         proc.kill()
     proc.wait(timeout=10)
-
-
-def pause(pid: int) -> None:
-    """SIGSTOP `pid` and wait until every thread of it has stopped (a thread in the middle of
-    a read would otherwise still take a message in, and ack it rightly)."""
-    os.kill(pid, signal.SIGSTOP)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        states = []
-        for task in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{task}/stat") as f:
-                    states.append(f.read().rsplit(")", 1)[1].split()[0])
-            except FileNotFoundError:
-                pass
-        if states and all(s in ("T", "t") for s in states):
-            return
-        time.sleep(0.001)
-    raise AssertionError(f"process {pid} did not stop")
 
 
 def send_counting(sock: ipcez.Socket, payloads: List[bytes]) -> Tuple[int, int]:

@@ -29,7 +29,7 @@ import pytest
 import ipcez
 import ipcez.aio
 
-from conftest import child_env
+from conftest import child_env, pause
 
 posix_ipc = pytest.importorskip("posix_ipc", reason="pip install posix_ipc (Linux only)")
 
@@ -395,7 +395,7 @@ def test_a_stalled_peer_beside_a_busy_one(short_dir) -> None:
     async def main() -> None:
         busy = await _client(str(short_dir / "busy.sock"), 5.0)
         stalled = await _client(str(short_dir / "stalled.sock"), 0.5)
-        os.kill(stalled_proc.pid, signal.SIGSTOP)
+        pause(stalled_proc.pid)
         acked_stalled, timeouts = 1, 0
 
         async def to_stalled() -> None:
@@ -443,7 +443,7 @@ def test_an_ack_wait_survives_fork_and_ends_cleanly(short_dir, how: str) -> None
         client = await _client(path, 10.0)
         for i in range(20):
             await client.send(b"before %d" % i)
-        os.kill(proc.pid, signal.SIGSTOP)
+        pause(proc.pid)
         waiting = asyncio.ensure_future(client.send(b"during"))
         await asyncio.sleep(0.1)
         assert not waiting.done()

@@ -463,8 +463,9 @@ ipcez_result ipcez_socket_hold_read(const ipcez_socket *s,
 
 // An event loop that holds this socket (`ipcez_socket_hold_read`) found its descriptor
 // readable while no receive waits (it waits for acks): reads what came without taking a
-// message. Messages are queued (and acked) as usual; doorbells, which tell of acks, are
-// heard: take the acks with `ipcez_socket_take_acks` next. `*out_let_go` is 1 when the
+// message. Messages are queued (and acked) as usual but not reported to the poller: take
+// them (a receive with `timeout_ms` 0) before waiting for a report. Doorbells, which tell
+// of acks, are heard: take the acks with `ipcez_socket_take_acks` next. `*out_let_go` is 1 when the
 // loop should stop watching and call `ipcez_socket_hold_read` with `on` 0 instead (the
 // socket is no longer held, its queue is full, or it cannot be read so): the library's
 // reader takes over.

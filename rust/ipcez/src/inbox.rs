@@ -44,8 +44,12 @@ struct State {
 impl State {
     /// Keeps the readiness in line with the queue; call after every change.
     fn sync(&mut self) {
-        let ready = !self.messages.is_empty() || self.held || self.end.is_some();
+        let ready = self.ready();
         self.readiness.set(ready);
+    }
+
+    fn ready(&self) -> bool {
+        !self.messages.is_empty() || self.held || self.end.is_some()
     }
 }
 
@@ -121,13 +125,29 @@ impl Inbox {
     /// Queues a message now, even over the bound (callers check [`wait_room`] before they
     /// read, so the overshoot is at most one read's worth). False once ended.
     pub(crate) fn push_now(&self, msg: Vec<u8>) -> bool {
+        self.push_reported(msg, true)
+    }
+
+    /// [`push_now`](Self::push_now) for an event loop that read the message itself: its
+    /// poller is not told (the loop knows; a report would only wake it once more).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn push_quietly(&self, msg: Vec<u8>) -> bool {
+        self.push_reported(msg, false)
+    }
+
+    fn push_reported(&self, msg: Vec<u8>, report: bool) -> bool {
         let mut s = self.lock();
         if s.end.is_some() {
             return false;
         }
         s.bytes += msg.len();
         s.messages.push_back(msg);
-        s.sync();
+        if report {
+            s.sync();
+        } else {
+            let ready = s.ready();
+            s.readiness.set_quietly(ready);
+        }
         drop(s);
         self.ready_sync.notify_one();
         self.ready_async.notify_one();

@@ -203,16 +203,24 @@ pub(crate) struct Readiness {
 impl Readiness {
     /// Records whether something waits now; signals on the way up, drains on the way down.
     pub(crate) fn set(&mut self, ready: bool) {
+        if self.set_quietly(ready)
+            && let (true, Some((poller, token))) = (ready, &self.watch)
+        {
+            poller.push(*token);
+        }
+    }
+
+    /// [`set`](Self::set) without a report to the poller (its owner knows already). True
+    /// when the state changed.
+    pub(crate) fn set_quietly(&mut self, ready: bool) -> bool {
         if ready == self.ready {
-            return;
+            return false;
         }
         self.ready = ready;
         if let Some(fd) = &mut self.fd {
             fd.set(ready);
         }
-        if let (true, Some((poller, token))) = (ready, &self.watch) {
-            poller.push(*token);
-        }
+        true
     }
 
     /// This source's own descriptor, made on first call.

@@ -120,8 +120,10 @@ impl Socket {
 
     /// An event loop that holds this socket ([`held_by_loop`](Self::held_by_loop)) and
     /// found it readable while no receive waits (it waits for acks): reads what came
-    /// without taking a message. Messages go to the queue, acked as usual; doorbells (see
-    /// [`ack_doorbells`](Self::ack_doorbells)) are heard. `true`: let go of the socket
+    /// without taking a message. Messages go to the queue, acked as usual, without a
+    /// report to the poller (the caller knows: take them before waiting for a report);
+    /// doorbells (see [`ack_doorbells`](Self::ack_doorbells)) are heard. At most 16 reads
+    /// of up to 64 KiB; what is left keeps the socket readable. `true`: let go of the socket
     /// (`held_by_loop(false)`) instead, the library's reader takes over: the socket is not
     /// held any more, the queue is full, or it is not a local socket of Linux.
     pub fn read_held(&self) -> bool {

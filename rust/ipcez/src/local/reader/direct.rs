@@ -44,7 +44,7 @@ impl ReadSide {
                     if let Err(e) = self.acknowledge(&mut st, frames.len()) {
                         break Err(e);
                     }
-                    self.queue(&mut frames);
+                    self.queue_quietly(&mut frames);
                 }
                 Ok(Step::WouldBlock) => break Ok(false),
                 Err(e) => break Err(e),

@@ -255,6 +255,12 @@ impl ReadSide {
         frames.drain(..).all(|f| self.inbox.push_now(f))
     }
 
+    /// [`queue`](Self::queue) for an event loop that read them: its poller is not told.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn queue_quietly(&self, frames: &mut Vec<Vec<u8>>) -> bool {
+        frames.drain(..).all(|f| self.inbox.push_quietly(f))
+    }
+
     /// Ends the stream in both directions (the user closed the connection).
     pub(crate) fn shutdown(&self) {
         self.stream.shutdown();
