@@ -12,7 +12,7 @@
 //! A record is written between frames: under the write lock, taken without waiting. When
 //! a writer holds the lock, the doorbell is left owed and that writer rings it once it
 //! lets go; when the socket is full, it stays owed for the next writer (the sender's
-//! fallback, a thread that waits on the count, bounds that case).
+//! fallback, a thread that looks at the count every 20 ms, bounds that case).
 
 use std::io::{self, IoSlice};
 use std::sync::Arc;
