@@ -275,7 +275,8 @@ class AsyncSocket(_Watched):
         that their doorbell (between ipcez endpoints on Linux) wakes it directly."""
         acks = self._pending_acks()
         assert self._waker is not None
-        self._hold(self._waker.loop)
+        if self._read_fd < 0:  # held already: the receive that took it held it anew
+            self._hold(self._waker.loop)
         return acks.expect(count)
 
     def _recv_now(self) -> Optional[bytes]:
