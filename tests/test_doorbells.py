@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from typing import Iterator, List, Optional
 
@@ -474,3 +475,62 @@ def test_an_ack_wait_survives_fork_and_ends_cleanly(short_dir, how: str) -> None
             os.kill(proc.pid, signal.SIGCONT)
             proc.kill()
             proc.wait()
+
+
+def test_a_child_forked_during_an_ack_wait_gets_its_own_timeouts(short_dir) -> None:
+    """The process forks while a loop on another thread awaits an ack: the child's own
+    aio sends still get their acks, and a send to a stopped peer times out on time (the
+    child's ack threads start afresh, with none of the parent's state)."""
+    a, b = str(short_dir / "a.sock"), str(short_dir / "b.sock")
+    procs = [_sink(a), _sink(b)]
+    waiting = threading.Event()
+    done = threading.Event()
+
+    def parent_loop() -> None:
+        async def main() -> None:
+            client = await _client(a, 30.0)
+            await client.send(b"y")
+            pause(procs[0].pid)
+            pending = asyncio.ensure_future(client.send(b"during"))
+            await asyncio.sleep(0.3)
+            waiting.set()
+            while not done.is_set():
+                await asyncio.sleep(0.05)
+            pending.cancel()
+
+        asyncio.run(main())
+
+    t = threading.Thread(target=parent_loop, daemon=True)
+    t.start()
+    try:
+        assert waiting.wait(30)
+        pid = os.fork()
+        if pid == 0:  # the child: exit status 0 only if every check held
+            code = 1
+            try:
+
+                async def child() -> bool:
+                    client = await _client(b, 0.5)
+                    for i in range(6):
+                        await asyncio.wait_for(client.send(b"m%d" % i), 5)
+                        await asyncio.sleep(0.05)
+                    pause(procs[1].pid)
+                    began = time.monotonic()
+                    try:
+                        await asyncio.wait_for(client.send(b"stalled"), 5)
+                    except ipcez.RecipientAckTimeout:
+                        return time.monotonic() - began < 2
+                    return False
+
+                code = 0 if asyncio.run(child()) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "the child's timeout did not come"
+    finally:
+        done.set()
+        t.join(10)
+        for p in procs:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+            p.wait()

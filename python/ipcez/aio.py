@@ -283,6 +283,7 @@ class AsyncSocket(_Watched):
         message = recv_slice(self._sock, 0.0)
         if self._acks is not None and self._acks.pending:
             self._acks.collect()  # the read may have heard a doorbell
+            self._release_soon()
         return message
 
     def _pending_acks(self) -> Acks:

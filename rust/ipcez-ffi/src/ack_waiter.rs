@@ -70,9 +70,6 @@ struct Queue {
 #[derive(Default)]
 struct Jobs {
     waiting: VecDeque<Job>,
-    /// The earliest a sleeping thread wakes by itself: a job due no earlier needs no
-    /// wake-up of its own.
-    next_wake: Option<Instant>,
     /// Threads started, and the process they were started in: a child of `fork` has none
     /// of its parent's threads (nor its sockets), so it starts afresh.
     threads: usize,
@@ -158,13 +155,22 @@ impl AckWaits {
         p
     }
 
-    /// The loop let go of the socket (`ipcez_socket_read_held`): what is expected is
-    /// looked at by the threads now.
-    pub(crate) fn hurry(&self) {
-        if self.lock().doorbells {
-            self.hurry.store(true, std::sync::atomic::Ordering::Release);
-            queue().ready.notify_all();
+    /// The loop let go of the socket (`ipcez_socket_read_held`): its doorbells may go
+    /// unread, so the threads wait for what is expected on the counter, from now on (an
+    /// `expect` while the socket is held again asks anew).
+    pub(crate) fn hurry(&self, socket: &Socket) {
+        let mut s = self.lock();
+        if !s.doorbells {
+            return;
         }
+        socket.ack_doorbells(false);
+        s.doorbells = false;
+        drop(s);
+        self.hurry.store(true, std::sync::atomic::Ordering::Release);
+        // Under the queue's lock: a thread between its look and its sleep sees the flag.
+        let q = queue();
+        let _jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        q.ready.notify_all();
     }
 
     fn hurried(&self) -> bool {
@@ -212,8 +218,6 @@ fn submit(job: Job) {
         jobs.threads = 0;
         jobs.pid = std::process::id();
     }
-    let wake =
-        job.not_before <= Instant::now() || jobs.next_wake.is_none_or(|t| job.not_before < t);
     jobs.waiting.push_back(job);
     if jobs.threads < THREADS {
         let started = std::thread::Builder::new()
@@ -223,9 +227,7 @@ fn submit(job: Job) {
         jobs.threads += usize::from(started);
     }
     drop(jobs);
-    if wake {
-        q.ready.notify_one();
-    }
+    q.ready.notify_one();
 }
 
 fn work() {
@@ -242,16 +244,10 @@ fn work() {
                 let next = jobs.waiting.iter().map(|j| j.not_before).min();
                 jobs = match next {
                     Some(t) => {
-                        jobs.next_wake = Some(jobs.next_wake.map_or(t, |w| w.min(t)));
-                        let mut jobs = q
-                            .ready
+                        q.ready
                             .wait_timeout(jobs, t.saturating_duration_since(now))
                             .unwrap_or_else(|p| p.into_inner())
-                            .0;
-                        if jobs.next_wake == Some(t) {
-                            jobs.next_wake = None;
-                        }
-                        jobs
+                            .0
                     }
                     None => q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner()),
                 };

@@ -194,7 +194,7 @@ pub unsafe extern "C" fn ipcez_socket_read_held(
         let s = socket_ref(s)?;
         let let_go = s.socket.read_held();
         if let_go {
-            s.acks.hurry();
+            s.acks.hurry(&s.socket);
         }
         unsafe { write_out(out_let_go, i32::from(let_go)) };
         Ok(ipcez_result::Ok)
