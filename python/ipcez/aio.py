@@ -21,16 +21,17 @@ Each event loop has one native poller registered with ``loop.add_reader``;
 a socket or listener reports to it when something comes to wait, and the
 task waiting in ``recv``/``accept`` is woken and takes it without blocking.
 There is no thread per connection and no polling.  On Linux, while a task
-awaits ``recv`` the loop watches the socket itself and reads it when it is
-readable, and the library's reader stands aside (it takes over again when no
-task waits, when the loop's thread blocks in a call of the library, or when the
-socket is found readable and unread after 100 ms: a blocked loop).  A send on a
-Unix socket
-writes its frame on the loop's thread without waiting (what the socket does
-not take at once is finished in the background, so the frame stays whole);
-the wait for the recipient's ack, which named semaphores cannot offer to an
-event loop, runs on a few shared helper threads, as do connects, listens and
-WebSocket sends.
+awaits ``recv`` or a send awaits its ack, the loop watches the socket itself
+and reads it when it is readable, and the library's reader stands aside (it
+takes over again when nobody waits, when the loop's thread blocks in a call of
+the library, or when the socket is found readable and unread after 100 ms: a
+blocked loop).  A send on a Unix socket writes its frame on the loop's thread
+without waiting (what the socket does not take at once is finished in the
+background, so the frame stays whole).  Between ipcez endpoints on Linux its
+ack rings a doorbell on that socket; the loop then looks at the connection's
+private ack counter, the only authority on acks.  Elsewhere the wait for the
+ack, which named semaphores cannot offer to an event loop, runs on a few
+shared helper threads, as do connects, listens and WebSocket sends.
 
 Cancellation and timeouts lose nothing: a message is only taken inside
 ``recv`` right before it is returned, so a cancelled ``recv`` leaves it for
