@@ -442,10 +442,18 @@ def _cmd_test(args: argparse.Namespace) -> int:
         _node_addon()
     env = dict(os.environ)
     env.pop("IPCEZ_LIBRARY", None)  # test what was just installed in place
+    # A test that hangs ends the run; the stacks go to this file (see tests/conftest.py).
+    watchdog_log = _target_dir() / "pytest-watchdog.log"
+    watchdog_log.parent.mkdir(parents=True, exist_ok=True)
+    watchdog_log.unlink(missing_ok=True)
+    env["IPCEZ_TEST_WATCHDOG_LOG"] = str(watchdog_log)
     cmd = [sys.executable, "-m", "pytest", *args.pytest_args]
     _log(" ".join(cmd))
     rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
     if rc:
+        hung = watchdog_log.read_text(encoding="utf-8", errors="replace") if watchdog_log.exists() else ""
+        if hung.strip():
+            print(f"\n{hung}", file=sys.stderr)
         return rc
     rc = _node_tests(bool(args.pytest_args))
     if rc:

@@ -13,7 +13,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
+from typing import IO, TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -107,15 +107,31 @@ if hasattr(signal, "SIGINT") and signal.getsignal(signal.SIGINT) == signal.SIG_I
 
 #: Seconds before a single test is declared hung (the whole run then stops with a traceback dump).
 WATCHDOG_SECONDS = float(os.environ.get("IPCEZ_TEST_WATCHDOG", "60"))
+#: Where that dump goes. Not to fd 2: pytest captures it, and what it captured is lost when
+#: the watchdog ends the process. `python build.py test` prints this file when pytest fails.
+WATCHDOG_LOG = Path(
+    os.environ.get("IPCEZ_TEST_WATCHDOG_LOG") or Path(tempfile.gettempdir()) / f"ipcez-test-watchdog-{os.getpid()}.log"
+)
+_watchdog_file: Optional[IO[str]] = None
 
 
 @pytest.fixture(autouse=True)
-def _watchdog() -> Iterator[None]:
-    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True)
+def _watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
+    global _watchdog_file
+    if _watchdog_file is None:
+        _watchdog_file = open(WATCHDOG_LOG, "w", encoding="utf-8")
+    f = _watchdog_file
+    f.seek(0)
+    f.truncate()
+    f.write(f"watchdog: {request.node.nodeid} ran for over {WATCHDOG_SECONDS:g} s; the stacks of its threads:\n")
+    f.flush()
+    faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=f)
     try:
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
+        f.seek(0)
+        f.truncate()
 
 
 @pytest.fixture(autouse=True)

@@ -367,10 +367,36 @@ with ipcez.listen(sys.argv[1], ack_timeout=5) as listener:
 """
 
 
-def _sink(path: str) -> "subprocess.Popen[str]":
-    proc = subprocess.Popen([sys.executable, "-c", SINK, path], stdout=subprocess.PIPE, text=True, env=child_env())
+def _spawn(script: str, path: str) -> "subprocess.Popen[str]":
+    proc = subprocess.Popen([sys.executable, "-c", script, path], stdout=subprocess.PIPE, text=True, env=child_env())
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
+
+
+def _sink(path: str) -> "subprocess.Popen[str]":
+    return _spawn(SINK, path)
+
+
+def _end(*procs: "subprocess.Popen[str]") -> None:
+    """Ends peers, stopped ones too."""
+    for p in procs:
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGCONT)
+            p.kill()
+            p.wait()
+
+
+def _wait_child(pid: int, timeout: float) -> int:
+    """A forked child's wait status; kills it (and says so) after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return status
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"child {pid} hung")
 
 
 def _count(proc: "subprocess.Popen[str]") -> int:
@@ -424,11 +450,7 @@ def test_a_stalled_peer_beside_a_busy_one(short_dir) -> None:
     try:
         asyncio.run(asyncio.wait_for(main(), 60))
     finally:
-        for p in (busy_proc, stalled_proc):
-            if p.poll() is None:
-                os.kill(p.pid, signal.SIGCONT)
-                p.kill()
-                p.wait()
+        _end(busy_proc, stalled_proc)
 
 
 @pytest.mark.parametrize("how", ["fork", "sigkill", "close"])
@@ -471,10 +493,7 @@ def test_an_ack_wait_survives_fork_and_ends_cleanly(short_dir, how: str) -> None
     try:
         asyncio.run(asyncio.wait_for(main(), 60))
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGCONT)
-            proc.kill()
-            proc.wait()
+        _end(proc)
 
 
 def test_a_child_forked_during_an_ack_wait_gets_its_own_timeouts(short_dir) -> None:
@@ -525,12 +544,74 @@ def test_a_child_forked_during_an_ack_wait_gets_its_own_timeouts(short_dir) -> N
                 code = 0 if asyncio.run(child()) else 1
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = _wait_child(pid, 30)
         assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, "the child's timeout did not come"
     finally:
         done.set()
         t.join(10)
-        for p in procs:
-            os.kill(p.pid, signal.SIGCONT)
-            p.kill()
-            p.wait()
+        _end(*procs)
+
+
+MANY = r"""
+import sys, threading, ipcez
+def serve(sock):
+    sock.send(b"hi")
+    for _ in sock:
+        pass
+with ipcez.listen(sys.argv[1], ack_timeout=5) as listener:
+    print("ready", flush=True)
+    while True:
+        threading.Thread(target=serve, args=(listener.accept(),), daemon=True).start()
+"""
+
+
+def test_forks_while_the_ack_threads_are_busy_leave_each_child_its_own(short_dir) -> None:
+    """200 sends await acks from a stopped peer, so the ack threads take their queue's lock
+    over and over, while the process forks 40 times. Each child still gets the acks of
+    its own sends: a child whose copy of that lock was held, at the fork, by a thread it
+    does not have would hang (it did, before the queue was made per process)."""
+    stalled_path, live_path = str(short_dir / "stalled.sock"), str(short_dir / "live.sock")
+    procs = [_spawn(MANY, stalled_path), _spawn(MANY, live_path)]
+    busy = threading.Event()
+    done = threading.Event()
+
+    def parent_loop() -> None:
+        async def main() -> None:
+            clients = [await _client(stalled_path, 60.0) for _ in range(200)]
+            pause(procs[0].pid)
+            pending = [asyncio.ensure_future(c.send(b"stalled")) for c in clients]
+            await asyncio.sleep(0.1)
+            assert not any(p.done() for p in pending)
+            busy.set()
+            while not done.is_set():
+                await asyncio.sleep(0.05)
+            for p in pending:
+                p.cancel()
+
+        asyncio.run(main())
+
+    t = threading.Thread(target=parent_loop, daemon=True)
+    t.start()
+    try:
+        assert busy.wait(60), "the parent's sends did not start"
+        for _ in range(40):
+            pid = os.fork()
+            if pid == 0:  # the child: exit status 0 once its send is acked
+                code = 1
+                try:
+                    signal.alarm(10)  # a hang is a kill, seen by the parent
+
+                    async def child() -> None:
+                        client = await _client(live_path, 5.0)
+                        await asyncio.wait_for(client.send(b"acked"), 5)
+
+                    asyncio.run(child())
+                    code = 0
+                finally:
+                    os._exit(code)
+            status = _wait_child(pid, 15)
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"a child hung or failed: status {status:#x}"
+    finally:
+        done.set()
+        t.join(10)
+        _end(*procs)

@@ -12,10 +12,12 @@ configures logging.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
+import os
 import sys
 import threading
-from typing import Dict, Optional
+from typing import Dict, Optional, Set, Tuple
 
 from . import _ffi
 
@@ -51,6 +53,29 @@ def logger_name(target: str) -> str:
     return ".".join(["ipcez", *parts])
 
 
+#: The native threads (process, thread id) whose Python thread state is kept, see below.
+_kept: Set[Tuple[int, int]] = set()
+
+
+def _keep_thread_state() -> None:
+    """Keep the calling native thread's Python thread state for the life of the thread.
+
+    ctypes makes a thread state for each call from a thread Python did not start, and
+    deletes it afterwards, each time under the interpreter's thread-list lock, which it
+    takes before the GIL. On Python 3.11 a ``fork()`` while that lock is held hangs the
+    child inside ``os.fork()`` itself (the child deletes the other threads' states before
+    it renews that lock). One extra ``PyGILState_Ensure``, never released, makes ctypes
+    reuse the state instead: the lock is then taken once per thread, not once per record.
+    The ``ipcez-log`` thread lives as long as the process, so nothing piles up.
+    """
+    key = (os.getpid(), threading.get_ident())
+    if key not in _kept:
+        _kept.add(key)
+        ensure = getattr(getattr(ctypes, "pythonapi", None), "PyGILState_Ensure", None)
+        if ensure is not None:  # not on PyPy, which has no such states
+            ensure()
+
+
 def _forward(
     _userdata: Optional[int],
     level: int,
@@ -61,6 +86,7 @@ def _forward(
 ) -> None:
     # An exception must not escape into the native thread: ctypes would print it to fd 2.
     try:
+        _keep_thread_state()
         py_level = _LEVELS.get(level, logging.INFO)
         name = logger_name(_ffi.borrowed_bytes(target, target_len).decode("utf-8", "replace"))
         logger = logging.getLogger(name)

@@ -11,10 +11,13 @@
 //! is still expected by then (a doorbell that could not be written: the socket was full).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ipcez::{Poller, SentMark, Socket, SocketError};
+
+use crate::per_process::PerProcess;
 
 /// The ack-waiting threads of the process.
 const THREADS: usize = 2;
@@ -70,15 +73,14 @@ struct Queue {
 #[derive(Default)]
 struct Jobs {
     waiting: VecDeque<Job>,
-    /// Threads started, and the process they were started in: a child of `fork` has none
-    /// of its parent's threads (nor its sockets), so it starts afresh.
     threads: usize,
-    pid: u32,
 }
 
+/// The threads' queue: a child of `fork` has none of its parent's threads (nor its
+/// sockets), so it gets its own.
 fn queue() -> &'static Queue {
-    static QUEUE: OnceLock<Queue> = OnceLock::new();
-    QUEUE.get_or_init(Queue::default)
+    static QUEUE: PerProcess<Queue> = PerProcess::new();
+    QUEUE.get(Queue::default)
 }
 
 impl AckWaits {
@@ -166,7 +168,7 @@ impl AckWaits {
         socket.ack_doorbells(false);
         s.doorbells = false;
         drop(s);
-        self.hurry.store(true, std::sync::atomic::Ordering::Release);
+        self.hurry.store(true, Ordering::Release);
         // Under the queue's lock: a thread between its look and its sleep sees the flag.
         let q = queue();
         let _jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,7 +176,7 @@ impl AckWaits {
     }
 
     fn hurried(&self) -> bool {
-        self.hurry.load(std::sync::atomic::Ordering::Acquire)
+        self.hurry.load(Ordering::Acquire)
     }
 }
 
@@ -212,17 +214,11 @@ fn report(s: &WaitState) {
 fn submit(job: Job) {
     let q = queue();
     let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
-    if jobs.pid != std::process::id() {
-        // Forgotten, never dropped: they belong to the parent.
-        std::mem::forget(std::mem::take(&mut jobs.waiting));
-        jobs.threads = 0;
-        jobs.pid = std::process::id();
-    }
     jobs.waiting.push_back(job);
     if jobs.threads < THREADS {
         let started = std::thread::Builder::new()
             .name("ipcez-acks".into())
-            .spawn(work)
+            .spawn(move || work(q))
             .is_ok();
         jobs.threads += usize::from(started);
     }
@@ -230,8 +226,7 @@ fn submit(job: Job) {
     q.ready.notify_one();
 }
 
-fn work() {
-    let q = queue();
+fn work(q: &'static Queue) {
     loop {
         let job = {
             let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
@@ -265,11 +260,7 @@ fn work() {
 /// is the fallback for a doorbell that did not come.
 fn serve(job: &Job) -> Option<Instant> {
     let slice_end = Instant::now() + SLICE;
-    if !job
-        .waits
-        .hurry
-        .swap(false, std::sync::atomic::Ordering::AcqRel)
-    {
+    if !job.waits.hurry.swap(false, Ordering::AcqRel) {
         let mut s = job.waits.lock();
         if s.doorbells {
             if settle(&mut s, &job.socket) {

@@ -20,8 +20,9 @@
 //! `error_access`, `options` for connect and listen settings), plus `socket_io`
 //! (readiness, receiving into caller memory, sends that never wait, batches), `ack_waiter`
 //! (acks awaited for event loops), `resolve` (endpoint questions and the detection
-//! guidance), `log` (Rust's log records to a callback), `handler` (handler threads) and
-//! `boundary`, the one audited file of pointer casts, NULL checks and the panic boundary.
+//! guidance), `log` (Rust's log records to a callback), `handler` (handler threads),
+//! `per_process` (what a `fork()` child makes anew) and `boundary`, the one audited file
+//! of pointer casts, NULL checks and the panic boundary.
 
 mod ack_waiter;
 mod boundary;
@@ -32,6 +33,7 @@ mod listener;
 mod log;
 mod message;
 mod options;
+mod per_process;
 mod poller;
 mod recv_batch;
 mod resolve;

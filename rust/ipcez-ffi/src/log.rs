@@ -7,11 +7,12 @@
 //! counted, and the count is reported as a record of its own once there is room again.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::boundary::call_or;
+use crate::per_process::PerProcess;
 
 /// Records waiting for the callback; beyond this they are dropped (and counted).
 const QUEUE: usize = 1024;
@@ -37,12 +38,17 @@ struct Callback {
     userdata: *mut c_void,
 }
 
-// SAFETY: the caller of `ipcez_set_log_callback` promises the callback and its userdata may
-// be used from the `ipcez-log` thread.
-unsafe impl Send for Callback {}
+/// The callback (NULL: none), boxed by `ipcez_set_log_callback`; a `fork()` child keeps it.
+static CALLBACK: AtomicPtr<Callback> = AtomicPtr::new(std::ptr::null_mut());
+/// Held while the callback runs and while it is replaced, so that replacing it waits for a
+/// call in progress. Per process: in a child, the parent's `ipcez-log` thread that may have
+/// held it at the fork does not exist.
+static CALLING: PerProcess<Mutex<()>> = PerProcess::new();
 
-/// The callback, held while it runs so that replacing it waits for a call in progress.
-static CALLBACK: Mutex<Option<Callback>> = Mutex::new(None);
+fn calling() -> MutexGuard<'static, ()> {
+    let lock = CALLING.get(Mutex::default);
+    lock.lock().unwrap_or_else(|p| p.into_inner())
+}
 /// The most verbose level passed on for ipcez's own records (0: none).
 static MAX_LEVEL: AtomicU32 = AtomicU32::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -53,9 +59,9 @@ struct Record {
     message: String,
 }
 
-/// The queue's sending end, with the process it was made in: after `fork` the child has
-/// no `ipcez-log` thread, so it starts its own.
-static QUEUE_TX: Mutex<Option<(u32, SyncSender<Record>)>> = Mutex::new(None);
+/// The queue's sending end (None: the `ipcez-log` thread could not start). After `fork`
+/// the child has no `ipcez-log` thread, so it starts its own.
+static QUEUE_TX: PerProcess<Option<SyncSender<Record>>> = PerProcess::new();
 
 struct Forwarder;
 
@@ -83,26 +89,18 @@ impl log::Log for Forwarder {
 }
 
 fn enqueue(record: Record) {
-    let mut tx = QUEUE_TX.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = std::process::id();
-    if tx.as_ref().is_none_or(|(owner, _)| *owner != pid) {
+    let tx = QUEUE_TX.get(|| {
         let (sender, receiver) = sync_channel(QUEUE);
         let started = std::thread::Builder::new()
             .name("ipcez-log".into())
             .spawn(move || deliver_all(receiver));
-        if started.is_err() {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *tx = Some((pid, sender));
-    }
-    if let Some((_, sender)) = tx.as_ref() {
-        match sender.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        started.ok().map(|_| sender)
+    });
+    if tx
+        .as_ref()
+        .is_none_or(|sender| sender.try_send(record).is_err())
+    {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -123,8 +121,10 @@ fn deliver_all(records: Receiver<Record>) {
 }
 
 fn deliver(record: &Record) {
-    let callback = CALLBACK.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(cb) = callback.as_ref() {
+    let _calling = calling();
+    // SAFETY: a non-NULL pointer came from Box::into_raw in `ipcez_set_log_callback`,
+    // which frees it only after swapping it out under `CALLING`, which is held here.
+    if let Some(cb) = unsafe { CALLBACK.load(Ordering::Acquire).as_ref() } {
         // SAFETY: the callback's contract (see `ipcez_set_log_callback`); the strings live
         // for the call.
         unsafe {
@@ -171,12 +171,20 @@ pub unsafe extern "C" fn ipcez_set_log_callback(
         if !installed {
             return false;
         }
-        let mut slot = CALLBACK.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = cb.map(|f| Callback { f, userdata });
+        let new = cb.map_or(std::ptr::null_mut(), |f| {
+            Box::into_raw(Box::new(Callback { f, userdata }))
+        });
+        let calling = calling();
+        let old = CALLBACK.swap(new, Ordering::AcqRel);
         MAX_LEVEL.store(
-            if slot.is_some() { max_level.min(5) } else { 0 },
+            if new.is_null() { 0 } else { max_level.min(5) },
             Ordering::Relaxed,
         );
+        drop(calling);
+        if !old.is_null() {
+            // SAFETY: from Box::into_raw above, swapped out: no call uses it any more.
+            drop(unsafe { Box::from_raw(old) });
+        }
         true
     })
 }
