@@ -115,6 +115,13 @@ WATCHDOG_LOG = Path(
 _watchdog_file: Optional[IO[str]] = None
 
 
+def pytest_unconfigure() -> None:
+    """A run that ended normally leaves no watchdog file behind."""
+    if _watchdog_file is not None:
+        _watchdog_file.close()
+        WATCHDOG_LOG.unlink(missing_ok=True)
+
+
 @pytest.fixture(autouse=True)
 def _watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
     global _watchdog_file
@@ -123,7 +130,8 @@ def _watchdog(request: pytest.FixtureRequest) -> Iterator[None]:
     f = _watchdog_file
     f.seek(0)
     f.truncate()
-    f.write(f"watchdog: {request.node.nodeid} ran for over {WATCHDOG_SECONDS:g} s; the stacks of its threads:\n")
+    # Left in the file when the process ends in the test: a hang adds the stacks below it.
+    f.write(f"pytest ended while running {request.node.nodeid} (a hang of over {WATCHDOG_SECONDS:g} s shows the stacks below)\n")
     f.flush()
     faulthandler.dump_traceback_later(WATCHDOG_SECONDS, exit=True, file=f)
     try:

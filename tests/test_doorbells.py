@@ -574,6 +574,7 @@ def test_forks_while_the_ack_threads_are_busy_leave_each_child_its_own(short_dir
     procs = [_spawn(MANY, stalled_path), _spawn(MANY, live_path)]
     busy = threading.Event()
     done = threading.Event()
+    failed: List[BaseException] = []
 
     def parent_loop() -> None:
         async def main() -> None:
@@ -588,18 +589,24 @@ def test_forks_while_the_ack_threads_are_busy_leave_each_child_its_own(short_dir
             for p in pending:
                 p.cancel()
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001 - reported by the test's thread
+            failed.append(e)
+            busy.set()
 
     t = threading.Thread(target=parent_loop, daemon=True)
     t.start()
     try:
-        assert busy.wait(60), "the parent's sends did not start"
-        for _ in range(40):
+        assert busy.wait(30) and not failed, f"the parent's sends did not start: {failed}"
+        forks, end = 0, time.monotonic() + 25  # well within the run's 60 s watchdog
+        while forks < 40 and time.monotonic() < end:
+            forks += 1
             pid = os.fork()
             if pid == 0:  # the child: exit status 0 once its send is acked
                 code = 1
                 try:
-                    signal.alarm(10)  # a hang is a kill, seen by the parent
+                    signal.alarm(8)  # a hang is a kill, seen by the parent
 
                     async def child() -> None:
                         client = await _client(live_path, 5.0)
@@ -609,8 +616,9 @@ def test_forks_while_the_ack_threads_are_busy_leave_each_child_its_own(short_dir
                     code = 0
                 finally:
                     os._exit(code)
-            status = _wait_child(pid, 15)
+            status = _wait_child(pid, 10)
             assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"a child hung or failed: status {status:#x}"
+        assert forks >= 10, f"only {forks} forks in 25 s"
     finally:
         done.set()
         t.join(10)

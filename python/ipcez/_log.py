@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Dict, Optional, Set, Tuple
+from typing import Dict, Optional, Set
 
 from . import _ffi
 
@@ -53,8 +53,10 @@ def logger_name(target: str) -> str:
     return ".".join(["ipcez", *parts])
 
 
-#: The native threads (process, thread id) whose Python thread state is kept, see below.
-_kept: Set[Tuple[int, int]] = set()
+#: The native threads whose Python thread state is kept, see below (a child has none).
+_kept: Set[int] = set()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_kept.clear)
 
 
 def _keep_thread_state() -> None:
@@ -68,7 +70,7 @@ def _keep_thread_state() -> None:
     reuse the state instead: the lock is then taken once per thread, not once per record.
     The ``ipcez-log`` thread lives as long as the process, so nothing piles up.
     """
-    key = (os.getpid(), threading.get_ident())
+    key = threading.get_ident()
     if key not in _kept:
         _kept.add(key)
         ensure = getattr(getattr(ctypes, "pythonapi", None), "PyGILState_Ensure", None)

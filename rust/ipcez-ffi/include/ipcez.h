@@ -256,7 +256,8 @@ void ipcez_listener_free(ipcez_listener *l);
 //
 // The callback runs on a thread of ipcez's own, one record at a time. Once this call
 // returns, a callback it replaced is not running and is never called again, so its
-// `userdata` may be freed (call with NULL before the host shuts down).
+// `userdata` may be freed (call with NULL before the host shuts down). So this call waits
+// for a call of the callback in progress: never make it from inside the callback.
 //
 // # Safety
 // `cb`, when not NULL, may be called with `userdata` from another thread until it is

@@ -59,9 +59,9 @@ struct Record {
     message: String,
 }
 
-/// The queue's sending end (None: the `ipcez-log` thread could not start). After `fork`
-/// the child has no `ipcez-log` thread, so it starts its own.
-static QUEUE_TX: PerProcess<Option<SyncSender<Record>>> = PerProcess::new();
+/// The queue's sending end (None until the `ipcez-log` thread runs). After `fork` the
+/// child has no `ipcez-log` thread, so it starts its own.
+static QUEUE_TX: PerProcess<Mutex<Option<SyncSender<Record>>>> = PerProcess::new();
 
 struct Forwarder;
 
@@ -89,13 +89,15 @@ impl log::Log for Forwarder {
 }
 
 fn enqueue(record: Record) {
-    let tx = QUEUE_TX.get(|| {
+    let mut tx = (QUEUE_TX.get(Mutex::default).lock()).unwrap_or_else(|p| p.into_inner());
+    if tx.is_none() {
         let (sender, receiver) = sync_channel(QUEUE);
         let started = std::thread::Builder::new()
             .name("ipcez-log".into())
             .spawn(move || deliver_all(receiver));
-        started.ok().map(|_| sender)
-    });
+        // Not started (out of threads): dropped and counted; the next record tries again.
+        *tx = started.ok().map(|_| sender);
+    }
     if tx
         .as_ref()
         .is_none_or(|sender| sender.try_send(record).is_err())
@@ -149,7 +151,8 @@ static INSTALLED: OnceLock<bool> = OnceLock::new();
 ///
 /// The callback runs on a thread of ipcez's own, one record at a time. Once this call
 /// returns, a callback it replaced is not running and is never called again, so its
-/// `userdata` may be freed (call with NULL before the host shuts down).
+/// `userdata` may be freed (call with NULL before the host shuts down). So this call waits
+/// for a call of the callback in progress: never make it from inside the callback.
 ///
 /// # Safety
 /// `cb`, when not NULL, may be called with `userdata` from another thread until it is

@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 
 use ipcez::ProcessEpoch;
 
-pub(crate) struct PerProcess<T: 'static>(AtomicPtr<(ProcessEpoch, T)>);
+/// `Send + Sync`, as for `OnceLock`: every thread of the process gets the same `&T`.
+pub(crate) struct PerProcess<T: Send + Sync + 'static>(AtomicPtr<(ProcessEpoch, T)>);
 
-impl<T: 'static> PerProcess<T> {
+impl<T: Send + Sync + 'static> PerProcess<T> {
     pub(crate) const fn new() -> Self {
         Self(AtomicPtr::new(std::ptr::null_mut()))
     }
