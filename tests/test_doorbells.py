@@ -567,7 +567,7 @@ with ipcez.listen(sys.argv[1], ack_timeout=5) as listener:
 
 def test_forks_while_the_ack_threads_are_busy_leave_each_child_its_own(short_dir) -> None:
     """200 sends await acks from a stopped peer, so the ack threads take their queue's lock
-    over and over, while the process forks 40 times. Each child still gets the acks of
+    over and over, while the process forks up to 40 times. Each child still gets the acks of
     its own sends: a child whose copy of that lock was held, at the fork, by a thread it
     does not have would hang (it did, before the queue was made per process)."""
     stalled_path, live_path = str(short_dir / "stalled.sock"), str(short_dir / "live.sock")

@@ -53,7 +53,7 @@ def test_detection_guidance_goes_through_sys_stderr_once() -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX")
 def test_a_child_forked_while_records_flow_logs_and_exits() -> None:
-    """Garbage handshakes make a steady stream of debug records while the process forks 30
+    """Garbage handshakes make a steady stream of debug records while the process forks up to 30
     times. Each child makes records of its own and exits normally (atexit replaces the
     callback): none hangs on a lock a parent thread held at the fork (they did before the
     log queue and the callback's lock were made per process)."""

@@ -49,6 +49,7 @@ fn calling() -> MutexGuard<'static, ()> {
     let lock = CALLING.get(Mutex::default);
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
+
 /// The most verbose level passed on for ipcez's own records (0: none).
 static MAX_LEVEL: AtomicU32 = AtomicU32::new(0);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -89,7 +90,8 @@ impl log::Log for Forwarder {
 }
 
 fn enqueue(record: Record) {
-    let mut tx = (QUEUE_TX.get(Mutex::default).lock()).unwrap_or_else(|p| p.into_inner());
+    let queue = QUEUE_TX.get(Mutex::default);
+    let mut tx = queue.lock().unwrap_or_else(|p| p.into_inner());
     if tx.is_none() {
         let (sender, receiver) = sync_channel(QUEUE);
         let started = std::thread::Builder::new()
