@@ -7,6 +7,7 @@ hold acks back)."""
 from __future__ import annotations
 
 import asyncio
+import select
 import sys
 import threading
 import time
@@ -93,6 +94,39 @@ def test_a_loop_reads_the_socket_while_it_waits_and_hands_it_back(sock_path: str
             with pytest.raises(ipcez.ConnectionLost):
                 await server.recv(timeout=5)
             await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_message_taken_for_a_receive_cancelled_before_it_ran_goes_to_the_next(sock_path: str) -> None:
+    """The loop takes the message for the waiting receive when the socket turns readable;
+    a receive cancelled after that, before it ran, leaves the message to the next receive,
+    in order. After close, ConnectionLost, not the message."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as listener:
+            client = ipcez.connect(sock_path, ack_timeout=5.0)
+            server = await warmed(listener, client)
+            errors: List[BaseException] = []
+            for last_step in ("receive", "close"):
+                waiting = await waiting_recv(server)
+                msgs = [b"one", b"two"] if last_step == "receive" else [b"three"]
+                t = sender(client, msgs, errors)
+                assert select.select([server._read_fd], [], [], 5)[0], "nothing came"
+                server._on_readable()  # what the loop runs when the socket turns readable
+                assert list(server._taken) == msgs[:1], "the loop took the message for the waiter"
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+                if last_step == "receive":
+                    assert [await server.recv(timeout=5) for _ in msgs] == msgs
+                else:
+                    await server.close()
+                    with pytest.raises(ipcez.ConnectionLost):
+                        await server.recv(timeout=5)
+                t.join(5)
+                assert not t.is_alive() and not errors, errors
+            client.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))
 

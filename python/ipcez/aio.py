@@ -43,9 +43,10 @@ accounted for, so later sends get their own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
-from typing import Any, Awaitable, Callable, Generator, Generic, Iterable, Optional, Set, TypeVar
+from typing import Any, Awaitable, Callable, Deque, Generator, Generic, Iterable, Optional, Set, TypeVar
 
 from . import _errors
 from ._aio_hub import Acks, Waker, hold_read, hub, read_held, run_blocking, start_send, watch
@@ -162,6 +163,8 @@ class AsyncSocket(_Watched):
         self._releasing = False  # a ``_release_if_idle`` is scheduled
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
+        #: Messages the loop took for a waiting receive (``_on_readable``), oldest first.
+        self._taken: Deque[bytes] = collections.deque()
 
     @property
     def socket(self) -> Socket:
@@ -236,13 +239,12 @@ class AsyncSocket(_Watched):
         return self._acks is not None and self._acks.pending
 
     def _on_readable(self) -> None:
-        """The held socket is readable: the waiting task reads it. With no task waiting,
-        the loop reads what came itself while sends await acks (a doorbell, see
+        """The held socket is readable: the loop takes a message for the waiting task. With
+        no task waiting, it reads what came itself while sends await acks (a doorbell, see
         ``ipcez_socket_read_held``); otherwise, or when it cannot, the library's reader
         reads it."""
         if self._readers:
-            assert self._waker is not None
-            self._waker.wake()
+            self._take_for_waiter()
             return
         if self._awaiting_acks():
             try:
@@ -280,7 +282,26 @@ class AsyncSocket(_Watched):
             self._hold(self._waker.loop)
         return acks.expect(count)
 
+    def _take_for_waiter(self) -> None:
+        """Takes the next message here and wakes the waiting task with it. asyncio reports
+        what was readable when it last polled, and the task woken before may have read
+        it since: waking the task only for a message spares it those empty turns."""
+        assert self._waker is not None
+        if self._taken:
+            return  # one waits for the task already: it looks again after taking it
+        try:
+            message = self._recv_now()
+        except _errors.SocketError:
+            self._waker.wake()  # the waiter's own receive raises it
+            return
+        if message is not None:
+            self._taken.append(message)
+            self._waker.wake()
+
     def _recv_now(self) -> Optional[bytes]:
+        if self._taken:
+            check_open(self._sock)  # a closed socket gives ConnectionLost, never a message
+            return self._taken.popleft()
         message = recv_slice(self._sock, 0.0)
         if self._acks is not None and self._acks.pending:
             self._acks.collect()  # the read may have heard a doorbell
@@ -387,6 +408,7 @@ class AsyncSocket(_Watched):
         if here:
             self._unwatch()
         self._sock.close()
+        self._taken.clear()
         if self._waker is not None:
             self._waker.wake_all()
         if self._acks is not None:

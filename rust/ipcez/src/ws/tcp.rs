@@ -21,6 +21,11 @@ thread_local! {
     /// Bytes this thread has read directly, ever: a direct reader tells by it whether a
     /// poll of the stream made progress.
     static DIRECT_BYTES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The last direct read got fewer bytes than it asked for: the socket had no more just
+    /// then, so the next read on this thread says "pending" without a system call that
+    /// would only say "would block" (the poll(2) or the event loop that comes next sees
+    /// whatever arrives meanwhile).
+    static DRY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Runs `f` with this thread's reads of every `DirectTcp` going to the descriptor first.
@@ -30,9 +35,11 @@ pub(crate) fn reading_directly<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for Reset {
         fn drop(&mut self) {
             DIRECT.with(|d| d.set(false));
+            DRY.with(|d| d.set(false));
         }
     }
     DIRECT.with(|d| d.set(true));
+    DRY.with(|d| d.set(false));
     let _reset = Reset;
     f()
 }
@@ -186,11 +193,13 @@ impl DirectTcp {
             return Err(io::Error::last_os_error());
         }
         let n = n as usize;
+        let short = n > 0 && n < unfilled.len();
         // SAFETY: read(2) initialized the first `n` bytes of the unfilled part.
         unsafe { buf.assume_init(n) };
         buf.advance(n);
         if DIRECT.with(std::cell::Cell::get) {
             DIRECT_BYTES.with(|b| b.set(b.get() + n as u64));
+            DRY.with(|d| d.set(short));
         }
         Ok(())
     }
@@ -223,6 +232,10 @@ impl AsyncRead for DirectTcp {
     ) -> Poll<io::Result<()>> {
         #[cfg(target_os = "linux")]
         if let Inner::Armed(tcp) = &self.0 {
+            // A direct reader that read the socket dry waits with poll(2) itself.
+            if DIRECT.with(std::cell::Cell::get) && DRY.with(|d| d.replace(false)) {
+                return Poll::Pending;
+            }
             let tcp = tcp.clone();
             loop {
                 match self.read_now(buf) {

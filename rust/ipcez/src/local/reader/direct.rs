@@ -37,16 +37,18 @@ impl ReadSide {
                 break Ok(false);
             }
             reads += 1;
-            match self.step(&mut st, true, &mut frames) {
-                Ok(Step::Progress) if frames.is_empty() => {}
-                Ok(Step::Progress) => {
-                    // Acked before they can be taken, as everywhere.
-                    if let Err(e) = self.acknowledge(&mut st, frames.len()) {
-                        break Err(e);
-                    }
-                    self.queue_quietly(&mut frames);
+            let step = self.step(&mut st, true, &mut frames);
+            if matches!(step, Ok(Step::Progress | Step::Drained)) && !frames.is_empty() {
+                // Acked before they can be taken, as everywhere.
+                if let Err(e) = self.acknowledge(&mut st, frames.len()) {
+                    break Err(e);
                 }
-                Ok(Step::WouldBlock) => break Ok(false),
+                self.queue_quietly(&mut frames);
+            }
+            match step {
+                Ok(Step::Progress) => {}
+                // Read dry: what comes next makes the socket readable for the loop again.
+                Ok(Step::Drained | Step::WouldBlock) => break Ok(false),
                 Err(e) => break Err(e),
             }
         };
@@ -96,9 +98,11 @@ impl ReadSide {
             let outcome = loop {
                 match self.step(&mut st, true, &mut frames) {
                     Err(e) => break Err(e),
-                    Ok(Step::Progress) if !frames.is_empty() => break Ok(true),
+                    Ok(Step::Progress | Step::Drained) if !frames.is_empty() => break Ok(true),
                     Ok(Step::Progress) => {}
-                    Ok(Step::WouldBlock) => {
+                    // Read dry (a frame's start, say): wait for the rest without a read
+                    // that would only say "would block".
+                    Ok(Step::Drained | Step::WouldBlock) => {
                         let wait = left().unwrap_or(Duration::from_secs(3600));
                         if wait.is_zero() {
                             break Ok(false);

@@ -55,6 +55,10 @@ pub(crate) struct ReadSide {
 pub(crate) enum Step {
     /// Bytes were read (zero or more frames completed into the output).
     Progress,
+    /// Bytes were read, fewer than asked for: the socket had no more just then, so a
+    /// direct reader waits for it (or lets the caller's poll do so) instead of reading
+    /// again only to be told "would block".
+    Drained,
     /// Nothing to read right now.
     WouldBlock,
 }
@@ -132,9 +136,10 @@ impl ReadSide {
         // The caller waits while the budget is spent; otherwise it bounds this read.
         let allowance = self.budget.allowance();
         // Large bodies are read straight into their own buffer, small ones via `buf`.
+        let mut short = false;
         let (read, into_body) = match decoder.direct_target() {
             Some((body, missing)) => (
-                self.read(&mut body.limit(missing.min(allowance)), direct),
+                self.read(&mut body.limit(missing.min(allowance)), direct, &mut short),
                 true,
             ),
             None if peer.wants_channel() => {
@@ -149,7 +154,10 @@ impl ReadSide {
             }
             None => {
                 buf.clear();
-                (self.read(&mut buf.limit(allowance), direct), false)
+                (
+                    self.read(&mut buf.limit(allowance), direct, &mut short),
+                    false,
+                )
             }
         };
         if let Ok(n) = read {
@@ -180,7 +188,7 @@ impl ReadSide {
         if decoder.take_acks().is_some() {
             self.doorbell_heard(direct);
         }
-        Ok(Step::Progress)
+        Ok(if short { Step::Drained } else { Step::Progress })
     }
 
     /// Acks `n` messages read whole. Called before they are queued or returned: a receiver
@@ -225,7 +233,7 @@ impl ReadSide {
         }
         #[cfg(windows)]
         {
-            let n = self.read(buf, direct)?;
+            let n = self.read(buf, direct, &mut false)?;
             if n > 0 {
                 peer.first_read(&self.acks, buf[0])?;
             }
@@ -233,7 +241,7 @@ impl ReadSide {
         }
         #[cfg(all(unix, not(target_os = "linux")))]
         {
-            let n = self.read(buf, direct)?;
+            let n = self.read(buf, direct, &mut false)?;
             if n > 0 {
                 peer.first_read(&self.acks);
             }
@@ -241,12 +249,15 @@ impl ReadSide {
         }
     }
 
-    fn read<B: BufMut>(&self, buf: &mut B, direct: bool) -> io::Result<usize> {
+    /// One read; a direct one sets `short` when it got fewer bytes than it asked for.
+    fn read<B: BufMut>(&self, buf: &mut B, direct: bool, short: &mut bool) -> io::Result<usize> {
         #[cfg(unix)]
         if direct {
-            return self.stream.read_direct(buf);
+            let (n, was_short) = self.stream.read_direct(buf)?;
+            *short = was_short && n > 0;
+            return Ok(n);
         }
-        let _ = direct;
+        let _ = (direct, short);
         self.stream.try_read_buf(buf)
     }
 
@@ -350,7 +361,7 @@ pub(crate) async fn run(side: Arc<ReadSide>) {
             break connection_lost();
         }
         match step {
-            Ok(Step::Progress) => {}
+            Ok(Step::Progress | Step::Drained) => {}
             Ok(Step::WouldBlock) => {
                 if let Err(e) = side.stream.readable().await {
                     break e;

@@ -204,25 +204,27 @@ impl UdsStream {
     }
 
     pub(crate) fn try_read_buf<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
-        self.read_direct(buf)
+        self.read_direct(buf).map(|(n, _)| n)
     }
 
     /// Reads straight from the file descriptor, from any thread (one that waited with
     /// [`poll_readable`](Self::poll_readable), or a task after [`readable`](Self::readable)).
-    pub(crate) fn read_direct<B: BufMut>(&self, buf: &mut B) -> io::Result<usize> {
+    /// Also says whether the read was short: the socket had no more bytes just then.
+    pub(crate) fn read_direct<B: BufMut>(&self, buf: &mut B) -> io::Result<(usize, bool)> {
         if !buf.has_remaining_mut() {
-            return Ok(0);
+            return Ok((0, false));
         }
         let chunk = buf.chunk_mut();
+        let asked = chunk.len();
         // SAFETY: `chunk` is writable memory of `chunk.len()` bytes; read(2) writes at most
         // that many and we advance by exactly what it reports.
-        let n = unsafe { libc::read(self.fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+        let n = unsafe { libc::read(self.fd(), chunk.as_mut_ptr().cast(), asked) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: read(2) initialized the first `n` bytes of the chunk.
         unsafe { buf.advance_mut(n as usize) };
-        Ok(n as usize)
+        Ok((n as usize, (n as usize) < asked))
     }
 
     /// Writes what it can straight to the file descriptor (the counterpart of
