@@ -203,6 +203,13 @@ class Acks:
         """True while a send waits for its ack."""
         return bool(self._pending)
 
+    def expected(self, count: int = 1) -> "asyncio.Future[None]":
+        """:meth:`expect` for acks the library already expects (``start_send(acked=True)``)."""
+        fut: "asyncio.Future[None]" = self._loop.create_future()
+        self._pending.extend([_NO_FUTURE] * (count - 1))
+        self._pending.append(fut)
+        return fut
+
     def collect(self) -> None:
         """Settle the sends whose ack came (or ran out of time) since the last look."""
         if not self._pending:
@@ -212,6 +219,10 @@ class Acks:
         except _errors.SocketError as exc:
             self.fail(exc)
             return
+        self.settle(acked, timed_out)
+
+    def settle(self, acked: int, timed_out: int) -> None:
+        """Settle the oldest sends: ``acked`` got their ack, then ``timed_out`` did not."""
         for _ in range(min(acked, len(self._pending))):
             fut = self._pending.popleft()
             if not fut.done():
@@ -261,13 +272,15 @@ def watch(owner: Any, watch_fn: Any, poller: Any, token: int) -> None:
     _call(owner, watch_fn, poller, token)
 
 
-def start_send(sock: Any, data: Any) -> bool:
+def start_send(sock: Any, data: Any, acked: bool = False) -> bool:
     """Hand one message over without waiting: True when it was (on a Unix socket what the
     socket does not take now is finished in the background, in order), False with nothing
-    sent when that would mean waiting (a busy WebSocket, a named pipe)."""
+    sent when that would mean waiting (a busy WebSocket, a named pipe). ``acked``: the
+    library also expects its ack (see :meth:`Acks.expected`)."""
     err = _ffi.error_p()
+    fn = lib.ipcez_socket_start_send_acked if acked else lib.ipcez_socket_start_send
     with sock._use() as handle, borrow(data) as (ptr, n):
-        rc = lib.ipcez_socket_start_send(handle, ptr, n, ctypes.byref(err))
+        rc = fn(handle, ptr, n, ctypes.byref(err))
     if rc == _abi.RESULT_ERROR:
         raise _errors.fail(rc, err)
     return bool(rc == _abi.RESULT_OK)
@@ -281,12 +294,21 @@ def hold_read(sock: Any, on: bool) -> int:
     return fd.value
 
 
-def read_held(sock: Any) -> bool:
+def read_held_acks(sock: Any) -> Tuple[bool, int, int]:
     """The held ``sock`` is readable and no receive waits: read what came (doorbells,
-    messages to queue). True: let go of the socket instead (see :func:`hold_read`)."""
+    messages to queue), then take the acks as :func:`take_acks` does. Returns (let go,
+    acked, timed out); let go: stop holding the socket instead (see :func:`hold_read`)."""
+    err = _ffi.error_p()
     let_go = ctypes.c_int32(1)
-    _call(sock, lib.ipcez_socket_read_held, ctypes.byref(let_go))
-    return bool(let_go.value)
+    acked = ctypes.c_size_t()
+    timed_out = ctypes.c_size_t()
+    with sock._use() as handle:
+        rc = lib.ipcez_socket_read_held_acks(
+            handle, ctypes.byref(let_go), ctypes.byref(acked), ctypes.byref(timed_out), ctypes.byref(err)
+        )
+    if rc != _abi.RESULT_OK:
+        raise _errors.fail(rc, err)
+    return bool(let_go.value), acked.value, timed_out.value
 
 
 def take_acks(sock: Any) -> Tuple[int, int]:

@@ -230,6 +230,11 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
     "ipcez_socket_expect_acks": ([socket_p, c_size_t, POINTER(error_p)], ipcez_result),
     "ipcez_socket_hold_read": ([socket_p, c_int32, POINTER(c_int32), POINTER(error_p)], ipcez_result),
     "ipcez_socket_read_held": ([socket_p, POINTER(c_int32), POINTER(error_p)], ipcez_result),
+    "ipcez_socket_start_send_acked": ([socket_p, bytes_in, c_size_t, POINTER(error_p)], ipcez_result),
+    "ipcez_socket_read_held_acks": (
+        [socket_p, POINTER(c_int32), POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
+        ipcez_result,
+    ),
     "ipcez_socket_take_acks": (
         [socket_p, POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,

@@ -49,7 +49,7 @@ import logging
 from typing import Any, Awaitable, Callable, Deque, Generator, Generic, Iterable, Optional, Set, TypeVar
 
 from . import _errors
-from ._aio_hub import Acks, Waker, hold_read, hub, read_held, run_blocking, start_send, watch
+from ._aio_hub import Acks, Waker, hold_read, hub, read_held_acks, run_blocking, start_send, watch
 from ._aio_open import Opening as _Opening
 from ._aio_open import open_in_thread as _open_in_thread
 from ._ffi import lib
@@ -246,13 +246,15 @@ class AsyncSocket(_Watched):
         if self._readers:
             self._take_for_waiter()
             return
-        if self._awaiting_acks():
+        acks = self._acks
+        if acks is not None and acks.pending:
             try:
-                let_go = read_held(self._sock)
-            except _errors.SocketError:
+                let_go, acked, timed_out = read_held_acks(self._sock)
+            except _errors.SocketError as exc:
+                acks.fail(exc)
                 let_go = True
-            assert self._acks is not None
-            self._acks.collect()
+            else:
+                acks.settle(acked, timed_out)
             if not let_go:
                 self._release_soon()
                 return
@@ -274,13 +276,18 @@ class AsyncSocket(_Watched):
             pass  # closed meanwhile: the close ended the hold
 
     def _expect_acks(self, count: int) -> "asyncio.Future[None]":
-        """The future of the next ``count`` acks; the loop holds the socket meanwhile, so
-        that their doorbell (between ipcez endpoints on Linux) wakes it directly."""
+        """The future of the next ``count`` acks (see :meth:`_ready_for_acks`)."""
+        return self._ready_for_acks().expect(count)
+
+    def _ready_for_acks(self) -> Acks:
+        """The socket's acks, with the loop holding the socket, so that their doorbell
+        (between ipcez endpoints on Linux) wakes it directly: the library asks the peer
+        for doorbells only while a loop holds the socket."""
         acks = self._pending_acks()
         assert self._waker is not None
         if self._read_fd < 0:  # held already: the receive that took it held it anew
             self._hold(self._waker.loop)
-        return acks.expect(count)
+        return acks
 
     def _take_for_waiter(self) -> None:
         """Takes the next message here and wakes the waiting task with it. asyncio reports
@@ -331,10 +338,13 @@ class AsyncSocket(_Watched):
         """
         unix = self._sock.transport == "unix"
         # Sends that had to go to a helper thread go first: the order of sends is kept.
-        if not self._slow_sends and start_send(self._sock, data):
-            if unix:
-                await self._expect_acks(1)
-            return
+        if not self._slow_sends:
+            acks = self._ready_for_acks() if unix else None
+            if start_send(self._sock, data, acked=unix):  # the library expects its ack
+                if acks is not None:
+                    await acks.expected(1)
+                return
+            self._release_soon()
         check_open(self._sock)  # ConnectionLost right away when closed
         await self._send_slowly(self._sock.send, data)
 

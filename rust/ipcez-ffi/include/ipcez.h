@@ -440,6 +440,17 @@ ipcez_result ipcez_socket_watch(const ipcez_socket *s,
 // `s` is NULL or a live socket.
 ipcez_result ipcez_socket_expect_acks(const ipcez_socket *s, size_t count, ipcez_error **out_err);
 
+// `ipcez_socket_start_send` followed, when the message was handed over on a local
+// socket, by `ipcez_socket_expect_acks` for its one ack: the send of an event loop in one
+// call. Results as `ipcez_socket_start_send`; a WebSocket message expects no ack.
+//
+// # Safety
+// `s` is NULL or a live socket; `data` is valid for `len` bytes.
+ipcez_result ipcez_socket_start_send_acked(const ipcez_socket *s,
+                                           const uint8_t *data,
+                                           size_t len,
+                                           ipcez_error **out_err);
+
 // With `on` nonzero, an event loop is about to wait for this socket's next message and
 // reads the socket itself meanwhile: `*out_fd` is the descriptor to watch for
 // readability, after which `ipcez_socket_recv_batch` (or `ipcez_socket_recv`) with
@@ -476,6 +487,18 @@ ipcez_result ipcez_socket_hold_read(const ipcez_socket *s,
 ipcez_result ipcez_socket_read_held(const ipcez_socket *s,
                                     int32_t *out_let_go,
                                     ipcez_error **out_err);
+
+// `ipcez_socket_read_held` followed by `ipcez_socket_take_acks`: what an event loop does
+// when a socket it holds for acks turns readable, in one call. Fails like
+// `ipcez_socket_take_acks`.
+//
+// # Safety
+// `s` is NULL or a live socket; the out-pointers are valid for writes.
+ipcez_result ipcez_socket_read_held_acks(const ipcez_socket *s,
+                                         int32_t *out_let_go,
+                                         size_t *out_acked,
+                                         size_t *out_timed_out,
+                                         ipcez_error **out_err);
 
 // The progress of the expected acks since the last call, oldest first: `*out_acked` came,
 // then `*out_timed_out` ran out of time (each such send failed with an ack timeout).

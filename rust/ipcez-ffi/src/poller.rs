@@ -135,6 +135,34 @@ pub unsafe extern "C" fn ipcez_socket_expect_acks(
     })
 }
 
+/// `ipcez_socket_start_send` followed, when the message was handed over on a local
+/// socket, by `ipcez_socket_expect_acks` for its one ack: the send of an event loop in one
+/// call. Results as `ipcez_socket_start_send`; a WebSocket message expects no ack.
+///
+/// # Safety
+/// `s` is NULL or a live socket; `data` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_start_send_acked(
+    s: *const ipcez_socket,
+    data: *const u8,
+    len: usize,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let s = socket_ref(s)?;
+        let data = unsafe { crate::boundary::bytes(data, len) }?;
+        if !s.socket.start_send(data)? {
+            return Ok(ipcez_result::Timeout);
+        }
+        if s.socket.transport() != ipcez::Transport::WebSocket {
+            s.acks
+                .expect(&s.socket, 1)
+                .map_err(FfiError::invalid_input)?;
+        }
+        Ok(ipcez_result::Ok)
+    })
+}
+
 /// With `on` nonzero, an event loop is about to wait for this socket's next message and
 /// reads the socket itself meanwhile: `*out_fd` is the descriptor to watch for
 /// readability, after which `ipcez_socket_recv_batch` (or `ipcez_socket_recv`) with
@@ -199,6 +227,28 @@ pub unsafe extern "C" fn ipcez_socket_read_held(
         unsafe { write_out(out_let_go, i32::from(let_go)) };
         Ok(ipcez_result::Ok)
     })
+}
+
+/// `ipcez_socket_read_held` followed by `ipcez_socket_take_acks`: what an event loop does
+/// when a socket it holds for acks turns readable, in one call. Fails like
+/// `ipcez_socket_take_acks`.
+///
+/// # Safety
+/// `s` is NULL or a live socket; the out-pointers are valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_read_held_acks(
+    s: *const ipcez_socket,
+    out_let_go: *mut i32,
+    out_acked: *mut usize,
+    out_timed_out: *mut usize,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    unsafe {
+        match ipcez_socket_read_held(s, out_let_go, out_err) {
+            ipcez_result::Ok => ipcez_socket_take_acks(s, out_acked, out_timed_out, out_err),
+            other => other,
+        }
+    }
 }
 
 /// The progress of the expected acks since the last call, oldest first: `*out_acked` came,
