@@ -28,6 +28,9 @@ def test_round_trip_and_context_managers(sock_path: str) -> None:
                 assert await peer.recv(timeout=5) == b"hello"
                 await peer.send_message(bytearray(b"world"))
                 assert await client.recv() == b"world"
+                await client.send(b"")  # bytes go straight to the library, empty ones too
+                await peer.send(bytearray())
+                assert await peer.recv(timeout=5) == b"" and await client.recv(timeout=5) == b""
                 assert client.transport == "unix" and client.endpoint == sock_path
                 await peer.close()
             assert client.closed

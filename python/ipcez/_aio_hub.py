@@ -279,8 +279,12 @@ def start_send(sock: Any, data: Any, acked: bool = False) -> bool:
     library also expects its ack (see :meth:`Acks.expected`)."""
     err = _ffi.error_p()
     fn = lib.ipcez_socket_start_send_acked if acked else lib.ipcez_socket_start_send
-    with sock._use() as handle, borrow(data) as (ptr, n):
-        rc = fn(handle, ptr, n, ctypes.byref(err))
+    with sock._use() as handle:
+        if type(data) is bytes:  # no buffer dance for bytes, as in Socket.send
+            rc = fn(handle, data or None, len(data), ctypes.byref(err))
+        else:
+            with borrow(data) as (ptr, n):
+                rc = fn(handle, ptr, n, ctypes.byref(err))
     if rc == _abi.RESULT_ERROR:
         raise _errors.fail(rc, err)
     return bool(rc == _abi.RESULT_OK)
