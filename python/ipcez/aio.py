@@ -227,6 +227,8 @@ class AsyncSocket(_Watched):
             return
         assert self._waker is not None
         self._releasing = True
+        # Its own callback, after those already queued: a task woken just now (its ack
+        # came) runs first and, as a rule, waits again, keeping the socket held.
         self._waker.loop.call_soon(self._release_if_idle)
 
     def _release_if_idle(self) -> None:
