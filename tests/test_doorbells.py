@@ -315,6 +315,41 @@ def test_a_peer_that_rings_gets_its_acks_in_band(sock_path: str, page_peer: "Pag
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+def test_a_doorbell_left_to_the_end_of_a_busy_turn_is_rung(sock_path: str, page_peer: "PagePeerFactory") -> None:
+    """A loop that reads several held sockets in one turn rings the first doorbell at once
+    and leaves the others to the next frame it writes on each socket, or to the end of the
+    turn: a peer that is sent no frame still gets its doorbell (the sockets stay held
+    throughout, so nothing else rings it), and every ack is counted."""
+
+    async def main() -> None:
+        pairs = [await _meet(sock_path, page_peer) for _ in range(3)]
+        for _, peer in pairs:
+            struct.pack_into("=I", peer.page, 12, 1)  # each page peer asks for doorbells
+        got: List[asyncio.Queue] = [asyncio.Queue() for _ in pairs]
+
+        async def reader(client: ipcez.aio.AsyncSocket, out: asyncio.Queue) -> None:
+            while True:  # a receive always waits: the socket is never let go
+                out.put_nowait(await client.recv())
+
+        readers = [asyncio.ensure_future(reader(c, q)) for (c, _), q in zip(pairs, got)]
+        await asyncio.sleep(0.05)
+        for round_ in range(5):
+            for _, peer in pairs:
+                peer.write_frame(b"round %d" % round_)
+            time.sleep(0.1)  # the loop is blocked: all three are readable in its next turn
+            assert [await asyncio.wait_for(q.get(), 5) for q in got] == [b"round %d" % round_] * 3
+            for i, (_, peer) in enumerate(pairs):
+                rung = await asyncio.to_thread(_drain, peer.conn)
+                assert rung and set(_words(rung)) == {DOORBELL}, f"peer {i}, round {round_}: {rung!r}"
+                assert _word(peer.page, 0) == 2 + round_, "hello, then one per round, counted"
+        for task in readers:
+            task.cancel()
+        for client, _ in pairs:
+            await client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
 def test_a_custom_peer_never_gets_a_doorbell(sock_path: str, page_peer: "PagePeerFactory") -> None:
     """A peer without a page (plain frames and the endpoint's named semaphores): acks in
     both directions go through the semaphores, and not a byte beyond the frames reaches

@@ -315,6 +315,16 @@ def read_held_acks(sock: Any) -> Tuple[bool, int, int]:
     return bool(let_go.value), acked.value, timed_out.value
 
 
+def ring_deferred_doorbell(sock: Any) -> None:
+    """The loop's iteration after it read the held ``sock`` is over: ring the peer's
+    doorbell for the acks it gave, unless a frame it wrote since carried it."""
+    try:
+        with sock._use() as handle:
+            lib.ipcez_socket_ring_deferred_doorbell(handle)
+    except _errors.ConnectionLost:
+        pass  # closed meanwhile: nothing more to ring
+
+
 def take_acks(sock: Any) -> Tuple[int, int]:
     """(acked, timed out) of the expected acks since the last call; raises once the
     connection ended."""

@@ -235,6 +235,7 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [socket_p, POINTER(c_int32), POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
+    "ipcez_socket_ring_deferred_doorbell": ([socket_p], None),
     "ipcez_socket_take_acks": (
         [socket_p, POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,

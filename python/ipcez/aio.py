@@ -49,7 +49,17 @@ import logging
 from typing import Any, Awaitable, Callable, Deque, Generator, Generic, Iterable, Optional, Set, TypeVar
 
 from . import _errors
-from ._aio_hub import Acks, Waker, hold_read, hub, read_held_acks, run_blocking, start_send, watch
+from ._aio_hub import (
+    Acks,
+    Waker,
+    hold_read,
+    hub,
+    read_held_acks,
+    ring_deferred_doorbell,
+    run_blocking,
+    start_send,
+    watch,
+)
 from ._aio_open import Opening as _Opening
 from ._aio_open import open_in_thread as _open_in_thread
 from ._ffi import lib
@@ -161,6 +171,7 @@ class AsyncSocket(_Watched):
         self._readers = 0
         self._read_fd = -1
         self._releasing = False  # a ``_release_if_idle`` is scheduled
+        self._ring_handle: Optional[asyncio.Handle] = None  # a ``_ring_deferred`` scheduled
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
         #: Messages the loop took for a waiting receive (``_on_readable``), oldest first.
@@ -257,6 +268,7 @@ class AsyncSocket(_Watched):
                 let_go = True
             else:
                 acks.settle(acked, timed_out)
+            self._ring_soon()  # after the tasks that settle woke: they may answer first
             if not let_go:
                 self._release_soon()
                 return
@@ -306,16 +318,33 @@ class AsyncSocket(_Watched):
         if message is not None:
             self._taken.append(message)
             self._waker.wake()
+            if self._ring_handle is not None:  # after the woken task: it may answer at once
+                self._ring_handle.cancel()
+                self._ring_handle = self._waker.loop.call_soon(self._ring_deferred)
 
     def _recv_now(self) -> Optional[bytes]:
         if self._taken:
             check_open(self._sock)  # a closed socket gives ConnectionLost, never a message
             return self._taken.popleft()
         message = recv_slice(self._sock, 0.0)
+        if message is not None and self._read_fd >= 0:
+            self._ring_soon()
         if self._acks is not None and self._acks.pending:
             self._acks.collect()  # the read may have heard a doorbell
             self._release_soon()
         return message
+
+    def _ring_soon(self) -> None:
+        """This loop read its held socket. In a busy turn the library leaves the peer's
+        doorbell for the acks it gave to the next frame written here (an answer usually
+        follows at once: one write and one wake-up instead of two, each way); this rings
+        it, unless a frame carried it, once the tasks the messages woke have run."""
+        if self._ring_handle is None and self._waker is not None:
+            self._ring_handle = self._waker.loop.call_soon(self._ring_deferred)
+
+    def _ring_deferred(self) -> None:
+        self._ring_handle = None
+        ring_deferred_doorbell(self._sock)
 
     def _pending_acks(self) -> Acks:
         if self._acks is None:

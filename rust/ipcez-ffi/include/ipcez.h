@@ -500,6 +500,20 @@ ipcez_result ipcez_socket_read_held_acks(const ipcez_socket *s,
                                          size_t *out_timed_out,
                                          ipcez_error **out_err);
 
+// Call at the end of each turn of an event loop in which it read a socket it holds
+// (`ipcez_socket_read_held`, or a receive on the loop's thread), once the tasks those
+// messages woke have run (asyncio: `loop.call_soon`), for each such socket. Once a thread
+// has called it, its loop may leave the doorbells of a busy turn (every read after the
+// turn's first) to the next frame written on the socket: an answer usually follows at
+// once, and its frame wakes the peer as a doorbell would. This rings the doorbell if no
+// frame went out. Cheap when nothing is deferred; does nothing on a WebSocket, or on NULL
+// or a socket made before `fork()`. A thread that never calls it rings every doorbell at
+// once.
+//
+// # Safety
+// `s` is NULL or a live socket.
+void ipcez_socket_ring_deferred_doorbell(const ipcez_socket *s);
+
 // The progress of the expected acks since the last call, oldest first: `*out_acked` came,
 // then `*out_timed_out` ran out of time (each such send failed with an ack timeout).
 // Once every expected ack is accounted for and the connection ended meanwhile, the error

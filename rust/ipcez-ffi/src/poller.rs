@@ -189,6 +189,9 @@ pub unsafe extern "C" fn ipcez_socket_hold_read(
 ) -> ipcez_result {
     call(out_err, || {
         let sock = &socket_ref(s)?.socket;
+        if on == 0 {
+            sock.ring_deferred_doorbell(); // a loop that lets go ends its part at once
+        }
         #[cfg(unix)]
         let fd = sock.held_by_loop(on != 0).unwrap_or(-1);
         #[cfg(not(unix))]
@@ -222,6 +225,7 @@ pub unsafe extern "C" fn ipcez_socket_read_held(
         let s = socket_ref(s)?;
         let let_go = s.socket.read_held();
         if let_go {
+            s.socket.ring_deferred_doorbell();
             s.acks.hurry(&s.socket);
         }
         unsafe { write_out(out_let_go, i32::from(let_go)) };
@@ -249,6 +253,27 @@ pub unsafe extern "C" fn ipcez_socket_read_held_acks(
             other => other,
         }
     }
+}
+
+/// Call at the end of each turn of an event loop in which it read a socket it holds
+/// (`ipcez_socket_read_held`, or a receive on the loop's thread), once the tasks those
+/// messages woke have run (asyncio: `loop.call_soon`), for each such socket. Once a thread
+/// has called it, its loop may leave the doorbells of a busy turn (every read after the
+/// turn's first) to the next frame written on the socket: an answer usually follows at
+/// once, and its frame wakes the peer as a doorbell would. This rings the doorbell if no
+/// frame went out. Cheap when nothing is deferred; does nothing on a WebSocket, or on NULL
+/// or a socket made before `fork()`. A thread that never calls it rings every doorbell at
+/// once.
+///
+/// # Safety
+/// `s` is NULL or a live socket.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ipcez_socket_ring_deferred_doorbell(s: *const ipcez_socket) {
+    call_or((), || {
+        if let Ok(s) = socket_ref(s) {
+            s.socket.ring_deferred_doorbell();
+        }
+    })
 }
 
 /// The progress of the expected acks since the last call, oldest first: `*out_acked` came,

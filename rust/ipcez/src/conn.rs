@@ -137,6 +137,14 @@ impl Conn {
         }
     }
 
+    /// See `Socket::ring_deferred_doorbell` (a WebSocket has no acks).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ring_deferred_doorbell(&self) {
+        if let Conn::Local(c) = self {
+            c.ring_deferred_doorbell();
+        }
+    }
+
     /// See `Socket::ack_doorbells` (a WebSocket has no acks).
     #[cfg(target_os = "linux")]
     pub(crate) fn ack_doorbells(&self, on: bool) -> bool {

@@ -162,6 +162,12 @@ impl LocalConn {
         self.reader.read_held()
     }
 
+    /// See `Socket::ring_deferred_doorbell`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ring_deferred_doorbell(&self) {
+        self.reader.ring_deferred_doorbell()
+    }
+
     /// See `Socket::ack_doorbells`.
     #[cfg(target_os = "linux")]
     pub(crate) fn ack_doorbells(&self, on: bool) -> bool {

@@ -136,6 +136,19 @@ impl Socket {
         true
     }
 
+    /// Ends an event loop's iteration for this socket: the loop read the socket it holds
+    /// ([`read_held`](Self::read_held), or a receive on its thread), and the acks it gave
+    /// left the peer's doorbell to the next frame written here; this rings it if no frame
+    /// went out meanwhile. Call it once the loop has run what the messages woke (asyncio:
+    /// `call_soon`); cheap when nothing waits. Without it, the peer learns of those acks
+    /// from its next look at the count (at most 20 ms for ipcez's own event loops).
+    pub fn ring_deferred_doorbell(&self) {
+        if self.shared.epoch.is_current() {
+            #[cfg(target_os = "linux")]
+            self.shared.conn.ring_deferred_doorbell();
+        }
+    }
+
     /// Asks the peer to also ring a doorbell on the socket with each ack (`on`), or no
     /// more: an event loop that watches the socket then learns of its acks there, instead
     /// of from a thread waiting on the ack counter. A doorbell carries no ack (look with

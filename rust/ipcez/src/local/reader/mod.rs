@@ -196,12 +196,20 @@ impl ReadSide {
     pub(crate) fn acknowledge(&self, st: &mut ReadState, n: usize) -> io::Result<()> {
         let ring = st.peer.acknowledge(&self.acks, n)?;
         #[cfg(target_os = "linux")]
-        if ring {
+        if ring && self.stream.is_held_here() {
+            self.bell.defer(); // see `Bell::defer`: the loop's next frame or iteration end
+        } else if ring {
             self.bell.ring();
         }
         #[cfg(not(target_os = "linux"))]
         let _ = ring;
         Ok(())
+    }
+
+    /// Rings a doorbell deferred by this thread's loop that no frame carried.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn ring_deferred_doorbell(&self) {
+        self.bell.ring_deferred();
     }
 
     /// A doorbell came: the acks of our sends moved. An event loop that holds the socket

@@ -410,6 +410,14 @@ impl Registration {
         self.slot.held().on
     }
 
+    /// True while the event loop of the calling thread holds the socket.
+    pub(crate) fn is_held_here(&self) -> bool {
+        let mine = HELD_HERE.with(|h| {
+            (h.borrow().iter()).any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.slot)))
+        });
+        mine && self.is_held()
+    }
+
     /// The event loop stopped watching: a read arming held back is made now.
     pub(crate) fn release(&self) -> io::Result<()> {
         HELD_HERE.with(|h| {

@@ -180,6 +180,12 @@ impl UdsStream {
         matches!(self.watch.get(), Some(Watch::Armed(r)) if r.is_held())
     }
 
+    /// True while the event loop of the calling thread holds the stream (it reads it).
+    #[cfg(target_os = "linux")]
+    pub(crate) fn is_held_here(&self) -> bool {
+        matches!(self.watch.get(), Some(Watch::Armed(r)) if r.is_held_here())
+    }
+
     /// A thread that read the stream itself gives the reading role back to the background
     /// reader. Armed, that costs no wake-up unless bytes wait (or come).
     pub(crate) fn hand_back(&self) {
