@@ -4,6 +4,7 @@ send_many and pipelined sends."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import resource
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 import ipcez
 import ipcez.aio
+from ipcez import _abi, _errors, _ffi
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Unix sockets")
 
@@ -85,6 +87,42 @@ def test_cancelled_send_keeps_the_stream_whole_and_acks_in_step(sock_path: str) 
             assert await peer.recv(timeout=5) == b"after"
 
     run(main())
+
+
+def test_a_refused_send_leaves_nothing_sent_and_nothing_held(sock_path: str) -> None:
+    """A send refused before it was written (too large) lets go of the socket it held for
+    the ack; the combined send-and-expect call refuses an unwatched socket with nothing
+    sent (a caller may send again)."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as server:
+            client = await ipcez.aio.connect(sock_path)
+            peer = await server.accept(timeout=5)
+            await client.send(b"warm")
+            assert await peer.recv(timeout=5) == b"warm"
+            await asyncio.sleep(0.05)  # the hold of that send's ack wait ends
+            with pytest.raises(ipcez.MessageTooLarge):
+                await client.send(b"x" * (ipcez.MAX_MESSAGE_SIZE + 1))
+            await asyncio.sleep(0.05)
+            assert client._read_fd == -1, "the refused send left the socket held"
+            await client.send(b"after")
+            assert await peer.recv(timeout=5) == b"after"
+            # The C call itself, on a socket no poller watches: refused, nothing sent.
+            raw = ipcez.connect(sock_path)
+            raw_peer = await server.accept(timeout=5)
+            err = _ffi.error_p()
+            with raw._use() as handle:
+                rc = _ffi.lib.ipcez_socket_start_send_acked(handle, b"never", 5, ctypes.byref(err))
+            assert rc == _abi.RESULT_ERROR
+            assert "poller" in str(_errors.fail(rc, err))
+            with pytest.raises(TimeoutError):
+                await raw_peer.recv(timeout=0.3)
+            raw.close()
+            await raw_peer.close()
+            await client.close()
+            await peer.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
 
 
 def test_pending_send_fails_when_the_socket_closes(sock_path: str) -> None:

@@ -321,8 +321,8 @@ def ring_deferred_doorbell(sock: Any) -> None:
     try:
         with sock._use() as handle:
             lib.ipcez_socket_ring_deferred_doorbell(handle)
-    except _errors.ConnectionLost:
-        pass  # closed meanwhile: nothing more to ring
+    except _errors.SocketError:
+        pass  # closed meanwhile (or the parent's, in a forked child): nothing to ring
 
 
 def take_acks(sock: Any) -> Tuple[int, int]:

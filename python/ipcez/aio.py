@@ -371,7 +371,12 @@ class AsyncSocket(_Watched):
         # Sends that had to go to a helper thread go first: the order of sends is kept.
         if not self._slow_sends:
             acks = self._ready_for_acks() if unix else None
-            if start_send(self._sock, data, acked=unix):  # the library expects its ack
+            try:
+                sent = start_send(self._sock, data, acked=unix)  # the library expects its ack
+            except BaseException:
+                self._release_soon()  # held for an ack that will not come
+                raise
+            if sent:
                 if acks is not None:
                     await acks.expected(1)
                 return

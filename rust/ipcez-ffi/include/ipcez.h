@@ -442,7 +442,9 @@ ipcez_result ipcez_socket_expect_acks(const ipcez_socket *s, size_t count, ipcez
 
 // `ipcez_socket_start_send` followed, when the message was handed over on a local
 // socket, by `ipcez_socket_expect_acks` for its one ack: the send of an event loop in one
-// call. Results as `ipcez_socket_start_send`; a WebSocket message expects no ack.
+// call. Results as `ipcez_socket_start_send`; a WebSocket message expects no ack. On a
+// local socket not watched by a poller yet (`ipcez_socket_watch`) it fails with nothing
+// sent.
 //
 // # Safety
 // `s` is NULL or a live socket; `data` is valid for `len` bytes.
@@ -460,6 +462,10 @@ ipcez_result ipcez_socket_start_send_acked(const ipcez_socket *s,
 // the socket: the descriptor is the socket's own. `*out_fd` is -1 when the socket cannot
 // be read so (not on Linux, not read in the background yet, or closed): wait for the
 // poller as usual.
+//
+// While acks are expected (`ipcez_socket_expect_acks`), look at them with
+// `ipcez_socket_take_acks` after every read of the held socket, receives included: the
+// doorbell, or a frame that stands for it, may come with what was read.
 //
 // While it is on, what comes is read and acked when the loop reads. The library's reader
 // reads after all when the socket, held for 100 ms, is found readable and unread (the

@@ -74,6 +74,8 @@ struct Queue {
 struct Jobs {
     waiting: VecDeque<Job>,
     threads: usize,
+    /// Threads asleep until woken (they found no job), which no deadline wakes.
+    idle: usize,
 }
 
 /// The threads' queue: a child of `fork` has none of its parent's threads (nor its
@@ -91,6 +93,11 @@ impl AckWaits {
     /// Reports progress to `poller` as `token` from now on.
     pub(crate) fn report_to(&self, poller: &Poller, token: u64) {
         self.lock().poller = Some((poller.clone(), token));
+    }
+
+    /// Whether a poller was given (`report_to`), which [`expect`](Self::expect) needs.
+    pub(crate) fn has_poller(&self) -> bool {
+        self.lock().poller.is_some()
     }
 
     /// Expects the acks of the last `count` messages sent on `socket` (called right after
@@ -214,10 +221,11 @@ fn report(s: &WaitState) {
 fn submit(job: Job) {
     let q = queue();
     let mut jobs = q.jobs.lock().unwrap_or_else(|p| p.into_inner());
-    // A waiting thread wakes by itself in time for any job due after the earliest one it
-    // waits for: only an earlier one needs it woken (with doorbells every socket submits a
-    // job per 20 ms, and waking a thread for each was a futex call and two switches).
-    let earliest = jobs.waiting.iter().all(|j| j.not_before > job.not_before);
+    // A thread asleep until a deadline wakes by itself in time for any job due after the
+    // earliest one queued: only an earlier job, or a thread asleep without a deadline,
+    // needs a wake-up (with doorbells every socket submits a job per 20 ms, and waking a
+    // thread for each was a futex call and two switches).
+    let wake = jobs.idle > 0 || jobs.waiting.iter().all(|j| j.not_before > job.not_before);
     jobs.waiting.push_back(job);
     if jobs.threads < THREADS {
         let started = std::thread::Builder::new()
@@ -227,7 +235,7 @@ fn submit(job: Job) {
         jobs.threads += usize::from(started);
     }
     drop(jobs);
-    if earliest {
+    if wake {
         q.ready.notify_one();
     }
 }
@@ -250,7 +258,12 @@ fn work(q: &'static Queue) {
                             .unwrap_or_else(|p| p.into_inner())
                             .0
                     }
-                    None => q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner()),
+                    None => {
+                        jobs.idle += 1;
+                        let mut woken = q.ready.wait(jobs).unwrap_or_else(|p| p.into_inner());
+                        woken.idle -= 1;
+                        woken
+                    }
                 };
             }
         };

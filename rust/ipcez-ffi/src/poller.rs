@@ -137,7 +137,9 @@ pub unsafe extern "C" fn ipcez_socket_expect_acks(
 
 /// `ipcez_socket_start_send` followed, when the message was handed over on a local
 /// socket, by `ipcez_socket_expect_acks` for its one ack: the send of an event loop in one
-/// call. Results as `ipcez_socket_start_send`; a WebSocket message expects no ack.
+/// call. Results as `ipcez_socket_start_send`; a WebSocket message expects no ack. On a
+/// local socket not watched by a poller yet (`ipcez_socket_watch`) it fails with nothing
+/// sent.
 ///
 /// # Safety
 /// `s` is NULL or a live socket; `data` is valid for `len` bytes.
@@ -151,10 +153,19 @@ pub unsafe extern "C" fn ipcez_socket_start_send_acked(
     call(out_err, || {
         let s = socket_ref(s)?;
         let data = unsafe { crate::boundary::bytes(data, len) }?;
+        let acked = s.socket.transport() != ipcez::Transport::WebSocket;
+        if acked && !s.acks.has_poller() {
+            // Refused before anything is sent: a caller may send it again.
+            return Err(FfiError::invalid_input(
+                "watch the socket with a poller (ipcez_socket_watch) before sending with \
+                 ipcez_socket_start_send_acked"
+                    .into(),
+            ));
+        }
         if !s.socket.start_send(data)? {
             return Ok(ipcez_result::Timeout);
         }
-        if s.socket.transport() != ipcez::Transport::WebSocket {
+        if acked {
             s.acks
                 .expect(&s.socket, 1)
                 .map_err(FfiError::invalid_input)?;
@@ -173,6 +184,10 @@ pub unsafe extern "C" fn ipcez_socket_start_send_acked(
 /// be read so (not on Linux, not read in the background yet, or closed): wait for the
 /// poller as usual.
 ///
+/// While acks are expected (`ipcez_socket_expect_acks`), look at them with
+/// `ipcez_socket_take_acks` after every read of the held socket, receives included: the
+/// doorbell, or a frame that stands for it, may come with what was read.
+///
 /// While it is on, what comes is read and acked when the loop reads. The library's reader
 /// reads after all when the socket, held for 100 ms, is found readable and unread (the
 /// loop is blocked: acks wait at most about 150 ms), when the thread that holds it blocks
@@ -189,9 +204,6 @@ pub unsafe extern "C" fn ipcez_socket_hold_read(
 ) -> ipcez_result {
     call(out_err, || {
         let sock = &socket_ref(s)?.socket;
-        if on == 0 {
-            sock.ring_deferred_doorbell(); // a loop that lets go ends its part at once
-        }
         #[cfg(unix)]
         let fd = sock.held_by_loop(on != 0).unwrap_or(-1);
         #[cfg(not(unix))]
@@ -225,7 +237,6 @@ pub unsafe extern "C" fn ipcez_socket_read_held(
         let s = socket_ref(s)?;
         let let_go = s.socket.read_held();
         if let_go {
-            s.socket.ring_deferred_doorbell();
             s.acks.hurry(&s.socket);
         }
         unsafe { write_out(out_let_go, i32::from(let_go)) };

@@ -139,9 +139,9 @@ impl Conn {
 
     /// See `Socket::ring_deferred_doorbell` (a WebSocket has no acks).
     #[cfg(target_os = "linux")]
-    pub(crate) fn ring_deferred_doorbell(&self) {
+    pub(crate) fn ring_deferred_doorbell(&self, turn_ends: bool) {
         if let Conn::Local(c) = self {
-            c.ring_deferred_doorbell();
+            c.ring_deferred_doorbell(turn_ends);
         }
     }
 

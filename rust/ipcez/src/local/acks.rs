@@ -219,7 +219,13 @@ impl ConnAck {
         Ok(false)
     }
 
-    /// Sender: asks the peer for doorbells with its acks (`on`) or no more. False (nothing
+    /// Sender: true while it asks the peer for doorbells.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn wants_doorbells(&self) -> bool {
+        self.channel.own().is_some_and(|own| own.wants_doorbells())
+    }
+
+    /// Sender: asks the peer for doorbells with its acks (`on`), or no more. False (nothing
     /// asked) when the peer is not known to be an ipcez that rings them.
     #[cfg(target_os = "linux")]
     pub(crate) fn want_doorbells(&self, on: bool) -> bool {

@@ -40,8 +40,8 @@ const REST_OF_RECORD: Duration = Duration::from_millis(50);
 
 thread_local! {
     /// This thread's loop rings deferred doorbells at the end of its turns (it called
-    /// [`Bell::ring_deferred`]): only then are any deferred, so a loop written against the
-    /// C ABI without that call keeps ringing at once.
+    /// [`Bell::ring_deferred`] with `turn_ends`): only then are any deferred, so a loop
+    /// written against the C ABI without that call keeps ringing at once.
     static RINGS_DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// This thread's loop read a held socket in its current turn (see [`Bell::defer`]).
     static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -98,10 +98,14 @@ impl Bell {
         self.deferred.store(true, Ordering::SeqCst);
     }
 
-    /// The loop's iteration is over: rings a deferred doorbell that no frame carried.
-    pub(crate) fn ring_deferred(&self) {
-        RINGS_DEFERRED.with(|r| r.set(true));
-        BUSY.with(|b| b.set(false));
+    /// Rings a deferred doorbell that no frame carried. `turn_ends`: the loop's turn is
+    /// over (its own call, which also lets this thread defer from now on); otherwise the
+    /// library rings it because the loop lets go of the socket.
+    pub(crate) fn ring_deferred(&self, turn_ends: bool) {
+        if turn_ends {
+            RINGS_DEFERRED.with(|r| r.set(true));
+            BUSY.with(|b| b.set(false));
+        }
         if self.deferred.swap(false, Ordering::SeqCst) {
             self.ring();
         }

@@ -164,8 +164,8 @@ impl LocalConn {
 
     /// See `Socket::ring_deferred_doorbell`.
     #[cfg(target_os = "linux")]
-    pub(crate) fn ring_deferred_doorbell(&self) {
-        self.reader.ring_deferred_doorbell()
+    pub(crate) fn ring_deferred_doorbell(&self, turn_ends: bool) {
+        self.reader.ring_deferred_doorbell(turn_ends)
     }
 
     /// See `Socket::ack_doorbells`.

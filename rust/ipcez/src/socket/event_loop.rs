@@ -112,6 +112,11 @@ impl Socket {
         } else {
             self.shared.epoch.check("socket").ok()?;
         }
+        // A loop that lets go rings what it deferred at once.
+        #[cfg(target_os = "linux")]
+        if !on {
+            self.shared.conn.ring_deferred_doorbell(false);
+        }
         #[cfg(target_os = "linux")]
         return self.shared.conn.held_by_loop(on);
         #[cfg(not(target_os = "linux"))]
@@ -131,7 +136,13 @@ impl Socket {
             return true;
         }
         #[cfg(target_os = "linux")]
-        return self.shared.conn.read_held();
+        {
+            let let_go = self.shared.conn.read_held();
+            if let_go {
+                self.shared.conn.ring_deferred_doorbell(false);
+            }
+            let_go
+        }
         #[cfg(not(target_os = "linux"))]
         true
     }
@@ -145,7 +156,7 @@ impl Socket {
     pub fn ring_deferred_doorbell(&self) {
         if self.shared.epoch.is_current() {
             #[cfg(target_os = "linux")]
-            self.shared.conn.ring_deferred_doorbell();
+            self.shared.conn.ring_deferred_doorbell(true);
         }
     }
 

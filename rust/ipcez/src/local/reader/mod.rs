@@ -133,6 +133,8 @@ impl ReadSide {
         out: &mut Vec<Vec<u8>>,
     ) -> Result<Step, io::Error> {
         let ReadState { decoder, buf, peer } = st;
+        #[cfg(target_os = "linux")]
+        let frames_before = out.len();
         // The caller waits while the budget is spent; otherwise it bounds this read.
         let allowance = self.budget.allowance();
         // Large bodies are read straight into their own buffer, small ones via `buf`.
@@ -184,8 +186,12 @@ impl ReadSide {
         if let Some(n) = decoder.take_acks() {
             self.acks.acks_received(n);
         }
+        // A busy peer loop lets a frame stand for its doorbell (see `doorbell`): while this
+        // side asks for them, a frame is heard as one too.
         #[cfg(target_os = "linux")]
-        if decoder.take_acks().is_some() {
+        if decoder.take_acks().is_some()
+            || (out.len() > frames_before && self.acks.wants_doorbells())
+        {
             self.doorbell_heard(direct);
         }
         Ok(if short { Step::Drained } else { Step::Progress })
@@ -206,10 +212,11 @@ impl ReadSide {
         Ok(())
     }
 
-    /// Rings a doorbell deferred by this thread's loop that no frame carried.
+    /// Rings a doorbell deferred by this thread's loop that no frame carried (see
+    /// `Bell::ring_deferred`).
     #[cfg(target_os = "linux")]
-    pub(crate) fn ring_deferred_doorbell(&self) {
-        self.bell.ring_deferred();
+    pub(crate) fn ring_deferred_doorbell(&self, turn_ends: bool) {
+        self.bell.ring_deferred(turn_ends);
     }
 
     /// A doorbell came: the acks of our sends moved. An event loop that holds the socket

@@ -185,6 +185,11 @@ impl OwnEnds {
         self.page.ring().store(u32::from(on), Ordering::SeqCst);
     }
 
+    /// True while this side asks for doorbells.
+    pub(crate) fn wants_doorbells(&self) -> bool {
+        self.page.ring().load(Ordering::SeqCst) != 0
+    }
+
     /// Takes in the acks that arrived since the last call (never blocks).
     pub(crate) fn take_acks(&self) -> io::Result<u64> {
         let now = self.page.count().load(Ordering::SeqCst);
