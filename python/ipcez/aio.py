@@ -165,6 +165,7 @@ class AsyncSocket(_Watched):
     def __init__(self, sock: Socket) -> None:
         """Wrap an already connected :class:`ipcez.Socket`."""
         self._sock = sock
+        self._unix = sock.transport == "unix"  # acks and doorbells: Unix sockets only
         self._acks: Optional[Acks] = None
         #: Waiters for which the loop holds the socket and watches ``_read_fd`` (see
         #: ``_read_here``); the hold lasts across ack waits (see ``_release_soon``).
@@ -327,7 +328,7 @@ class AsyncSocket(_Watched):
             check_open(self._sock)  # a closed socket gives ConnectionLost, never a message
             return self._taken.popleft()
         message = recv_slice(self._sock, 0.0)
-        if message is not None and self._read_fd >= 0:
+        if message is not None and self._read_fd >= 0 and self._unix:
             self._ring_soon()
         if self._acks is not None and self._acks.pending:
             self._acks.collect()  # the read may have heard a doorbell
@@ -367,7 +368,7 @@ class AsyncSocket(_Watched):
         (or the connection has ended): do not modify a mutable buffer until
         the call returned or was cancelled.
         """
-        unix = self._sock.transport == "unix"
+        unix = self._unix
         # Sends that had to go to a helper thread go first: the order of sends is kept.
         if not self._slow_sends:
             acks = self._ready_for_acks() if unix else None
@@ -403,7 +404,7 @@ class AsyncSocket(_Watched):
 
         Like :meth:`ipcez.Socket.send_many`, without blocking the loop.
         """
-        if self._sock.transport != "unix":
+        if not self._unix:
             await self._send_slowly(self._sock.send_many, messages)
             return
         items, lens = prepare_many(self._sock, messages)
