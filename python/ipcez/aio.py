@@ -171,8 +171,10 @@ class AsyncSocket(_Watched):
         #: ``_read_here``); the hold lasts across ack waits (see ``_release_soon``).
         self._readers = 0
         self._read_fd = -1
-        self._releasing = False  # a ``_release_if_idle`` is scheduled
-        self._ring_handle: Optional[asyncio.Handle] = None  # a ``_ring_deferred`` scheduled
+        #: What ``_after_turn`` does: let go if idle, ring a deferred doorbell.
+        self._releasing = False
+        self._ringing = False
+        self._after: Optional[asyncio.Handle] = None  # ``_after_turn``, scheduled
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
         #: Messages the loop took for a waiting receive (``_on_readable``), oldest first.
@@ -237,14 +239,27 @@ class AsyncSocket(_Watched):
         and letting go cost system calls each time."""
         if self._releasing or self._read_fd < 0 or self._readers or self._awaiting_acks():
             return
-        assert self._waker is not None
         self._releasing = True
-        # Its own callback, after those already queued: a task woken just now (its ack
-        # came) runs first and, as a rule, waits again, keeping the socket held.
-        self._waker.loop.call_soon(self._release_if_idle)
+        self._after_turn_soon()
+
+    def _after_turn_soon(self) -> None:
+        """Schedules ``_after_turn`` (once): a callback of this socket's own, after those
+        already queued, so that a task woken just now (its ack or message came) runs
+        first. As a rule it answers (its frame carries a deferred doorbell) and waits
+        again (keeping the socket held)."""
+        if self._after is None and self._waker is not None:
+            self._after = self._waker.loop.call_soon(self._after_turn)
+
+    def _after_turn(self) -> None:
+        self._after = None
+        if self._ringing:
+            self._ringing = False
+            ring_deferred_doorbell(self._sock)
+        if self._releasing:
+            self._releasing = False
+            self._release_if_idle()
 
     def _release_if_idle(self) -> None:
-        self._releasing = False
         if not self._readers and not self._awaiting_acks():
             self._unwatch()
             self._release_hold()
@@ -319,9 +334,9 @@ class AsyncSocket(_Watched):
         if message is not None:
             self._taken.append(message)
             self._waker.wake()
-            if self._ring_handle is not None:  # after the woken task: it may answer at once
-                self._ring_handle.cancel()
-                self._ring_handle = self._waker.loop.call_soon(self._ring_deferred)
+            if self._after is not None:  # after the woken task: it may answer at once
+                self._after.cancel()
+                self._after = self._waker.loop.call_soon(self._after_turn)
 
     def _recv_now(self) -> Optional[bytes]:
         if self._taken:
@@ -340,12 +355,8 @@ class AsyncSocket(_Watched):
         doorbell for the acks it gave to the next frame written here (an answer usually
         follows at once: one write and one wake-up instead of two, each way); this rings
         it, unless a frame carried it, once the tasks the messages woke have run."""
-        if self._ring_handle is None and self._waker is not None:
-            self._ring_handle = self._waker.loop.call_soon(self._ring_deferred)
-
-    def _ring_deferred(self) -> None:
-        self._ring_handle = None
-        ring_deferred_doorbell(self._sock)
+        self._ringing = True
+        self._after_turn_soon()
 
     def _pending_acks(self) -> Acks:
         if self._acks is None:
