@@ -15,7 +15,8 @@
 //! fallback, a thread that looks at the count every 20 ms, bounds that case).
 //!
 //! A busy event loop defers them. When the loop that holds the socket counted the acks in
-//! a turn in which it already read another socket it holds, the doorbell waits: that loop
+//! a turn in which it already read a socket it holds (this one or another), the doorbell
+//! waits: that loop
 //! usually answers at once, and any frame that starts after the count wakes the peer's
 //! loop as well (it looks at its acks whenever its socket wakes it). So a frame written
 //! next carries it, and the loop rings what is still deferred at the end of its turn

@@ -147,12 +147,12 @@ impl Socket {
         true
     }
 
-    /// Ends an event loop's iteration for this socket: the loop read the socket it holds
-    /// ([`read_held`](Self::read_held), or a receive on its thread), and the acks it gave
-    /// left the peer's doorbell to the next frame written here; this rings it if no frame
-    /// went out meanwhile. Call it once the loop has run what the messages woke (asyncio:
-    /// `call_soon`); cheap when nothing waits. Without it, the peer learns of those acks
-    /// from its next look at the count (at most 20 ms for ipcez's own event loops).
+    /// Ends an event loop's turn for this socket: the loop read the socket it holds
+    /// ([`read_held`](Self::read_held), or a receive on its thread), and in a busy turn the
+    /// acks it gave left the peer's doorbell to the next frame written here; this rings it
+    /// if no frame went out meanwhile. Call it for each such socket once the loop has run
+    /// what the messages woke (asyncio: `call_soon`); cheap when nothing waits. Only a
+    /// thread that calls it defers doorbells at all: without it, each rings at once.
     pub fn ring_deferred_doorbell(&self) {
         if self.shared.epoch.is_current() {
             #[cfg(target_os = "linux")]
