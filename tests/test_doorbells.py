@@ -315,6 +315,62 @@ def test_a_peer_that_rings_gets_its_acks_in_band(sock_path: str, page_peer: "Pag
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+def test_answers_that_come_with_the_ack_are_received_in_order(
+    sock_path: str, page_peer: "PagePeerFactory", monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop that wakes for an ack takes the message that came with it in the same
+    native call (``ipcez_socket_read_held_batch``). Three answers and the doorbell in one
+    write: the send completes and the answers come in order; an answer that comes while
+    one taken so is still unread goes behind it; one taken so before a close is never
+    returned after it."""
+    import ipcez.aio as aio_module
+
+    seen: List[tuple] = []
+    real = aio_module.read_held_batch
+
+    def counting(sock: object) -> object:
+        got = real(sock)
+        seen.append(got)
+        return got
+
+    monkeypatch.setattr(aio_module, "read_held_batch", counting)
+
+    def frame(payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + payload
+
+    async def main() -> None:
+        client, peer = await _meet(sock_path, page_peer)
+        seen.clear()
+        send = asyncio.ensure_future(client.send(b"request"))
+        assert await asyncio.to_thread(peer.read_frame) == b"request"
+        assert await asyncio.to_thread(peer.asked_for_doorbells)
+        peer.ack(ring=False)
+        peer.conn.sendall(frame(b"a1") + frame(b"a2") + frame(b"a3") + DOORBELL)
+        await asyncio.wait_for(send, 5)
+        assert any(g is not None and g[0] == b"a1" and g[2] == 1 for g in seen), seen
+        # a1 is taken, a2 and a3 wait in the batch buffer; a4 comes with the next ack.
+        send = asyncio.ensure_future(client.send(b"request 2"))
+        assert await asyncio.to_thread(peer.read_frame) == b"request 2"
+        peer.ack(ring=False)
+        peer.conn.sendall(frame(b"a4") + DOORBELL)
+        await asyncio.wait_for(send, 5)
+        got = [await client.recv(timeout=5) for _ in range(4)]
+        assert got == [b"a1", b"a2", b"a3", b"a4"]
+        # Taken with the ack, then the socket is closed: the receive says so.
+        seen.clear()
+        send = asyncio.ensure_future(client.send(b"request 3"))
+        assert await asyncio.to_thread(peer.read_frame) == b"request 3"
+        peer.ack(ring=False)
+        peer.conn.sendall(frame(b"a5") + DOORBELL)
+        await asyncio.wait_for(send, 5)
+        assert any(g is not None and g[0] == b"a5" for g in seen), seen
+        await client.close()
+        with pytest.raises(ipcez.ConnectionLost):
+            await client.recv(timeout=5)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
 def test_a_doorbell_left_to_the_end_of_a_busy_turn_is_rung(sock_path: str, page_peer: "PagePeerFactory") -> None:
     """A loop that reads several held sockets in one turn rings the first doorbell at once
     and leaves the others to the next frame it writes on each socket, or to the end of the

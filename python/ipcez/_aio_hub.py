@@ -24,9 +24,9 @@ import os
 import queue
 import threading
 import weakref
-from typing import Any, Callable, Deque, Tuple, TypeVar
+from typing import Any, Callable, Deque, Optional, Tuple, TypeVar
 
-from . import _abi, _errors, _ffi
+from . import _abi, _batch, _errors, _ffi
 from ._buffer import borrow
 from ._ffi import lib
 
@@ -313,6 +313,13 @@ def read_held_acks(sock: Any) -> Tuple[bool, int, int]:
     if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return bool(let_go.value), acked.value, timed_out.value
+
+
+def read_held_batch(sock: Any) -> Optional[Tuple[Optional[bytes], bool, int, int]]:
+    """:func:`read_held_acks` that also takes the next message (as a rule the answer that
+    came with the acks), in one call: (message or None, let go, acked, timed out). None,
+    with nothing read, while the socket's batch buffer holds messages."""
+    return _batch.take_held(sock, sock._pending)
 
 
 def ring_deferred_doorbell(sock: Any) -> None:

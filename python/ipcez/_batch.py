@@ -24,7 +24,7 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import deque
-from typing import Any, Deque, List, Optional
+from typing import Any, Deque, List, Optional, Tuple
 
 from . import _abi, _errors, _ffi
 from ._ffi import lib
@@ -43,7 +43,10 @@ class Scratch:
     """One thread's out-parameters and copy buffer (reused: building them costs more than
     the call)."""
 
-    __slots__ = ("buf", "view", "array", "lens", "count", "out", "head", "tail", "first", "freed")
+    __slots__ = (
+        "buf", "view", "array", "lens", "count", "out", "head", "tail", "first", "freed",
+        "let_go", "acked", "timed_out", "held",
+    )
 
     def __init__(self) -> None:
         self.buf = bytearray(MAX_BYTES)
@@ -55,6 +58,11 @@ class Scratch:
         # The arguments before and after the wait, ready to pass.
         self.head = (ctypes.addressof(self.array), MAX_BYTES, ctypes.addressof(self.lens), MAX_COUNT)
         self.tail = (ctypes.byref(self.count), *self.out.args)
+        # ``ipcez_socket_read_held_batch``'s own, between the two.
+        self.let_go = ctypes.c_int32()
+        self.acked = ctypes.c_size_t()
+        self.timed_out = ctypes.c_size_t()
+        self.held = (ctypes.byref(self.let_go), ctypes.byref(self.acked), ctypes.byref(self.timed_out))
         #: The last batch's first message, once made into bytes (for :func:`_keep`) ...
         self.first: Optional[bytes] = None
         #: ... and whether a long message's native buffer was freed.
@@ -103,24 +111,46 @@ def take(sock: Managed, pending: Pending, wait_ms: int) -> Optional[bytes]:
         messages = pending.messages
         if messages:
             return _pop(sock, messages)
-        s = scratch()
-        s.count.value = NOTHING
-        s.first = None
-        s.freed = False
-        try:
-            with sock._use() as handle:  # s.call(), inlined: this is the per-message path
-                rc = lib.ipcez_socket_recv_batch(handle, *s.head, wait_ms, *s.tail)
-            if rc == _abi.RESULT_OK:
-                if s.count.value == 1:  # the common case: a request, or its answer
-                    return s.view[: s.lens[0]].tobytes()
-                return _unpack(s, messages)
-        except BaseException:
-            if s.holds_batch():
-                _keep(sock, s, messages)
-            raise
-        if rc == _abi.RESULT_TIMEOUT:
+        return _receive(sock, scratch(), messages, wait_ms, False)
+
+
+def take_held(sock: Managed, pending: Pending) -> Optional[Tuple[Optional[bytes], bool, int, int]]:
+    """For an event loop that holds ``sock`` (buffer ``pending``) and found it readable while
+    its sends await acks: ``ipcez_socket_read_held_batch``, which reads what came and takes
+    the next message and the acks in one call. (message or None, let go, acked, timed out);
+    None, with nothing read, while ``pending`` holds messages (those come first)."""
+    check_open(sock)
+    with pending.lock:
+        if pending.messages:
             return None
-        raise _errors.fail(rc, s.out.err)
+        s = scratch()
+        message = _receive(sock, s, pending.messages, 0, True)
+        return message, bool(s.let_go.value), s.acked.value, s.timed_out.value
+
+
+def _receive(sock: Managed, s: Scratch, messages: Deque[bytes], wait_ms: int, held: bool) -> Optional[bytes]:
+    """One native batch receive (``held``: the held read, see :func:`take_held`) into ``s``:
+    the first message, the others to ``messages`` (empty before); None when none came."""
+    s.count.value = NOTHING
+    s.first = None
+    s.freed = False
+    try:
+        with sock._use() as handle:  # s.call(), inlined: this is the per-message path
+            if held:
+                rc = lib.ipcez_socket_read_held_batch(handle, *s.head, *s.held, *s.tail)
+            else:
+                rc = lib.ipcez_socket_recv_batch(handle, *s.head, wait_ms, *s.tail)
+        if rc == _abi.RESULT_OK:
+            if s.count.value == 1:  # the common case: a request, or its answer
+                return s.view[: s.lens[0]].tobytes()
+            return _unpack(s, messages)
+    except BaseException:
+        if s.holds_batch():
+            _keep(sock, s, messages)
+        raise
+    if rc == _abi.RESULT_TIMEOUT:
+        return None
+    raise _errors.fail(rc, s.out.err)
 
 
 def take_into(sock: Managed, pending: Pending, ptr: int, cap: int, wait_ms: int) -> Optional[int]:

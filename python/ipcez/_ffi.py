@@ -235,6 +235,12 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [socket_p, POINTER(c_int32), POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
+    "ipcez_socket_read_held_batch": (
+        [socket_p, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_int32), POINTER(c_size_t),
+         POINTER(c_size_t), POINTER(c_size_t), POINTER(message_p), POINTER(c_void_p), POINTER(c_size_t),
+         POINTER(error_p)],
+        ipcez_result,
+    ),
     "ipcez_socket_ring_deferred_doorbell": ([socket_p], None),
     "ipcez_socket_take_acks": (
         [socket_p, POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],

@@ -8,7 +8,8 @@ Lifetime rules, in one place:
   call then fails with ConnectionLost).  Every method checks ``_closed`` first
   and raises :class:`ConnectionLost`, so a closed handle is never used.
 * Native calls on the handle run inside ``with self._use() as ptr:``, which
-  counts them.  The native ``*_free`` runs once the handle is closed and no
+  counts them (an entry each in a list: ``append`` and ``pop`` are atomic, so the count
+  needs no lock on this per-message path).  The native ``*_free`` runs once the handle is closed and no
   call is in flight: right in ``close()`` when the handle is idle (so a closed
   socket gives its file descriptor back at once), else when the last call
   returns, else from the finalizer.  ``*_free`` never waits for a message
@@ -64,8 +65,9 @@ class Managed:
             raise _errors.SocketError("internal error: the native call returned a NULL handle")
         self._ptr = ptr
         self._closed = False
-        self._calls = 0  # native calls in flight, under _close_lock
-        self._close_lock = threading.Lock()
+        #: One entry per native call in flight (see ``_InUse``).
+        self._in_flight: List[None] = []
+        self._close_lock = threading.Lock()  # makes close() run once
         self._epoch = _fork.epoch
         self._fd = -1  # the readiness descriptor, once asked for
         finalizer = weakref.finalize(self, _free_in_owner, type(self)._free_fn, ptr, self._epoch)
@@ -102,22 +104,19 @@ class Managed:
         with self._close_lock:
             if self._closed:
                 return
+            self._in_flight.append(None)  # the close call below counts as a call in flight
             self._closed = True
-            self._calls += 1  # the close call below counts as a call in flight
         try:
             type(self)._close_fn(self._ptr)
         finally:
             with _live_lock:
                 _live.discard(self)
-            with self._close_lock:
-                self._calls -= 1
+            self._in_flight.pop()
             self._free_if_idle()
 
     def _free_if_idle(self) -> None:
-        with self._close_lock:
-            idle = self._closed and self._calls == 0
-        if idle:
-            self._finalizer()  # frees once; the finalizer is then dead
+        if self._closed and not self._in_flight:
+            self._finalizer()  # frees once (a finalizer runs at most once, whoever calls)
 
     def __enter__(self) -> Any:
         return self
@@ -136,7 +135,12 @@ def check_open(handle: Managed) -> None:
 
 
 class _InUse:
-    """The context manager behind :meth:`Managed._use` (a class: cheaper than contextlib)."""
+    """The context manager behind :meth:`Managed._use` (a class: cheaper than contextlib).
+
+    No lock: a call counts itself in flight first and looks at ``_closed`` second, while
+    ``close()`` sets ``_closed`` first and looks at the count second (each step atomic). So
+    either the call sees the handle closed and does not use it, or the close sees the call
+    and leaves the freeing to whoever ends last."""
 
     __slots__ = ("_owner",)
 
@@ -147,18 +151,16 @@ class _InUse:
         owner = self._owner
         if owner._epoch != _fork.epoch:
             raise _fork.detached(owner)
-        with owner._close_lock:
-            if owner._closed:
-                raise _errors.connection_lost("connection lost: the handle is closed")
-            owner._calls += 1
+        owner._in_flight.append(None)
+        if owner._closed:
+            self.__exit__()
+            raise _errors.connection_lost("connection lost: the handle is closed")
         return owner._ptr
 
     def __exit__(self, *exc_info: Any) -> None:
         owner = self._owner
-        with owner._close_lock:
-            owner._calls -= 1
-            last = owner._closed and owner._calls == 0
-        if last:
+        owner._in_flight.pop()
+        if owner._closed and not owner._in_flight:
             owner._free_if_idle()
 
 

@@ -55,6 +55,7 @@ from ._aio_hub import (
     hold_read,
     hub,
     read_held_acks,
+    read_held_batch,
     ring_deferred_doorbell,
     run_blocking,
     start_send,
@@ -278,7 +279,15 @@ class AsyncSocket(_Watched):
         acks = self._acks
         if acks is not None and acks.pending:
             try:
-                let_go, acked, timed_out = read_held_acks(self._sock)
+                # As a rule the answer came with the acks: taken in the same call, for the
+                # receive that the task awaiting the ack makes next.
+                got = None if self._taken else read_held_batch(self._sock)
+                if got is None:
+                    let_go, acked, timed_out = read_held_acks(self._sock)
+                else:
+                    message, let_go, acked, timed_out = got
+                    if message is not None:
+                        self._taken.append(message)
             except _errors.SocketError as exc:
                 acks.fail(exc)
                 let_go = True

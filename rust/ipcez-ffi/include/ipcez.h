@@ -506,6 +506,32 @@ ipcez_result ipcez_socket_read_held_acks(const ipcez_socket *s,
                                          size_t *out_timed_out,
                                          ipcez_error **out_err);
 
+// `ipcez_socket_read_held_acks`, then the first messages queued (those just read and any
+// before them), taken without reading again as `ipcez_socket_recv_batch` takes them
+// (`IPCEZ_RESULT_TIMEOUT`: none is queued; the acks and `*out_let_go` are written either
+// way): what an event loop does when a socket it holds turns readable while its sends
+// await acks, in one call, so that the message that came with the acks (as a rule the
+// answer) needs no call of its own. Fails like `ipcez_socket_take_acks`, and only when no
+// message was taken: with a message, an end found among the acks comes with the next
+// call. The end of the connection itself is left for the next receive.
+//
+// # Safety
+// As `ipcez_socket_recv_batch`; `out_let_go`, `out_acked` and `out_timed_out` are valid
+// for writes.
+ipcez_result ipcez_socket_read_held_batch(const ipcez_socket *s,
+                                          uint8_t *buf,
+                                          size_t cap,
+                                          size_t *lens,
+                                          size_t max_count,
+                                          int32_t *out_let_go,
+                                          size_t *out_acked,
+                                          size_t *out_timed_out,
+                                          size_t *out_count,
+                                          ipcez_message **out_msg,
+                                          const uint8_t **out_data,
+                                          size_t *out_len,
+                                          ipcez_error **out_err);
+
 // Call at the end of each turn of an event loop in which it read a socket it holds
 // (`ipcez_socket_read_held`, or a receive on the loop's thread), once the tasks those
 // messages woke have run (asyncio: `loop.call_soon`), for each such socket. Once a thread

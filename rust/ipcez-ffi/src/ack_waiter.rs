@@ -141,8 +141,9 @@ impl AckWaits {
     }
 
     /// Takes the progress made since the last call (with doorbells, looks at the acks
-    /// first).
-    pub(crate) fn take(&self, socket: &Socket) -> Progress {
+    /// first). `keep_end`: an end found with no progress stays for the next call (reported
+    /// to the poller again), for a caller that has a message to hand over first.
+    pub(crate) fn take(&self, socket: &Socket, keep_end: bool) -> Progress {
         let mut s = self.lock();
         if s.doorbells {
             settle(&mut s, socket);
@@ -153,6 +154,12 @@ impl AckWaits {
             ended: None,
         };
         if p.acked == 0 && p.timed_out == 0 {
+            if keep_end {
+                if s.ended.is_some() {
+                    report(&s);
+                }
+                return p;
+            }
             return Progress {
                 ended: s.ended.take(),
                 ..p

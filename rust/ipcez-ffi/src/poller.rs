@@ -3,9 +3,13 @@
 
 use ipcez::Poller;
 
-use crate::boundary::{Castable, call, call_or, free, into_handle, try_borrow, write_out};
+use crate::boundary::{
+    Castable, call, call_or, free, into_handle, slice_mut, try_borrow, write_out,
+};
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::listener::{ipcez_listener, listener_ref};
+use crate::message::ipcez_message;
+use crate::recv_batch::hand_batch;
 use crate::socket::{ipcez_socket, socket_ref};
 
 /// A poller: a list of tokens of sources that have something waiting, and a descriptor
@@ -266,6 +270,59 @@ pub unsafe extern "C" fn ipcez_socket_read_held_acks(
     }
 }
 
+/// `ipcez_socket_read_held_acks`, then the first messages queued (those just read and any
+/// before them), taken without reading again as `ipcez_socket_recv_batch` takes them
+/// (`IPCEZ_RESULT_TIMEOUT`: none is queued; the acks and `*out_let_go` are written either
+/// way): what an event loop does when a socket it holds turns readable while its sends
+/// await acks, in one call, so that the message that came with the acks (as a rule the
+/// answer) needs no call of its own. Fails like `ipcez_socket_take_acks`, and only when no
+/// message was taken: with a message, an end found among the acks comes with the next
+/// call. The end of the connection itself is left for the next receive.
+///
+/// # Safety
+/// As `ipcez_socket_recv_batch`; `out_let_go`, `out_acked` and `out_timed_out` are valid
+/// for writes.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ipcez_socket_read_held_batch(
+    s: *const ipcez_socket,
+    buf: *mut u8,
+    cap: usize,
+    lens: *mut usize,
+    max_count: usize,
+    out_let_go: *mut i32,
+    out_acked: *mut usize,
+    out_timed_out: *mut usize,
+    out_count: *mut usize,
+    out_msg: *mut *mut ipcez_message,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    call(out_err, || {
+        let s = socket_ref(s)?;
+        // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes and
+        // `lens` for `max_count` elements.
+        let buf = unsafe { slice_mut(buf, cap, "buf") }?;
+        let lens = unsafe { slice_mut(lens, max_count, "lens") }?;
+        let (let_go, batch) = s.socket.read_held_batch(buf, lens);
+        if let_go {
+            s.acks.hurry(&s.socket);
+        }
+        let got = batch != ipcez::Batch::TimedOut;
+        let progress = s.acks.take(&s.socket, got);
+        if let Some(e) = progress.ended {
+            return Err(e.into());
+        }
+        unsafe {
+            write_out(out_let_go, i32::from(let_go));
+            write_out(out_acked, progress.acked);
+            write_out(out_timed_out, progress.timed_out);
+            Ok(hand_batch(batch, out_count, out_msg, out_data, out_len))
+        }
+    })
+}
+
 /// Call at the end of each turn of an event loop in which it read a socket it holds
 /// (`ipcez_socket_read_held`, or a receive on the loop's thread), once the tasks those
 /// messages woke have run (asyncio: `loop.call_soon`), for each such socket. Once a thread
@@ -303,7 +360,7 @@ pub unsafe extern "C" fn ipcez_socket_take_acks(
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
-        let progress = s.acks.take(&s.socket);
+        let progress = s.acks.take(&s.socket, false);
         if let Some(e) = progress.ended {
             return Err(e.into());
         }

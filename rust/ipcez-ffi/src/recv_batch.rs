@@ -46,27 +46,39 @@ pub unsafe extern "C" fn ipcez_socket_recv_batch(
         // `lens` for `max_count` elements.
         let buf = unsafe { slice_mut(buf, cap, "buf") }?;
         let lens = unsafe { slice_mut(lens, max_count, "lens") }?;
-        unsafe { write_out(out_msg, std::ptr::null_mut()) };
-        Ok(
-            match s
-                .socket
-                .recv_batch_blocking(buf, lens, timeout_of(timeout_ms))?
-            {
-                Batch::TimedOut => ipcez_result::Timeout,
-                Batch::Copied(n) => {
-                    unsafe { write_out(out_count, n) };
-                    ipcez_result::Ok
-                }
-                Batch::Whole(m) => {
-                    unsafe {
-                        write_out(out_count, 0);
-                        hand_over(m, out_msg, out_data, out_len);
-                    }
-                    ipcez_result::Ok
-                }
-            },
-        )
+        let batch = s
+            .socket
+            .recv_batch_blocking(buf, lens, timeout_of(timeout_ms))?;
+        Ok(unsafe { hand_batch(batch, out_count, out_msg, out_data, out_len) })
     })
+}
+
+/// Writes what a batch receive took to its out-pointers (see `ipcez_socket_recv_batch`).
+///
+/// # Safety
+/// The out-pointers are valid for writes.
+pub(crate) unsafe fn hand_batch(
+    batch: Batch,
+    out_count: *mut usize,
+    out_msg: *mut *mut ipcez_message,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+) -> ipcez_result {
+    unsafe { write_out(out_msg, std::ptr::null_mut()) };
+    match batch {
+        Batch::TimedOut => ipcez_result::Timeout,
+        Batch::Copied(n) => {
+            unsafe { write_out(out_count, n) };
+            ipcez_result::Ok
+        }
+        Batch::Whole(m) => {
+            unsafe {
+                write_out(out_count, 0);
+                hand_over(m, out_msg, out_data, out_len);
+            }
+            ipcez_result::Ok
+        }
+    }
 }
 
 /// Tells the socket whether the caller holds messages it took but has not handed on yet

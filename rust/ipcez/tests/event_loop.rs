@@ -314,3 +314,58 @@ fn a_held_batch_is_dropped_by_close() {
     server.set_held(false);
     assert!(readable(fd, 0), "and stays so");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_held_read_takes_what_came_in_order_and_leaves_the_end_to_the_next_receive() {
+    let (_l, client, server) = blocking_pair("held-batch.sock");
+    client.send_frame_blocking(b"warm").unwrap();
+    assert!(client.wait_ack_blocking(Duration::from_secs(5)).unwrap());
+    assert_eq!(next(&server), b"warm");
+    let fd = server
+        .held_by_loop(true)
+        .expect("a Linux local socket can be held");
+    let (mut buf, mut lens) = ([0u8; 64], [0usize; 8]);
+    assert_eq!(
+        server.read_held_batch(&mut buf, &mut lens),
+        (false, Batch::TimedOut),
+        "nothing came: nothing taken, still held"
+    );
+    let sent: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 2 + i as usize]).collect();
+    for m in &sent {
+        assert!(client.start_send(m).unwrap());
+    }
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < sent.len() {
+        assert!(Instant::now() < deadline, "only {got:?} within 10 s");
+        assert!(readable(fd, 5000), "the held socket turns readable");
+        let (let_go, batch) = server.read_held_batch(&mut buf, &mut lens);
+        assert!(!let_go, "read by the loop, held on");
+        if let Batch::Copied(n) = batch {
+            let mut at = 0;
+            for len in &lens[..n] {
+                got.push(buf[at..at + len].to_vec());
+                at += len;
+            }
+            server.set_held(false);
+        }
+    }
+    assert_eq!(got, sent);
+    for _ in &sent {
+        assert!(
+            client.wait_ack_blocking(Duration::from_secs(5)).unwrap(),
+            "each acked when the loop read it"
+        );
+    }
+    client.close();
+    assert!(readable(fd, 5000), "the end is readable");
+    let (let_go, batch) = server.read_held_batch(&mut buf, &mut lens);
+    assert_eq!(
+        (let_go, batch),
+        (true, Batch::TimedOut),
+        "the end: let go, take nothing"
+    );
+    let end = server.recv_batch_blocking(&mut buf, &mut lens, Some(Duration::from_secs(5)));
+    assert!(end.is_err(), "the next receive reports the end: {end:?}");
+}

@@ -38,8 +38,31 @@ impl Socket {
         let Some(first) = self.recv_blocking(timeout)? else {
             return Ok(Batch::TimedOut);
         };
+        Ok(self.batch_after(first, buf, lens))
+    }
+
+    /// For an event loop that holds this socket and found it readable while no receive
+    /// waits: [`read_held`](Self::read_held), then the messages queued by then, taken as
+    /// [`recv_batch_blocking`](Self::recv_batch_blocking) takes them, without reading
+    /// again ([`Batch::TimedOut`]: none is queued). The end of the connection is left for
+    /// the next receive. The `bool` is `read_held`'s: let go of the socket.
+    pub fn read_held_batch(&self, buf: &mut [u8], lens: &mut [usize]) -> (bool, Batch) {
+        let let_go = self.read_held();
+        let first = match self.check_pull() {
+            Ok(()) => self.shared.inbox.try_take(),
+            Err(_) => None,
+        };
+        match first {
+            Some(Ok(first)) => (let_go, self.batch_after(first, buf, lens)),
+            _ => (let_go, Batch::TimedOut),
+        }
+    }
+
+    /// `first`, then the messages queued behind it while they fit (see
+    /// [`recv_batch_blocking`](Self::recv_batch_blocking)).
+    fn batch_after(&self, first: Vec<u8>, buf: &mut [u8], lens: &mut [usize]) -> Batch {
         let (Some(dst), Some(len0)) = (buf.get_mut(..first.len()), lens.first_mut()) else {
-            return Ok(Batch::Whole(first));
+            return Batch::Whole(first);
         };
         dst.copy_from_slice(&first);
         *len0 = first.len();
@@ -57,7 +80,7 @@ impl Socket {
             count += 1;
             true
         });
-        Ok(Batch::Copied(count))
+        Batch::Copied(count)
     }
 
     /// Whether the caller holds messages it took from this socket but has not handed on
