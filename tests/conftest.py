@@ -50,6 +50,10 @@ if "IPCEZ_LIBRARY" not in os.environ and not any(p.exists() for p in _in_package
             os.environ["IPCEZ_LIBRARY"] = str(candidate)
             break
 
+# The per-message native calls skip ctypes' argument conversion (``_ffi.fast``); in the
+# tests (and their child processes) each checks its arguments' types instead.
+os.environ.setdefault("IPCEZ_FFI_STRICT", "1")
+
 if str(PYTHON_DIR) not in sys.path:
     sys.path.insert(0, str(PYTHON_DIR))
 

@@ -10,7 +10,7 @@ import selectors
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -25,11 +25,16 @@ N = 300
 
 
 class CountingLib:
-    """Stands in for the ctypes library and counts the receiving calls made through it."""
+    """Stands in for the ctypes library (or its unchecked calls, ``_ffi.fast``) and counts
+    the receiving calls made through it."""
 
-    def __init__(self, lib: Any) -> None:
+    def __init__(self, lib: Any, calls: Optional[Dict[str, int]] = None) -> None:
         self._lib = lib
-        self.calls: Dict[str, int] = {}
+        self.calls: Dict[str, int] = {} if calls is None else calls
+
+    def over(self, lib: Any) -> "CountingLib":
+        """The same count, over another set of functions."""
+        return CountingLib(lib, self.calls)
 
     def __getattr__(self, name: str) -> Any:
         fn = getattr(self._lib, name)
@@ -51,6 +56,7 @@ def counting(monkeypatch: pytest.MonkeyPatch) -> CountingLib:
     counter = CountingLib(_socket.lib)
     monkeypatch.setattr(_socket, "lib", counter)
     monkeypatch.setattr(_batch, "lib", counter)
+    monkeypatch.setattr(_batch, "fast", counter.over(_batch.fast))
     return counter
 
 
@@ -249,7 +255,7 @@ def test_aio_receives_in_batches_in_order(sock_path: str, counting: CountingLib)
 
 
 class InterruptOnce:
-    """Stands in for the library: the next batch receive that returns messages is followed
+    """Stands in for the library's unchecked calls: the next batch receive that returns messages is followed
     by KeyboardInterrupt, as when Ctrl-C comes while the call runs (Python raises it at the
     first chance after the call returns)."""
 
@@ -279,7 +285,7 @@ def test_ctrl_c_right_after_a_batch_loses_nothing(
     client, server = pair
     sent = [bytes([i]) * (100_000 if how == "long" else 10 + i) for i in range(5)]
     send_all(client, sent)
-    monkeypatch.setattr(_batch, "lib", InterruptOnce(_batch.lib))
+    monkeypatch.setattr(_batch, "fast", InterruptOnce(_batch.fast))
     buf = bytearray(200_000)
     with pytest.raises(KeyboardInterrupt):
         server.recv_into(buf, timeout=5) if how == "recv_into" else server.recv(timeout=5)

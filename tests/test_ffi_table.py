@@ -9,6 +9,7 @@ numeric constants must agree.
 from __future__ import annotations
 
 import ctypes
+import os
 import re
 from typing import Dict, List, Optional, Tuple
 
@@ -194,3 +195,28 @@ def test_transport_names() -> None:
 
 def test_native_version_matches_package() -> None:
     assert _ffi.native_version() == ipcez.__version__
+
+
+def test_unchecked_calls_refuse_what_ctypes_would_pass_wrongly() -> None:
+    """The per-message calls skip ctypes' argument conversion (``_ffi.fast``), so a bare
+    ``int`` would go out as a C ``int`` whatever the parameter. The tests run them strict
+    (``IPCEZ_FFI_STRICT=1``, set by conftest): any argument not exactly of its declared
+    type is refused, which is how every call site is checked by the rest of the suite."""
+    assert os.environ.get("IPCEZ_FFI_STRICT") == "1"
+    err = _ffi.error_p()
+    fd = ctypes.c_int32(-1)
+    with pytest.raises(TypeError, match="argument 1"):
+        _ffi.fast.ipcez_socket_hold_read(None, 1, ctypes.byref(fd), ctypes.byref(err))
+    with pytest.raises(TypeError, match="argument 2"):
+        _ffi.fast.ipcez_socket_start_send(None, b"x", 1, ctypes.byref(err))
+    with pytest.raises(TypeError, match="argument 2"):  # byref of the wrong type
+        _ffi.fast.ipcez_socket_hold_read(None, ctypes.c_int32(1), ctypes.byref(err), ctypes.byref(err))
+    with pytest.raises(TypeError, match="2 arguments"):
+        _ffi.fast.ipcez_socket_take_acks(None, None)
+    # Exactly typed, a NULL socket: the library's own error, not a crash.
+    rc = _ffi.fast.ipcez_socket_hold_read(None, ctypes.c_int32(1), ctypes.byref(fd), ctypes.byref(err))
+    assert rc == _abi.RESULT_ERROR
+    assert _ffi.lib.ipcez_error_code(err) != 0
+    _ffi.lib.ipcez_error_free(err)
+    for name in _ffi.HOT:
+        assert name in _ffi.FUNCTIONS, name

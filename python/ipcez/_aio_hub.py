@@ -28,7 +28,7 @@ from typing import Any, Callable, Deque, Optional, Tuple, TypeVar
 
 from . import _abi, _batch, _errors, _ffi
 from ._buffer import borrow
-from ._ffi import lib
+from ._ffi import fast, lib
 
 _T = TypeVar("_T")
 
@@ -278,11 +278,12 @@ def start_send(sock: Any, data: Any, acked: bool = False) -> bool:
     sent when that would mean waiting (a busy WebSocket, a named pipe). ``acked``: the
     library also expects its ack (see :meth:`Acks.expected`)."""
     err = _ffi.error_p()
-    fn = lib.ipcez_socket_start_send_acked if acked else lib.ipcez_socket_start_send
     with sock._use() as handle:
         if type(data) is bytes:  # no buffer dance for bytes, as in Socket.send
-            rc = fn(handle, data or None, len(data), ctypes.byref(err))
+            fn = fast.ipcez_socket_start_send_acked if acked else fast.ipcez_socket_start_send
+            rc = fn(handle, data or None, ctypes.c_size_t(len(data)), ctypes.byref(err))
         else:
+            fn = lib.ipcez_socket_start_send_acked if acked else lib.ipcez_socket_start_send
             with borrow(data) as (ptr, n):
                 rc = fn(handle, ptr, n, ctypes.byref(err))
     if rc == _abi.RESULT_ERROR:
@@ -294,7 +295,7 @@ def hold_read(sock: Any, on: bool) -> int:
     """``on``: the loop reads ``sock`` itself while it waits for a message, watching the
     descriptor returned (-1: it cannot, wait for the poller); ``off``: it stopped."""
     fd = ctypes.c_int32(-1)
-    _call(sock, lib.ipcez_socket_hold_read, int(on), ctypes.byref(fd))
+    _call(sock, fast.ipcez_socket_hold_read, ctypes.c_int32(on), ctypes.byref(fd))
     return fd.value
 
 
@@ -307,7 +308,7 @@ def read_held_acks(sock: Any) -> Tuple[bool, int, int]:
     acked = ctypes.c_size_t()
     timed_out = ctypes.c_size_t()
     with sock._use() as handle:
-        rc = lib.ipcez_socket_read_held_acks(
+        rc = fast.ipcez_socket_read_held_acks(
             handle, ctypes.byref(let_go), ctypes.byref(acked), ctypes.byref(timed_out), ctypes.byref(err)
         )
     if rc != _abi.RESULT_OK:
@@ -327,7 +328,7 @@ def ring_deferred_doorbell(sock: Any) -> None:
     doorbell for the acks it gave, unless a frame it wrote since carried it."""
     try:
         with sock._use() as handle:
-            lib.ipcez_socket_ring_deferred_doorbell(handle)
+            fast.ipcez_socket_ring_deferred_doorbell(handle)
     except _errors.SocketError:
         pass  # closed meanwhile (or the parent's, in a forked child): nothing to ring
 
@@ -339,7 +340,7 @@ def take_acks(sock: Any) -> Tuple[int, int]:
     acked = ctypes.c_size_t()
     timed_out = ctypes.c_size_t()
     with sock._use() as handle:
-        rc = lib.ipcez_socket_take_acks(handle, ctypes.byref(acked), ctypes.byref(timed_out), ctypes.byref(err))
+        rc = fast.ipcez_socket_take_acks(handle, ctypes.byref(acked), ctypes.byref(timed_out), ctypes.byref(err))
     if rc != _abi.RESULT_OK:
         raise _errors.fail(rc, err)
     return acked.value, timed_out.value

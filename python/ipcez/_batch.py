@@ -27,7 +27,7 @@ from collections import deque
 from typing import Any, Deque, List, Optional, Tuple
 
 from . import _abi, _errors, _ffi
-from ._ffi import lib
+from ._ffi import fast, lib
 from ._managed import Managed, check_open
 
 #: At most this many messages per native call ...
@@ -45,7 +45,7 @@ class Scratch:
 
     __slots__ = (
         "buf", "view", "array", "lens", "count", "out", "head", "tail", "first", "freed",
-        "let_go", "acked", "timed_out", "held",
+        "let_go", "acked", "timed_out", "held", "wait",
     )
 
     def __init__(self) -> None:
@@ -55,8 +55,15 @@ class Scratch:
         self.lens = (ctypes.c_size_t * MAX_COUNT)()
         self.count = ctypes.c_size_t()
         self.out = _ffi.Received()
-        # The arguments before and after the wait, ready to pass.
-        self.head = (ctypes.addressof(self.array), MAX_BYTES, ctypes.addressof(self.lens), MAX_COUNT)
+        # The arguments before and after the wait, ready to pass (as ctypes values: the
+        # calls are ``_ffi.fast``'s, which convert nothing).
+        self.head = (
+            ctypes.c_void_p(ctypes.addressof(self.array)),
+            ctypes.c_size_t(MAX_BYTES),
+            ctypes.c_void_p(ctypes.addressof(self.lens)),
+            ctypes.c_size_t(MAX_COUNT),
+        )
+        self.wait = ctypes.c_uint32()
         self.tail = (ctypes.byref(self.count), *self.out.args)
         # ``ipcez_socket_read_held_batch``'s own, between the two.
         self.let_go = ctypes.c_int32()
@@ -73,7 +80,8 @@ class Scratch:
         self.first = None
         self.freed = False
         self.count.value = NOTHING
-        rc: int = lib.ipcez_socket_recv_batch(handle, *self.head, wait_ms, *self.tail)
+        self.wait.value = wait_ms
+        rc: int = fast.ipcez_socket_recv_batch(handle, *self.head, self.wait, *self.tail)
         return rc
 
     def holds_batch(self) -> bool:
@@ -137,9 +145,10 @@ def _receive(sock: Managed, s: Scratch, messages: Deque[bytes], wait_ms: int, he
     try:
         with sock._use() as handle:  # s.call(), inlined: this is the per-message path
             if held:
-                rc = lib.ipcez_socket_read_held_batch(handle, *s.head, *s.held, *s.tail)
+                rc = fast.ipcez_socket_read_held_batch(handle, *s.head, *s.held, *s.tail)
             else:
-                rc = lib.ipcez_socket_recv_batch(handle, *s.head, wait_ms, *s.tail)
+                s.wait.value = wait_ms
+                rc = fast.ipcez_socket_recv_batch(handle, *s.head, s.wait, *s.tail)
         if rc == _abi.RESULT_OK:
             if s.count.value == 1:  # the common case: a request, or its answer
                 return s.view[: s.lens[0]].tobytes()

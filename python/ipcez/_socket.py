@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 
 from . import _abi, _batch, _errors, _ffi, _fork, _handler, _options
 from ._buffer import borrow, borrow_writable
-from ._ffi import lib
+from ._ffi import fast, lib
 from ._managed import Managed, check_open
 from ._resolve import Endpoint
 from ._timeout import SLICE_MS, SLICE_SECONDS, check_timeout, deadline_after, expired, ms, slice_ms
@@ -23,6 +23,9 @@ MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 #: The first ack wait, inside the send call itself: the library may already have spent up
 #: to 50 ms writing, so both together stay within one 100 ms slice.
 _FIRST_ACK_MS = 50
+#: The two waits as ctypes values, for the unchecked calls (``_ffi.fast``).
+_FIRST_ACK = ctypes.c_uint32(_FIRST_ACK_MS)
+_SLICE = ctypes.c_uint32(SLICE_MS)
 #: send_many writes at most this many messages per native call ...
 BATCH = 256
 #: ... and lets at most this many wait for their ack before it waits for some.
@@ -125,15 +128,17 @@ class Socket(Managed):
         err = _ffi.error_p()
         with self._use() as handle:
             # One call writes and waits for the ack's first slice: the common case.
-            if type(data) is bytes:  # fast path: no buffer dance for bytes
-                rc = lib.ipcez_socket_send(handle, data or None, len(data), _FIRST_ACK_MS, ctypes.byref(err))
+            if type(data) is bytes:  # fast path: no buffer dance, no argument conversion
+                rc = fast.ipcez_socket_send(
+                    handle, data or None, ctypes.c_size_t(len(data)), _FIRST_ACK, ctypes.byref(err)
+                )
             else:
                 with borrow(data) as (ptr, n):
                     rc = lib.ipcez_socket_send(handle, ptr, n, _FIRST_ACK_MS, ctypes.byref(err))
             # The library keeps the ack deadline and reports RecipientAckTimeout itself;
             # waiting here in slices only keeps Ctrl-C working.
             while rc == _abi.RESULT_TIMEOUT:
-                rc = lib.ipcez_socket_wait_ack(handle, SLICE_MS, ctypes.byref(err))
+                rc = fast.ipcez_socket_wait_ack(handle, _SLICE, ctypes.byref(err))
             if rc != _abi.RESULT_OK:
                 raise _errors.fail(rc, err)
 
