@@ -75,6 +75,9 @@ from ._timeout import check_timeout
 __all__ = ["connect", "listen", "serve", "AsyncSocket", "AsyncListener", "Server"]
 
 _log = logging.getLogger("ipcez.aio")
+#: How long a socket stays held after its last waiter, at least, when nothing else ends the
+#: loop's turn for it (see ``AsyncSocket._release_soon``), in seconds.
+_LET_GO_AFTER = 0.01
 _T = TypeVar("_T")
 
 
@@ -175,7 +178,8 @@ class AsyncSocket(_Watched):
         #: What ``_after_turn`` does: let go if idle, ring a deferred doorbell.
         self._releasing = False
         self._ringing = False
-        self._after: Optional[asyncio.Handle] = None  # ``_after_turn``, scheduled
+        self._after: Optional[asyncio.Handle] = None  # ``_after_turn``, scheduled ...
+        self._after_timed = False  # ... for later (a look at letting go only), not this turn
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
         #: Messages the loop took for a waiting receive (``_on_readable``), oldest first.
@@ -237,22 +241,31 @@ class AsyncSocket(_Watched):
     def _release_soon(self) -> None:
         """Lets go of the socket once nobody needs it held: not at once, since a task that
         takes a message and answers it awaits its ack, then the next message, and holding
-        and letting go cost system calls each time."""
+        and letting go cost system calls each time. The look rides along with the
+        end-of-turn callback when one is due (it rings doorbells), else it waits
+        :data:`_LET_GO_AFTER`: a callback of its own would cost the loop a turn per message."""
         if self._releasing or self._read_fd < 0 or self._readers or self._awaiting_acks():
             return
         self._releasing = True
-        self._after_turn_soon()
+        if self._after is None and self._waker is not None:
+            self._after = self._waker.loop.call_later(_LET_GO_AFTER, self._after_turn)
+            self._after_timed = True
 
     def _after_turn_soon(self) -> None:
-        """Schedules ``_after_turn`` (once): a callback of this socket's own, after those
-        already queued, so that a task woken just now (its ack or message came) runs
-        first. As a rule it answers (its frame carries a deferred doorbell) and waits
-        again (keeping the socket held)."""
-        if self._after is None and self._waker is not None:
-            self._after = self._waker.loop.call_soon(self._after_turn)
+        """Schedules ``_after_turn`` at the end of this turn (once): a callback of this
+        socket's own, after those already queued, so that a task woken just now (its ack
+        or message came) runs first. As a rule it answers (its frame carries a deferred
+        doorbell) and waits again (keeping the socket held)."""
+        if self._waker is None or (self._after is not None and not self._after_timed):
+            return
+        if self._after is not None:
+            self._after.cancel()
+        self._after = self._waker.loop.call_soon(self._after_turn)
+        self._after_timed = False
 
     def _after_turn(self) -> None:
         self._after = None
+        self._after_timed = False
         if self._ringing:
             self._ringing = False
             ring_deferred_doorbell(self._sock)
@@ -343,8 +356,8 @@ class AsyncSocket(_Watched):
         if message is not None:
             self._taken.append(message)
             self._waker.wake()
-            if self._after is not None:  # after the woken task: it may answer at once
-                self._after.cancel()
+            if self._after is not None and not self._after_timed:  # after the woken task
+                self._after.cancel()  # (it may answer at once)
                 self._after = self._waker.loop.call_soon(self._after_turn)
 
     def _recv_now(self) -> Optional[bytes]:
