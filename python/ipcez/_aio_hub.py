@@ -101,6 +101,20 @@ class Hub:
         self._buf = (ctypes.c_uint64 * 256)()
         self._fd = lib.ipcez_poller_fileno(ptr)
         loop.add_reader(self._fd, self._on_ready)
+        self._turn: Optional[asyncio.Handle] = None  # ``_turn_ends``, scheduled
+
+    def turn_soon(self) -> None:
+        """The loop read a socket it holds: end its turn for the library once the tasks
+        woken meanwhile have run, one native call for all its sockets (see
+        ``ipcez_loop_turn_ends``: a busy turn leaves doorbells to the answers written next,
+        and this rings what no answer carried)."""
+        if self._turn is None:
+            self._turn = self.loop.call_soon(self._turn_ends)
+
+    def _turn_ends(self) -> None:
+        self._turn = None
+        if fast.ipcez_loop_turn_ends():  # doorbells still deferred: rung after a later turn
+            self._turn = self.loop.call_soon(self._turn_ends)
 
     def register(self, target: Any) -> int:
         """A new token for ``target``, whose ``_report()`` is called on the loop whenever
@@ -321,16 +335,6 @@ def read_held_batch(sock: Any) -> Optional[Tuple[Optional[bytes], bool, int, int
     came with the acks), in one call: (message or None, let go, acked, timed out). None,
     with nothing read, while the socket's batch buffer holds messages."""
     return _batch.take_held(sock, sock._pending)
-
-
-def ring_deferred_doorbell(sock: Any) -> None:
-    """The loop's iteration after it read the held ``sock`` is over: ring the peer's
-    doorbell for the acks it gave, unless a frame it wrote since carried it."""
-    try:
-        with sock._use() as handle:
-            fast.ipcez_socket_ring_deferred_doorbell(handle)
-    except _errors.SocketError:
-        pass  # closed meanwhile (or the parent's, in a forked child): nothing to ring
 
 
 def take_acks(sock: Any) -> Tuple[int, int]:

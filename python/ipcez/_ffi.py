@@ -242,6 +242,7 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         ipcez_result,
     ),
     "ipcez_socket_ring_deferred_doorbell": ([socket_p], None),
+    "ipcez_loop_turn_ends": ([], c_size_t),
     "ipcez_socket_take_acks": (
         [socket_p, POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
@@ -320,7 +321,7 @@ HOT = (
     "ipcez_socket_start_send",
     "ipcez_socket_start_send_acked",
     "ipcez_socket_read_held_acks",
-    "ipcez_socket_ring_deferred_doorbell",
+    "ipcez_loop_turn_ends",
     "ipcez_socket_take_acks",
     "ipcez_socket_hold_read",
 )

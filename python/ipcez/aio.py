@@ -51,12 +51,12 @@ from typing import Any, Awaitable, Callable, Deque, Generator, Generic, Iterable
 from . import _errors
 from ._aio_hub import (
     Acks,
+    Hub,
     Waker,
     hold_read,
     hub,
     read_held_acks,
     read_held_batch,
-    ring_deferred_doorbell,
     run_blocking,
     start_send,
     watch,
@@ -85,6 +85,7 @@ class _Watched:
     """A native object reporting to the running loop's hub, with its waiting tasks."""
 
     _waker: Optional[Waker] = None
+    _hub: Optional[Hub] = None  # the running loop's, once watched
     _watch_fn: Any = None  # the native *_watch call of the wrapped object
 
     def _report(self) -> None:
@@ -96,7 +97,7 @@ class _Watched:
         waker = self._waker
         loop = asyncio.get_running_loop()
         if waker is None:
-            h = hub()
+            h = self._hub = hub()
             waker = self._waker = Waker(loop)
             watch(native, self._watch_fn, h.ptr, h.register(self))
         elif waker.loop is not loop:
@@ -175,11 +176,8 @@ class AsyncSocket(_Watched):
         #: ``_read_here``); the hold lasts across ack waits (see ``_release_soon``).
         self._readers = 0
         self._read_fd = -1
-        #: What ``_after_turn`` does: let go if idle, ring a deferred doorbell.
-        self._releasing = False
-        self._ringing = False
-        self._after: Optional[asyncio.Handle] = None  # ``_after_turn``, scheduled ...
-        self._after_timed = False  # ... for later (a look at letting go only), not this turn
+        self._letting_go: Optional[asyncio.TimerHandle] = None  # see ``_release_soon`` ...
+        self._busy = False  # ... and whether a wait ended since it was set
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
         self._slow_sends = 0  # sends waiting for, or on, a helper thread
         #: Messages the loop took for a waiting receive (``_on_readable``), oldest first.
@@ -241,36 +239,22 @@ class AsyncSocket(_Watched):
     def _release_soon(self) -> None:
         """Lets go of the socket once nobody needs it held: not at once, since a task that
         takes a message and answers it awaits its ack, then the next message, and holding
-        and letting go cost system calls each time. The look rides along with the
-        end-of-turn callback when one is due (it rings doorbells), else it waits
-        :data:`_LET_GO_AFTER`: a callback of its own would cost the loop a turn per message."""
-        if self._releasing or self._read_fd < 0 or self._readers or self._awaiting_acks():
+        and letting go cost system calls each time. It lets go once nobody waited for
+        :data:`_LET_GO_AFTER` (a look per message would cost the loop a turn per message)."""
+        if self._letting_go is not None:
+            self._busy = True  # used meanwhile: the timer looks again later
             return
-        self._releasing = True
-        if self._after is None and self._waker is not None:
-            self._after = self._waker.loop.call_later(_LET_GO_AFTER, self._after_turn)
-            self._after_timed = True
-
-    def _after_turn_soon(self) -> None:
-        """Schedules ``_after_turn`` at the end of this turn (once): a callback of this
-        socket's own, after those already queued, so that a task woken just now (its ack
-        or message came) runs first. As a rule it answers (its frame carries a deferred
-        doorbell) and waits again (keeping the socket held)."""
-        if self._waker is None or (self._after is not None and not self._after_timed):
+        if self._read_fd < 0 or self._readers or self._awaiting_acks() or self._waker is None:
             return
-        if self._after is not None:
-            self._after.cancel()
-        self._after = self._waker.loop.call_soon(self._after_turn)
-        self._after_timed = False
+        self._busy = False
+        self._letting_go = self._waker.loop.call_later(_LET_GO_AFTER, self._let_go_if_idle)
 
-    def _after_turn(self) -> None:
-        self._after = None
-        self._after_timed = False
-        if self._ringing:
-            self._ringing = False
-            ring_deferred_doorbell(self._sock)
-        if self._releasing:
-            self._releasing = False
+    def _let_go_if_idle(self) -> None:
+        self._letting_go = None
+        if self._busy:
+            # A task that was woken may not have run yet (and would wait again at once).
+            self._release_soon()
+        else:
             self._release_if_idle()
 
     def _release_if_idle(self) -> None:
@@ -284,34 +268,52 @@ class AsyncSocket(_Watched):
     def _on_readable(self) -> None:
         """The held socket is readable: the loop takes a message for the waiting task. With
         no task waiting, it reads what came itself while sends await acks (a doorbell, see
-        ``ipcez_socket_read_held``); otherwise, or when it cannot, the library's reader
-        reads it."""
+        ``ipcez_socket_read_held``) or while the socket is in use (a task received on it
+        within :data:`_LET_GO_AFTER` and is about to again: letting go and holding anew
+        would cost system calls), keeping one message for the next receive. Otherwise, or
+        when it cannot, it lets go and the library's reader reads (and buffers) what comes."""
         if self._readers:
             self._take_for_waiter()
             return
         acks = self._acks
-        if acks is not None and acks.pending:
-            try:
-                # As a rule the answer came with the acks: taken in the same call, for the
-                # receive that the task awaiting the ack makes next.
-                got = None if self._taken else read_held_batch(self._sock)
-                if got is None:
-                    let_go, acked, timed_out = read_held_acks(self._sock)
-                else:
-                    message, let_go, acked, timed_out = got
-                    if message is not None:
-                        self._taken.append(message)
-            except _errors.SocketError as exc:
-                acks.fail(exc)
-                let_go = True
-            else:
-                acks.settle(acked, timed_out)
-            self._ring_soon()  # after the tasks that settle woke: they may answer first
-            if not let_go:
+        awaiting = acks is not None and acks.pending
+        if awaiting or (self._letting_go is not None and not self._taken):
+            if self._read_held(acks if awaiting else None):
+                self._ring_soon()  # after the tasks that settle woke: they may answer first
                 self._release_soon()
                 return
         self._unwatch()
         self._release_hold()
+
+    def _read_held(self, acks: Optional[Acks]) -> bool:
+        """Reads the readable held socket for nobody waiting: the message that came (as a
+        rule the answer to the send that awaits ``acks``) goes to ``_taken`` for the next
+        receive, and the acks are settled. False: let go instead."""
+        if not self._unix:  # a WebSocket: no acks, the plain receive reads it
+            try:
+                message = recv_slice(self._sock, 0.0)
+            except _errors.SocketError:
+                return False  # the receive that comes says why
+            if message is not None:
+                self._taken.append(message)
+            return True
+        try:
+            got = None if self._taken else read_held_batch(self._sock)
+            if got is None:
+                if acks is None:
+                    return False
+                let_go, acked, timed_out = read_held_acks(self._sock)
+            else:
+                message, let_go, acked, timed_out = got
+                if message is not None:
+                    self._taken.append(message)
+        except _errors.SocketError as exc:
+            if acks is not None:
+                acks.fail(exc)
+            return False
+        if acks is not None:  # (with none awaited, the library reports none)
+            acks.settle(acked, timed_out)
+        return not let_go
 
     def _unwatch(self) -> None:
         """The loop stops watching the descriptor: before it is closed, or it could be
@@ -356,9 +358,6 @@ class AsyncSocket(_Watched):
         if message is not None:
             self._taken.append(message)
             self._waker.wake()
-            if self._after is not None and not self._after_timed:  # after the woken task
-                self._after.cancel()  # (it may answer at once)
-                self._after = self._waker.loop.call_soon(self._after_turn)
 
     def _recv_now(self) -> Optional[bytes]:
         if self._taken:
@@ -375,10 +374,11 @@ class AsyncSocket(_Watched):
     def _ring_soon(self) -> None:
         """This loop read its held socket. In a busy turn the library leaves the peer's
         doorbell for the acks it gave to the next frame written here (an answer usually
-        follows at once: one write and one wake-up instead of two, each way); this rings
-        it, unless a frame carried it, once the tasks the messages woke have run."""
-        self._ringing = True
-        self._after_turn_soon()
+        follows at once: one write and one wake-up instead of two, each way); the loop's
+        hub ends the turn for the library once the tasks the messages woke have run, and
+        what no frame carried is rung then."""
+        assert self._hub is not None
+        self._hub.turn_soon()
 
     def _pending_acks(self) -> Acks:
         if self._acks is None:

@@ -39,6 +39,9 @@ struct State {
     held: bool,
     /// Ready while a message (or the end) waits: a descriptor, a poller to report to.
     readiness: Readiness,
+    /// Threads asleep in [`Inbox::pop_blocking`]: a push wakes them only when there are any
+    /// (a notify of std's `Condvar` is a system call even when nobody waits).
+    sleepers: usize,
 }
 
 impl State {
@@ -148,10 +151,18 @@ impl Inbox {
             let ready = s.ready();
             s.readiness.set_quietly(ready);
         }
-        drop(s);
-        self.ready_sync.notify_one();
-        self.ready_async.notify_one();
+        self.notify_ready(s);
         true
+    }
+
+    /// After a message was queued under `s`: wakes a sleeping taker of each kind.
+    fn notify_ready(&self, s: MutexGuard<'_, State>) {
+        let sleepers = s.sleepers > 0;
+        drop(s);
+        if sleepers {
+            self.ready_sync.notify_one();
+        }
+        self.ready_async.notify_one();
     }
 
     /// True when a push would not have to wait (or the inbox has ended).
@@ -290,9 +301,7 @@ impl Inbox {
         s.bytes += msg.len();
         s.messages.push_front(msg);
         s.sync();
-        drop(s);
-        self.ready_sync.notify_one();
-        self.ready_async.notify_one();
+        self.notify_ready(s);
     }
 
     /// True once the connection ended: lost, or closed by the user.
@@ -338,19 +347,21 @@ impl Inbox {
             if let Some(r) = self.take(&mut s) {
                 return r.map(Some);
             }
-            s = match deadline {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                return Ok(None);
+            }
+            s.sleepers += 1;
+            s = match left {
                 None => self.ready_sync.wait(s).unwrap_or_else(|p| p.into_inner()),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(None);
-                    }
+                Some(left) => {
                     self.ready_sync
                         .wait_timeout(s, left)
                         .unwrap_or_else(|p| p.into_inner())
                         .0
                 }
             };
+            s.sleepers -= 1;
         }
     }
 }

@@ -56,7 +56,7 @@ pub use resolve::{
     pipe_ack_names, pipe_path, resolve, unix_ack_names,
 };
 pub use runtime::{ProcessEpoch, runtime};
-pub use socket::{Batch, SentMark, Socket};
+pub use socket::{Batch, SentMark, Socket, loop_turn_ends};
 
 /// Connects to `endpoint` with the default [`ConnectOptions`].
 ///

@@ -4,7 +4,7 @@ mod batch;
 mod event_loop;
 
 pub use batch::Batch;
-pub use event_loop::SentMark;
+pub use event_loop::{SentMark, loop_turn_ends};
 
 use std::future::Future;
 use std::io;

@@ -24,15 +24,23 @@
 //! one wake-up each way, not two. The first read of a turn rings at once: for a loop with
 //! one busy socket, the peer then settles its send while this side works on the answer
 //! (measured: a one-client echo is faster so, twice as slow with every doorbell deferred).
-//! Only a thread whose loop calls `ring_deferred` defers at all.
+//! Only a thread whose loop calls [`turn_ends`] (or `ring_deferred` at the end of a turn)
+//! defers at all.
+//!
+//! [`turn_ends`] serves all the sockets of a loop in one call per turn. The loop calls it
+//! when the turn in which it read held sockets is over, but a task woken by a read late in
+//! that turn may not have answered yet then; so a doorbell deferred in a turn is rung by the
+//! call after next, if no frame carried it by then (at most one turn of the loop later).
 
+use std::cell::{Cell, RefCell};
 use std::io::{self, IoSlice};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::acks::ConnAck;
 use crate::os::LocalStream;
+use crate::runtime::ProcessEpoch;
 
 /// How long the rest of a record that went out in part may take (a 4-byte write is
 /// taken whole in practice); past it the connection ends, a frame cannot follow half a
@@ -43,9 +51,59 @@ thread_local! {
     /// This thread's loop rings deferred doorbells at the end of its turns (it called
     /// [`Bell::ring_deferred`] with `turn_ends`): only then are any deferred, so a loop
     /// written against the C ABI without that call keeps ringing at once.
-    static RINGS_DEFERRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static RINGS_DEFERRED: Cell<bool> = const { Cell::new(false) };
     /// This thread's loop read a held socket in its current turn (see [`Bell::defer`]).
-    static BUSY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// This thread's loop ends its turns with [`turn_ends`], which rings what is deferred.
+    static COUNTS_TURNS: Cell<bool> = const { Cell::new(false) };
+    /// The turn count of [`turn_ends`] and the doorbells deferred in each turn.
+    static DEFERRED: RefCell<Deferred> = const { RefCell::new(Deferred::new()) };
+}
+
+/// This thread's deferred doorbells, each with the turn it was deferred in, and the process
+/// they belong to (a child forked since rings none of them).
+struct Deferred {
+    turn: u64,
+    bells: Vec<(u64, Weak<Bell>)>,
+    epoch: Option<ProcessEpoch>,
+}
+
+impl Deferred {
+    const fn new() -> Self {
+        Deferred {
+            turn: 0,
+            bells: Vec::new(),
+            epoch: None,
+        }
+    }
+}
+
+/// The loop of this thread ended a turn: its next read of a held socket is the first of a
+/// turn again (it rings at once), and the doorbells deferred before the turn that just
+/// ended are rung if no frame carried them (see the module docs). Returns how many are
+/// still deferred: call again at the end of the next turn while it is not 0. Opts this
+/// thread in to deferring, as [`Bell::ring_deferred`] at the end of a turn does.
+pub(crate) fn turn_ends() -> usize {
+    RINGS_DEFERRED.with(|r| r.set(true));
+    COUNTS_TURNS.with(|c| c.set(true));
+    BUSY.with(|b| b.set(false));
+    let due = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.epoch.is_some_and(|e| !e.is_current()) {
+            d.bells.clear(); // the parent's, inherited through fork: never rung from here
+            d.epoch = None;
+        }
+        let turn = d.turn;
+        d.turn += 1;
+        let split = d.bells.partition_point(|(t, _)| *t < turn);
+        d.bells.drain(..split).collect::<Vec<_>>()
+    });
+    for (_, bell) in due {
+        if let Some(bell) = bell.upgrade() {
+            bell.ring_deferred(false);
+        }
+    }
+    DEFERRED.with(|d| d.borrow().bells.len())
 }
 
 /// The doorbell of one connection's reader, and the write lock it shares with the writer.
@@ -88,15 +146,24 @@ impl Bell {
     /// doorbell with the acks just counted; the next frame or [`ring_deferred`] gives it.
     ///
     /// [`ring_deferred`]: Self::ring_deferred
-    pub(crate) fn defer(&self) {
+    pub(crate) fn defer(self: &Arc<Self>) {
         // The first read of a loop's turn rings at once: an idle loop gains nothing from
         // waiting, and the peer settles its send while this side answers. Later reads of
         // the same turn (a busy loop) defer.
-        if !RINGS_DEFERRED.with(std::cell::Cell::get) || !BUSY.with(|b| b.replace(true)) {
+        if !RINGS_DEFERRED.with(Cell::get) || !BUSY.with(|b| b.replace(true)) {
             self.ring();
             return;
         }
-        self.deferred.store(true, Ordering::SeqCst);
+        // Listed for `turn_ends` (once while deferred); a thread that rings per socket
+        // instead keeps no list.
+        if !self.deferred.swap(true, Ordering::SeqCst) && COUNTS_TURNS.with(Cell::get) {
+            DEFERRED.with(|d| {
+                let mut d = d.borrow_mut();
+                let turn = d.turn;
+                d.epoch.get_or_insert_with(ProcessEpoch::current);
+                d.bells.push((turn, Arc::downgrade(self)));
+            });
+        }
     }
 
     /// Rings a deferred doorbell that no frame carried. `turn_ends`: the loop's turn is

@@ -8,6 +8,9 @@ mod doorbell;
 mod reader;
 mod writer;
 
+#[cfg(target_os = "linux")]
+pub(crate) use doorbell::turn_ends;
+
 use std::future::Future;
 use std::io;
 use std::sync::Arc;

@@ -21,6 +21,21 @@ impl SentMark {
     }
 }
 
+/// Ends a turn of the event loop on this thread, for every socket it holds: the loop's
+/// next read of a held socket rings its doorbell at once again, and the doorbells its busy
+/// turns deferred (see [`Socket::ring_deferred_doorbell`]) are rung once no frame carried
+/// them by the end of the next turn. Call it once per turn of a loop that read sockets it
+/// holds, after the tasks those messages woke have run (asyncio: `call_soon`), instead of
+/// `ring_deferred_doorbell` per socket. Returns how many doorbells are still deferred:
+/// call it again at the end of the next turn while that is not 0. Only a thread that calls
+/// one of the two defers doorbells at all. Linux only (0 elsewhere).
+pub fn loop_turn_ends() -> usize {
+    #[cfg(target_os = "linux")]
+    return crate::local::turn_ends();
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 impl Socket {
     /// Like [`send_frame_blocking`](Self::send_frame_blocking), but never waits (for an
     /// event loop's thread). `Ok(true)`: the message was handed over — on a Unix socket
