@@ -237,6 +237,11 @@ class Acks:
 
     def settle(self, acked: int, timed_out: int) -> None:
         """Settle the oldest sends: ``acked`` got their ack, then ``timed_out`` did not."""
+        if acked == 1 and not timed_out and self._pending:  # the common case, shorter
+            fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_result(None)
+            return
         for _ in range(min(acked, len(self._pending))):
             fut = self._pending.popleft()
             if not fut.done():
@@ -292,7 +297,8 @@ def start_send(sock: Any, data: Any, acked: bool = False) -> bool:
     sent when that would mean waiting (a busy WebSocket, a named pipe). ``acked``: the
     library also expects its ack (see :meth:`Acks.expected`)."""
     err = _ffi.error_p()
-    with sock._use() as handle:
+    handle = sock._enter()  # (``with sock._use()`` without the context manager)
+    try:
         if type(data) is bytes:  # no buffer dance for bytes, as in Socket.send
             fn = fast.ipcez_socket_start_send_acked if acked else fast.ipcez_socket_start_send
             rc = fn(handle, data or None, ctypes.c_size_t(len(data)), ctypes.byref(err))
@@ -300,6 +306,8 @@ def start_send(sock: Any, data: Any, acked: bool = False) -> bool:
             fn = lib.ipcez_socket_start_send_acked if acked else lib.ipcez_socket_start_send
             with borrow(data) as (ptr, n):
                 rc = fn(handle, ptr, n, ctypes.byref(err))
+    finally:
+        sock._exit()
     if rc == _abi.RESULT_ERROR:
         raise _errors.fail(rc, err)
     return bool(rc == _abi.RESULT_OK)

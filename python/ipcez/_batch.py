@@ -143,12 +143,15 @@ def _receive(sock: Managed, s: Scratch, messages: Deque[bytes], wait_ms: int, he
     s.first = None
     s.freed = False
     try:
-        with sock._use() as handle:  # s.call(), inlined: this is the per-message path
+        handle = sock._enter()  # s.call(), inlined: this is the per-message path
+        try:
             if held:
                 rc = fast.ipcez_socket_read_held_batch(handle, *s.head, *s.held, *s.tail)
             else:
                 s.wait.value = wait_ms
                 rc = fast.ipcez_socket_recv_batch(handle, *s.head, s.wait, *s.tail)
+        finally:
+            sock._exit()
         if rc == _abi.RESULT_OK:
             if s.count.value == 1:  # the common case: a request, or its answer
                 return s.view[: s.lens[0]].tobytes()

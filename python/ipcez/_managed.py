@@ -81,6 +81,27 @@ class Managed:
         once closed, and the handle is not freed while the call runs."""
         return _InUse(self)
 
+    def _enter(self) -> Any:
+        """:meth:`_use` without the context manager, for the per-message calls: ``ptr =
+        h._enter()``, then the call in ``try`` and ``h._exit()`` in its ``finally``.
+
+        No lock: a call counts itself in flight first and looks at ``_closed`` second, while
+        ``close()`` sets ``_closed`` first and looks at the count second (each step atomic).
+        So either the call sees the handle closed and does not use it, or the close sees the
+        call and leaves the freeing to whoever ends last."""
+        if self._epoch != _fork.epoch:
+            raise _fork.detached(self)
+        self._in_flight.append(None)
+        if self._closed:
+            self._exit()
+            raise _errors.connection_lost("connection lost: the handle is closed")
+        return self._ptr
+
+    def _exit(self) -> None:
+        self._in_flight.pop()
+        if self._closed and not self._in_flight:
+            self._free_if_idle()
+
     def _fileno_via(self, fileno_fn: Callable[..., int]) -> int:
         """The handle's readiness descriptor (made on the first call), -1 once closed."""
         if self._fd >= 0 and not self._closed and self._epoch == _fork.epoch:
@@ -135,12 +156,7 @@ def check_open(handle: Managed) -> None:
 
 
 class _InUse:
-    """The context manager behind :meth:`Managed._use` (a class: cheaper than contextlib).
-
-    No lock: a call counts itself in flight first and looks at ``_closed`` second, while
-    ``close()`` sets ``_closed`` first and looks at the count second (each step atomic). So
-    either the call sees the handle closed and does not use it, or the close sees the call
-    and leaves the freeing to whoever ends last."""
+    """The context manager behind :meth:`Managed._use` (a class: cheaper than contextlib)."""
 
     __slots__ = ("_owner",)
 
@@ -148,20 +164,10 @@ class _InUse:
         self._owner = owner
 
     def __enter__(self) -> Any:
-        owner = self._owner
-        if owner._epoch != _fork.epoch:
-            raise _fork.detached(owner)
-        owner._in_flight.append(None)
-        if owner._closed:
-            self.__exit__()
-            raise _errors.connection_lost("connection lost: the handle is closed")
-        return owner._ptr
+        return self._owner._enter()
 
     def __exit__(self, *exc_info: Any) -> None:
-        owner = self._owner
-        owner._in_flight.pop()
-        if owner._closed and not owner._in_flight:
-            owner._free_if_idle()
+        self._owner._exit()
 
 
 #: How long interpreter exit waits for message handlers to make their final call.

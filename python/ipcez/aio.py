@@ -404,7 +404,9 @@ class AsyncSocket(_Watched):
         unix = self._unix
         # Sends that had to go to a helper thread go first: the order of sends is kept.
         if not self._slow_sends:
-            acks = self._ready_for_acks() if unix else None
+            acks = self._acks
+            if unix and (acks is None or self._read_fd < 0):  # else ready already
+                acks = self._ready_for_acks()
             try:
                 sent = start_send(self._sock, data, acked=unix)  # the library expects its ack
             except BaseException:
@@ -464,6 +466,9 @@ class AsyncSocket(_Watched):
         Raises :class:`ConnectionLost` once the connection has ended.
         Cancelling (or timing out) never loses a message.
         """
+        if self._taken and timeout is None:  # the loop took it already (as a rule, the
+            check_open(self._sock)  # answer that came with an ack): no wait, no call
+            return self._taken.popleft()
         return await self._take(self._sock, self._recv_now, timeout)
 
     def __aiter__(self) -> "AsyncSocket":

@@ -21,9 +21,10 @@
 //! loop as well (it looks at its acks whenever its socket wakes it). So a frame written
 //! next carries it, and the loop rings what is still deferred at the end of its turn
 //! ([`Bell::ring_deferred`]). Under load a request and its reply then cost one write and
-//! one wake-up each way, not two. The first read of a turn rings at once: for a loop with
-//! one busy socket, the peer then settles its send while this side works on the answer
-//! (measured: a one-client echo is faster so, twice as slow with every doorbell deferred).
+//! one wake-up each way, not two. The first read of a turn rings at once unless the turn
+//! before read several sockets: for a loop with one busy socket, the peer then settles its
+//! send while this side works on the answer (measured: a one-client echo is faster so,
+//! twice as slow with every doorbell deferred), while a loop under load defers them all.
 //! Only a thread whose loop calls [`turn_ends`] (or `ring_deferred` at the end of a turn)
 //! defers at all.
 //!
@@ -52,8 +53,11 @@ thread_local! {
     /// [`Bell::ring_deferred`] with `turn_ends`): only then are any deferred, so a loop
     /// written against the C ABI without that call keeps ringing at once.
     static RINGS_DEFERRED: Cell<bool> = const { Cell::new(false) };
-    /// This thread's loop read a held socket in its current turn (see [`Bell::defer`]).
+    /// This thread's loop read a held socket in its current turn (see [`Bell::defer`]) ...
     static BUSY: Cell<bool> = const { Cell::new(false) };
+    /// ... more than one, in this turn and in the last one that [`turn_ends`] ended.
+    static CROWDED: Cell<bool> = const { Cell::new(false) };
+    static WAS_CROWDED: Cell<bool> = const { Cell::new(false) };
     /// This thread's loop ends its turns with [`turn_ends`], which rings what is deferred.
     static COUNTS_TURNS: Cell<bool> = const { Cell::new(false) };
     /// The turn count of [`turn_ends`] and the doorbells deferred in each turn.
@@ -87,6 +91,7 @@ pub(crate) fn turn_ends() -> usize {
     RINGS_DEFERRED.with(|r| r.set(true));
     COUNTS_TURNS.with(|c| c.set(true));
     BUSY.with(|b| b.set(false));
+    WAS_CROWDED.with(|w| w.set(CROWDED.with(|c| c.replace(false))));
     let due = DEFERRED.with(|d| {
         let mut d = d.borrow_mut();
         if d.epoch.is_some_and(|e| !e.is_current()) {
@@ -149,8 +154,15 @@ impl Bell {
     pub(crate) fn defer(self: &Arc<Self>) {
         // The first read of a loop's turn rings at once: an idle loop gains nothing from
         // waiting, and the peer settles its send while this side answers. Later reads of
-        // the same turn (a busy loop) defer.
-        if !RINGS_DEFERRED.with(Cell::get) || !BUSY.with(|b| b.replace(true)) {
+        // the same turn (a busy loop) defer, and so does the first after a turn of several.
+        if !RINGS_DEFERRED.with(Cell::get) {
+            self.ring();
+            return;
+        }
+        let first = !BUSY.with(|b| b.replace(true));
+        if !first {
+            CROWDED.with(|c| c.set(true));
+        } else if !WAS_CROWDED.with(Cell::get) {
             self.ring();
             return;
         }
