@@ -279,7 +279,8 @@ class AsyncSocket(_Watched):
         awaiting = acks is not None and acks.pending
         if awaiting or (self._letting_go is not None and not self._taken):
             if self._read_held(acks if awaiting else None):
-                self._ring_soon()  # after the tasks that settle woke: they may answer first
+                if self._unix:  # after the tasks that settle woke: they may answer first
+                    self._ring_soon()
                 self._release_soon()
                 return
         self._unwatch()
