@@ -371,6 +371,28 @@ def test_answers_that_come_with_the_ack_are_received_in_order(
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
+def test_a_protocol_violation_read_with_the_acks_is_reported_with_its_reason(
+    sock_path: str, page_peer: "PagePeerFactory"
+) -> None:
+    """The loop that reads a socket for its acks (``ipcez_socket_read_held_batch``) finds
+    the end of the connection, here a frame longer than the limit: the send fails and the
+    next receive names the violation (as a sync receive would), not only "connection lost"."""
+
+    async def main() -> None:
+        client, peer = await _meet(sock_path, page_peer)
+        send = asyncio.ensure_future(client.send(b"request"))
+        assert await asyncio.to_thread(peer.read_frame) == b"request"
+        assert await asyncio.to_thread(peer.asked_for_doorbells)
+        peer.conn.sendall(struct.pack(">I", 5 * 1024 * 1024))  # over 4 MiB: a violation
+        with pytest.raises(ipcez.SocketError):
+            await asyncio.wait_for(send, 10)
+        with pytest.raises(ipcez.IoError, match="protocol violation"):
+            await client.recv(timeout=5)
+        await client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
 def test_a_doorbell_left_to_the_end_of_a_busy_turn_is_rung(sock_path: str, page_peer: "PagePeerFactory") -> None:
     """A loop that reads several held sockets in one turn rings the first doorbell at once
     and leaves the others to the next frame it writes on each socket, or to the end of the

@@ -181,6 +181,16 @@ impl Inbox {
         self.take(&mut self.lock())
     }
 
+    /// The next message without waiting, never the end (which stays for the next taker,
+    /// unreported).
+    pub(crate) fn try_take_message(&self) -> Option<Vec<u8>> {
+        let mut s = self.lock();
+        if s.messages.is_empty() {
+            return None;
+        }
+        self.take(&mut s).and_then(Result::ok)
+    }
+
     /// Ends the stream (first reason wins); queued messages stay takeable.
     pub(crate) fn end(&self, error: &io::Error) {
         let mut s = self.lock();

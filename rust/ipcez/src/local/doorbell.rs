@@ -171,8 +171,12 @@ impl Bell {
         if !self.deferred.swap(true, Ordering::SeqCst) && COUNTS_TURNS.with(Cell::get) {
             DEFERRED.with(|d| {
                 let mut d = d.borrow_mut();
+                if !d.epoch.is_some_and(ProcessEpoch::is_current) {
+                    // The first here, or a child forked since: the parent's are not ours.
+                    d.bells.clear();
+                    d.epoch = Some(ProcessEpoch::current());
+                }
                 let turn = d.turn;
-                d.epoch.get_or_insert_with(ProcessEpoch::current);
                 d.bells.push((turn, Arc::downgrade(self)));
             });
         }

@@ -49,12 +49,12 @@ impl Socket {
     pub fn read_held_batch(&self, buf: &mut [u8], lens: &mut [usize]) -> (bool, Batch) {
         let let_go = self.read_held();
         let first = match self.check_pull() {
-            Ok(()) => self.shared.inbox.try_take(),
+            Ok(()) => self.shared.inbox.try_take_message(),
             Err(_) => None,
         };
         match first {
-            Some(Ok(first)) => (let_go, self.batch_after(first, buf, lens)),
-            _ => (let_go, Batch::TimedOut),
+            Some(first) => (let_go, self.batch_after(first, buf, lens)),
+            None => (let_go, Batch::TimedOut),
         }
     }
 
