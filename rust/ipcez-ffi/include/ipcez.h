@@ -536,9 +536,10 @@ ipcez_result ipcez_socket_read_held_batch(const ipcez_socket *s,
 // (`ipcez_socket_read_held`, its variants, or a receive on the loop's thread), once the
 // tasks those messages woke have run (asyncio: `loop.call_soon`): one call for all of the
 // loop's sockets, in place of `ipcez_socket_ring_deferred_doorbell` per socket. The
-// loop's next read of a held socket rings its doorbell at once again, and a doorbell
-// deferred in a busy turn (every read after the turn's first) is rung by the end of the
-// next turn if no frame written on its socket carried it. Returns how many doorbells are
+// loop's next read of a held socket rings its doorbell at once again (unless the turn
+// that ended read several: a loop under load leaves every doorbell to its answers), and a
+// doorbell deferred in a busy turn (every read after the turn's first) is rung by the end
+// of the next turn if no frame written on its socket carried it. Returns how many doorbells are
 // still deferred: call it again at the end of the next turn while that is not 0. Only a
 // thread that calls this (or the per-socket call) defers doorbells at all. Returns 0 and
 // does nothing outside Linux.

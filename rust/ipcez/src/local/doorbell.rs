@@ -83,7 +83,7 @@ impl Deferred {
 }
 
 /// The loop of this thread ended a turn: its next read of a held socket is the first of a
-/// turn again (it rings at once), and the doorbells deferred before the turn that just
+/// turn again (it rings at once, unless the turn that ended read several), and the doorbells deferred before the turn that just
 /// ended are rung if no frame carried them (see the module docs). Returns how many are
 /// still deferred: call again at the end of the next turn while it is not 0. Opts this
 /// thread in to deferring, as [`Bell::ring_deferred`] at the end of a turn does.

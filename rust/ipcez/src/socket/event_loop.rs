@@ -22,7 +22,8 @@ impl SentMark {
 }
 
 /// Ends a turn of the event loop on this thread, for every socket it holds: the loop's
-/// next read of a held socket rings its doorbell at once again, and the doorbells its busy
+/// next read of a held socket rings its doorbell at once again (unless the turn that ended
+/// read several: under load every doorbell waits for an answer), and the doorbells its busy
 /// turns deferred (see [`Socket::ring_deferred_doorbell`]) are rung once no frame carried
 /// them by the end of the next turn. Call it once per turn of a loop that read sockets it
 /// holds, after the tasks those messages woke have run (asyncio: `call_soon`), instead of
