@@ -176,6 +176,9 @@ class AsyncSocket(_Watched):
         #: ``_read_here``); the hold lasts across ack waits (see ``_release_soon``).
         self._readers = 0
         self._read_fd = -1
+        #: A report came since the loop last held the socket: hold it anew before waiting
+        #: (the library takes a socket back from a blocked loop, and reports what it read).
+        self._hold_anew = False
         self._letting_go: Optional[asyncio.TimerHandle] = None  # see ``_release_soon`` ...
         self._busy = False  # ... and whether a wait ended since it was set
         self._slow_lock: Optional[asyncio.Lock] = None  # made on the loop (Python 3.9)
@@ -206,23 +209,26 @@ class AsyncSocket(_Watched):
     def _read_here(self, waker: Waker) -> bool:
         # A waiter has the loop watch the socket's own descriptor, and the library's reader
         # stand aside: a message then wakes this thread only (not the library's thread and
-        # then this one). Where that cannot be, the poller alone wakes it.
-        if not self._hold(waker.loop):
+        # then this one). Where that cannot be, the poller alone wakes it. Held already
+        # (each read restarts the library's 100 ms count), it is not held anew unless a
+        # report came: the library may have taken it back.
+        if (self._read_fd < 0 or self._hold_anew) and not self._hold(waker.loop):
             return False
         self._readers += 1
         return True
 
     def _hold(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Hold the socket and watch its descriptor (True), for a waiting receive or for
-        acks (they ring a doorbell on it). Held anew each time: that restarts the 100 ms
-        the library allows an unread hold, and takes the socket back if the library took
-        it (this thread blocked in a call of the library)."""
+        acks (they ring a doorbell on it). Holding it anew restarts the 100 ms the library
+        allows an unread hold (as each read does), and takes the socket back if the
+        library took it (this thread blocked in a call of the library)."""
         try:
             fd = hold_read(self._sock, True)
         except _errors.SocketError:
             return False  # closed: the caller's next call says so
         if fd < 0:
             return False
+        self._hold_anew = False
         if self._read_fd < 0:
             try:
                 loop.add_reader(fd, self._on_readable)
@@ -340,7 +346,7 @@ class AsyncSocket(_Watched):
         for doorbells only while a loop holds the socket."""
         acks = self._pending_acks()
         assert self._waker is not None
-        if self._read_fd < 0:  # held already: the receive that took it held it anew
+        if self._read_fd < 0 or self._hold_anew:  # else held already (see ``_read_here``)
             self._hold(self._waker.loop)
         return acks
 
@@ -388,6 +394,7 @@ class AsyncSocket(_Watched):
         return self._acks
 
     def _report(self) -> None:
+        self._hold_anew = True
         super()._report()
         if self._acks is not None:
             self._acks.collect()
@@ -406,7 +413,7 @@ class AsyncSocket(_Watched):
         # Sends that had to go to a helper thread go first: the order of sends is kept.
         if not self._slow_sends:
             acks = self._acks
-            if unix and (acks is None or self._read_fd < 0):  # else ready already
+            if unix and (acks is None or self._read_fd < 0 or self._hold_anew):  # else ready
                 acks = self._ready_for_acks()
             try:
                 sent = start_send(self._sock, data, acked=unix)  # the library expects its ack

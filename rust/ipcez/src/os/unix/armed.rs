@@ -31,8 +31,7 @@ const WRITE: u32 = libc::EPOLLOUT as u32;
 /// How long a socket may be held by an event loop before the watchdog, finding it
 /// readable, has the background reader read it after all (the loop is blocked: its acks
 /// must not wait). The watchdog looks every `HOLD_UNREAD / 2`, so that is a bound of
-/// 150 ms. A loop that reads as it should lets go at the end of each receive, which
-/// starts the count again.
+/// 150 ms. Holding the socket anew, and each read of it, start the count again.
 const HOLD_UNREAD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Reported whatever was asked: both kinds of waiter must look.
@@ -367,8 +366,9 @@ impl Registration {
 
     /// An event loop watches the socket and reads it itself from now on: arming for
     /// reading (the background reader's, a hand-back's) waits until [`release`], or until
-    /// the watchdog finds the socket readable once held for `HOLD_UNREAD`, or until this
-    /// thread blocks in the library ([`let_go_here`]). What is armed now is taken back.
+    /// the watchdog finds the socket readable and neither held anew nor read for
+    /// `HOLD_UNREAD`, or until this thread blocks in the library ([`let_go_here`]). What is
+    /// armed now is taken back.
     pub(crate) fn hold(&self) -> io::Result<()> {
         let reactor = self.slot.reactor;
         HELD_HERE.with(|h| {
@@ -525,7 +525,13 @@ impl Slot {
 
     fn disarm(&self, interest: u32) -> io::Result<()> {
         if interest & READ != 0 {
-            self.held().deferred = false;
+            let mut held = self.held();
+            held.deferred = false;
+            // A thread reads the held socket: the watchdog counts "unread" from here, so
+            // a loop that keeps reading need not hold it anew before each wait.
+            if held.on {
+                held.since = Some(std::time::Instant::now());
+            }
         }
         self.unarm(interest)
     }
