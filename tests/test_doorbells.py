@@ -347,7 +347,9 @@ def test_answers_that_come_with_the_ack_are_received_in_order(
         peer.ack(ring=False)
         peer.conn.sendall(frame(b"a1") + frame(b"a2") + frame(b"a3") + DOORBELL)
         await asyncio.wait_for(send, 5)
-        assert any(g is not None and g[0] == b"a1" and g[2] == 1 for g in seen), seen
+        # Taken by the held read (its ack too, unless the library's fallback look at the
+        # counter, 15-20 ms after the send, came first on a loaded machine).
+        assert any(g is not None and g[0] == b"a1" for g in seen), seen
         # a1 is taken, a2 and a3 wait in the batch buffer; a4 comes with the next ack.
         send = asyncio.ensure_future(client.send(b"request 2"))
         assert await asyncio.to_thread(peer.read_frame) == b"request 2"
