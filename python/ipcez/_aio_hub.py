@@ -158,6 +158,11 @@ class Waker:
         self.loop = loop
         self._waiters: Deque["asyncio.Future[None]"] = collections.deque()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a waiter is in line."""
+        return bool(self._waiters)
+
     def wait(self) -> "asyncio.Future[None]":
         fut: "asyncio.Future[None]" = self.loop.create_future()
         self._waiters.append(fut)

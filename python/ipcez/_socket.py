@@ -48,7 +48,7 @@ class Socket(Managed):
     manager, or call :meth:`close`; a socket that is simply dropped is closed
     by the garbage collector.  All methods are thread-safe.
 
-    :func:`recv_slice` below is the internal interface :mod:`ipcez.aio` builds on.
+    :func:`take_now` below is the internal interface :mod:`ipcez.aio` builds on.
     """
 
     _close_fn = lib.ipcez_socket_close
@@ -330,11 +330,12 @@ def write_many(handle: Any, batch: List[Any], lens: List[int], wait: bool) -> bo
     return bool(rc == _abi.RESULT_OK)
 
 
-def recv_slice(sock: Socket, seconds: float) -> Optional[bytes]:
-    """Internal interface for :mod:`ipcez.aio`: one wait of at most ``seconds`` (<= 0.1)
-    on ``sock``: a message, or None when none came.  Raises like :meth:`Socket.recv`."""
-    _check_no_handler(sock)
-    return _take(sock, seconds)
+def take_now(sock: Socket) -> Optional[bytes]:
+    """Internal interface for :mod:`ipcez.aio`: the message that came, or None, without
+    waiting.  Raises like :meth:`Socket.recv`."""
+    if sock._dispatcher is not None:
+        _check_no_handler(sock)
+    return _batch.take(sock, sock._pending, 0)
 
 
 def _take(sock: Socket, seconds: float) -> Optional[bytes]:

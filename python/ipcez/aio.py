@@ -68,7 +68,7 @@ from ._listener import Listener, accept_slice
 from ._listener import listen as _listen
 from ._managed import check_open
 from ._resolve import Endpoint
-from ._socket import BATCH, WINDOW, Socket, check_ack_timeout, prepare_many, recv_slice, write_many
+from ._socket import BATCH, WINDOW, Socket, check_ack_timeout, prepare_many, take_now, write_many
 from ._socket import connect as _connect
 from ._timeout import check_timeout
 
@@ -144,14 +144,15 @@ class _Watched:
                 waker.forget(fut, pass_on=fut.done() and not fut.cancelled())
                 raise
             woken = fut.done() and not fut.cancelled()
-            waker.forget(fut, pass_on=False)
+            if not woken:  # (a woken one is off the line already)
+                waker.forget(fut, pass_on=False)
             try:
                 item = take()
             except BaseException:
                 waker.wake()  # the end is for every waiter
                 raise
             if item is not None:
-                if woken:
+                if woken and waker.waiting:
                     waker.wake()  # more may wait; the next waiter looks
                 return item
             if deadline is not None and loop.time() >= deadline:
@@ -298,7 +299,7 @@ class AsyncSocket(_Watched):
         receive, and the acks are settled. False: let go instead."""
         if not self._unix:  # a WebSocket: no acks, the plain receive reads it
             try:
-                message = recv_slice(self._sock, 0.0)
+                message = take_now(self._sock)
             except _errors.SocketError:
                 return False  # the receive that comes says why
             if message is not None:
@@ -370,7 +371,7 @@ class AsyncSocket(_Watched):
         if self._taken:
             check_open(self._sock)  # a closed socket gives ConnectionLost, never a message
             return self._taken.popleft()
-        message = recv_slice(self._sock, 0.0)
+        message = take_now(self._sock)
         if message is not None and self._read_fd >= 0 and self._unix:
             self._ring_soon()
         if self._acks is not None and self._acks.pending:

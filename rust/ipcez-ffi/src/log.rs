@@ -166,13 +166,7 @@ pub unsafe extern "C" fn ipcez_set_log_callback(
     max_level: u32,
 ) -> bool {
     call_or(false, || {
-        let installed = *INSTALLED.get_or_init(|| {
-            let ok = log::set_logger(&Forwarder).is_ok();
-            if ok {
-                log::set_max_level(log::LevelFilter::Trace);
-            }
-            ok
-        });
+        let installed = *INSTALLED.get_or_init(|| log::set_logger(&Forwarder).is_ok());
         if !installed {
             return false;
         }
@@ -181,10 +175,11 @@ pub unsafe extern "C" fn ipcez_set_log_callback(
         });
         let calling = calling();
         let old = CALLBACK.swap(new, Ordering::AcqRel);
-        MAX_LEVEL.store(
-            if new.is_null() { 0 } else { max_level.min(5) },
-            Ordering::Relaxed,
-        );
+        let max = if new.is_null() { 0 } else { max_level.min(5) };
+        MAX_LEVEL.store(max, Ordering::Relaxed);
+        // The facade's own filter too: a record above it costs a branch, not a call through
+        // the logger (tungstenite traces every frame).
+        log::set_max_level(level_filter(max));
         drop(calling);
         if !old.is_null() {
             // SAFETY: from Box::into_raw above, swapped out: no call uses it any more.
@@ -192,6 +187,18 @@ pub unsafe extern "C" fn ipcez_set_log_callback(
         }
         true
     })
+}
+
+/// The `log` facade's filter for `max` (0 none, 1 error … 5 trace).
+fn level_filter(max: u32) -> log::LevelFilter {
+    match max {
+        0 => log::LevelFilter::Off,
+        1 => log::LevelFilter::Error,
+        2 => log::LevelFilter::Warn,
+        3 => log::LevelFilter::Info,
+        4 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
 }
 
 #[cfg(test)]
@@ -225,6 +232,8 @@ mod tests {
         *SEEN.lock().unwrap() = Some(tx);
         // SAFETY: `collect` is thread-safe and uses no userdata.
         assert!(unsafe { ipcez_set_log_callback(Some(collect), std::ptr::null_mut(), 3) });
+        // Records above the level stop at the facade's filter, before the logger.
+        assert_eq!(log::max_level(), log::LevelFilter::Info);
         log::debug!(target: "ipcez::listener", "too verbose");
         log::info!(target: "rustls::conn", "a dependency's info");
         log::info!(target: "ipcez::listener", "accepted from {}", "peer");
@@ -244,6 +253,7 @@ mod tests {
         );
         // SAFETY: NULL unregisters.
         assert!(unsafe { ipcez_set_log_callback(None, std::ptr::null_mut(), 5) });
+        assert_eq!(log::max_level(), log::LevelFilter::Off);
         log::error!(target: "ipcez::listener", "nobody listens");
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
     }
