@@ -17,7 +17,7 @@ import pytest
 
 import ipcez
 import ipcez.aio
-from ipcez import _aio_hub
+from ipcez import _aio_hub, _batch
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the held reading is Linux's")
 
@@ -223,5 +223,96 @@ def test_a_websocket_is_read_by_the_loop_too() -> None:
             with pytest.raises(ipcez.ConnectionLost):
                 await server.recv(timeout=5)
             await server.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class _CountingTakes:
+    """Stands in for ``_batch.fast``: counts the loop's takes (``ipcez_socket_take_batch``)."""
+
+    def __init__(self, fast: object) -> None:
+        self._fast = fast
+        self.takes = 0
+
+    def __getattr__(self, name: str) -> object:
+        fn = getattr(self._fast, name)
+        if name != "ipcez_socket_take_batch":
+            return fn
+
+        def counted(*args: object) -> object:
+            self.takes += 1
+            return fn(*args)
+
+        return counted
+
+
+@pytest.mark.parametrize("kind", ["unix", "ws"])
+def test_a_receive_waits_without_a_look_that_would_find_nothing(
+    kind: str, sock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held socket whose last take found the library keeps nothing more is waited for at
+    once: a message that comes to a waiting receive costs one take, not a look that finds
+    nothing and then the take."""
+    counter = _CountingTakes(_batch.fast)
+    monkeypatch.setattr(_batch, "fast", counter)
+    endpoint = "ws://127.0.0.1:0/dry" if kind == "ws" else sock_path
+    msgs = [b"m%d" % i for i in range(200)]
+
+    async def main() -> None:
+        async with ipcez.aio.listen(endpoint) as listener:
+            client = await asyncio.to_thread(ipcez.connect, listener.address)
+            try:
+                server = await warmed(listener, client)
+
+                def send_slowly() -> None:  # each message comes to a receive that waits
+                    for m in msgs:
+                        time.sleep(0.001)
+                        client.send(m)
+
+                sending = asyncio.ensure_future(asyncio.to_thread(send_slowly))
+                before = counter.takes
+                for m in msgs:
+                    assert await server.recv(timeout=10) == m
+                takes = counter.takes - before
+                await sending
+                await server.close()
+            finally:
+                client.close()
+        # Looking first made it two per message.
+        assert takes <= 1.4 * len(msgs), f"{takes} takes for {len(msgs)} messages"
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+@pytest.mark.parametrize("kind", ["unix", "ws"])
+def test_bursts_and_long_messages_all_come_in_order_to_a_held_socket(kind: str, sock_path: str) -> None:
+    """Messages that come several at a time (some queued, one read ahead) or longer than a
+    batch are all received, in order, by a loop that waits without looking first."""
+    endpoint = "ws://127.0.0.1:0/bursts" if kind == "ws" else sock_path
+    sizes = [10, 70_000, 3, 200_000, 5, 1, 65_536, 2]
+    bursts = [[bytes([k % 251]) * n + b"%d.%d" % (k, j) for j, n in enumerate(sizes)] for k in range(15)]
+    expected = [m for burst in bursts for m in burst]
+
+    async def main() -> None:
+        async with ipcez.aio.listen(endpoint) as listener:
+            client = await asyncio.to_thread(ipcez.connect, listener.address)
+            try:
+                server = await warmed(listener, client)
+
+                def send_all() -> None:
+                    for burst in bursts:
+                        client.send_many(burst)
+                        time.sleep(0.005)
+
+                sending = asyncio.ensure_future(asyncio.to_thread(send_all))
+                for i, want in enumerate(expected):
+                    got = await server.recv(timeout=10)
+                    assert got == want, f"message {i}: {len(got)} bytes, not {len(want)}"
+                    if i % 7 == 0:
+                        await asyncio.sleep(0.003)  # now and then the loop lets go
+                await sending
+                await server.close()
+            finally:
+                client.close()
 
     asyncio.run(asyncio.wait_for(main(), 60))

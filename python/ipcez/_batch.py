@@ -37,6 +37,9 @@ MAX_BYTES = 64 * 1024
 #: The count before a call: still there afterwards, the library handed nothing over (it
 #: writes the count only with a batch).
 NOTHING = MAX_COUNT + 1
+#: How :func:`_receive` calls: a receive that waits up to ``wait_ms``, the held read (see
+#: :func:`take_held`), or the take of :func:`take_now`.
+_WAIT, _HELD, _NOW = range(3)
 
 
 class Scratch:
@@ -45,7 +48,7 @@ class Scratch:
 
     __slots__ = (
         "buf", "view", "array", "lens", "count", "out", "head", "tail", "first", "freed",
-        "let_go", "acked", "timed_out", "held", "wait",
+        "let_go", "acked", "timed_out", "held", "wait", "dry", "dry_ref",
     )
 
     def __init__(self) -> None:
@@ -70,6 +73,9 @@ class Scratch:
         self.acked = ctypes.c_size_t()
         self.timed_out = ctypes.c_size_t()
         self.held = (ctypes.byref(self.let_go), ctypes.byref(self.acked), ctypes.byref(self.timed_out))
+        # ``ipcez_socket_take_batch``'s own.
+        self.dry = ctypes.c_int32()
+        self.dry_ref = ctypes.byref(self.dry)
         #: The last batch's first message, once made into bytes (for :func:`_keep`) ...
         self.first: Optional[bytes] = None
         #: ... and whether a long message's native buffer was freed.
@@ -103,11 +109,14 @@ def scratch() -> Scratch:
 class Pending:
     """A socket's messages taken from the library but not yet asked for."""
 
-    __slots__ = ("messages", "lock")
+    __slots__ = ("messages", "lock", "dry")
 
     def __init__(self) -> None:
         self.messages: Deque[bytes] = deque()
         self.lock = threading.Lock()
+        #: True only right after a :func:`take_now` that found the library keeps nothing
+        #: more (see there); any other take sets it back.
+        self.dry = False
 
 
 def take(sock: Managed, pending: Pending, wait_ms: int) -> Optional[bytes]:
@@ -117,9 +126,28 @@ def take(sock: Managed, pending: Pending, wait_ms: int) -> Optional[bytes]:
     check_open(sock)  # before the lock: in a forked child a parent's thread may hold it
     with pending.lock:
         messages = pending.messages
+        pending.dry = False  # only ever True right after take_now said so
         if messages:
             return _pop(sock, messages)
-        return _receive(sock, scratch(), messages, wait_ms, False)
+        return _receive(sock, scratch(), messages, wait_ms, _WAIT)
+
+
+def take_now(sock: Managed, pending: Pending) -> Optional[bytes]:
+    """:func:`take` without waiting, for an event loop that holds ``sock`` (buffer
+    ``pending``): ``ipcez_socket_take_batch``, which also says whether the library keeps
+    anything more. ``pending.dry`` is True when it does not and ``pending`` holds nothing:
+    until the socket's descriptor turns readable or the socket reports to its poller, another
+    take would find nothing."""
+    check_open(sock)
+    with pending.lock:
+        messages = pending.messages
+        pending.dry = False
+        if messages:
+            return _pop(sock, messages)
+        s = scratch()
+        message = _receive(sock, s, messages, 0, _NOW)
+        pending.dry = s.dry.value == 1 and not messages
+        return message
 
 
 def take_held(sock: Managed, pending: Pending) -> Optional[Tuple[Optional[bytes], bool, int, int]]:
@@ -129,23 +157,26 @@ def take_held(sock: Managed, pending: Pending) -> Optional[Tuple[Optional[bytes]
     None, with nothing read, while ``pending`` holds messages (those come first)."""
     check_open(sock)
     with pending.lock:
+        pending.dry = False  # the held read queues what it reads without reporting it
         if pending.messages:
             return None
         s = scratch()
-        message = _receive(sock, s, pending.messages, 0, True)
+        message = _receive(sock, s, pending.messages, 0, _HELD)
         return message, bool(s.let_go.value), s.acked.value, s.timed_out.value
 
 
-def _receive(sock: Managed, s: Scratch, messages: Deque[bytes], wait_ms: int, held: bool) -> Optional[bytes]:
-    """One native batch receive (``held``: the held read, see :func:`take_held`) into ``s``:
-    the first message, the others to ``messages`` (empty before); None when none came."""
+def _receive(sock: Managed, s: Scratch, messages: Deque[bytes], wait_ms: int, how: int) -> Optional[bytes]:
+    """One native batch receive (``how``: see :data:`_WAIT`) into ``s``: the first message,
+    the others to ``messages`` (empty before); None when none came."""
     s.count.value = NOTHING
     s.first = None
     s.freed = False
     try:
         handle = sock._enter()  # s.call(), inlined: this is the per-message path
         try:
-            if held:
+            if how == _NOW:
+                rc = fast.ipcez_socket_take_batch(handle, *s.head, s.dry_ref, *s.tail)
+            elif how == _HELD:
                 rc = fast.ipcez_socket_read_held_batch(handle, *s.head, *s.held, *s.tail)
             else:
                 s.wait.value = wait_ms
@@ -172,6 +203,7 @@ def take_into(sock: Managed, pending: Pending, ptr: int, cap: int, wait_ms: int)
     check_open(sock)
     with pending.lock:
         messages = pending.messages
+        pending.dry = False
         if messages:
             n = len(messages[0])
             if n <= cap:

@@ -235,6 +235,11 @@ FUNCTIONS: Dict[str, Tuple[List[Any], Any]] = {
         [socket_p, POINTER(c_int32), POINTER(c_size_t), POINTER(c_size_t), POINTER(error_p)],
         ipcez_result,
     ),
+    "ipcez_socket_take_batch": (
+        [socket_p, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_int32), POINTER(c_size_t),
+         POINTER(message_p), POINTER(c_void_p), POINTER(c_size_t), POINTER(error_p)],
+        ipcez_result,
+    ),
     "ipcez_socket_read_held_batch": (
         [socket_p, c_void_p, c_size_t, c_void_p, c_size_t, POINTER(c_int32), POINTER(c_size_t),
          POINTER(c_size_t), POINTER(c_size_t), POINTER(message_p), POINTER(c_void_p), POINTER(c_size_t),
@@ -318,6 +323,7 @@ HOT = (
     "ipcez_socket_wait_ack",
     "ipcez_socket_recv_batch",
     "ipcez_socket_read_held_batch",
+    "ipcez_socket_take_batch",
     "ipcez_socket_start_send",
     "ipcez_socket_start_send_acked",
     "ipcez_socket_read_held_acks",

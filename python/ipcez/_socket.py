@@ -332,10 +332,11 @@ def write_many(handle: Any, batch: List[Any], lens: List[int], wait: bool) -> bo
 
 def take_now(sock: Socket) -> Optional[bytes]:
     """Internal interface for :mod:`ipcez.aio`: the message that came, or None, without
-    waiting.  Raises like :meth:`Socket.recv`."""
+    waiting, for an event loop that holds ``sock`` (see :func:`_batch.take_now`).  Raises
+    like :meth:`Socket.recv`."""
     if sock._dispatcher is not None:
         _check_no_handler(sock)
-    return _batch.take(sock, sock._pending, 0)
+    return _batch.take_now(sock, sock._pending)
 
 
 def _take(sock: Socket, seconds: float) -> Optional[bytes]:

@@ -104,12 +104,16 @@ class _Watched:
             raise RuntimeError(f"this {type(self).__name__} is bound to another event loop")
         return waker
 
-    async def _take(self, native: Any, take: Callable[[], Optional[_T]], timeout: Optional[float]) -> _T:
-        """Wait until ``take()`` gives something; ``take`` never blocks."""
+    async def _take(
+        self, native: Any, take: Callable[[], Optional[_T]], timeout: Optional[float], look: bool = True
+    ) -> _T:
+        """Wait until ``take()`` gives something; ``take`` never blocks. ``look`` False: it
+        would give nothing now, wait first."""
         timeout = check_timeout(timeout)
-        item = take()
-        if item is not None:
-            return item
+        if look:
+            item = take()
+            if item is not None:
+                return item
         waker = self._watch(native)
         loop = waker.loop
         deadline = None if timeout is None else loop.time() + timeout
@@ -230,6 +234,7 @@ class AsyncSocket(_Watched):
         if fd < 0:
             return False
         self._hold_anew = False
+        self._sock._pending.dry = False  # the library's reader may have read meanwhile
         if self._read_fd < 0:
             try:
                 loop.add_reader(fd, self._on_readable)
@@ -305,6 +310,7 @@ class AsyncSocket(_Watched):
             if message is not None:
                 self._taken.append(message)
             return True
+        self._sock._pending.dry = False  # the held read queues what it reads unreported
         try:
             got = None if self._taken else read_held_batch(self._sock)
             if got is None:
@@ -396,6 +402,7 @@ class AsyncSocket(_Watched):
 
     def _report(self) -> None:
         self._hold_anew = True
+        self._sock._pending.dry = False
         super()._report()
         if self._acks is not None:
             self._acks.collect()
@@ -475,10 +482,15 @@ class AsyncSocket(_Watched):
         Raises :class:`ConnectionLost` once the connection has ended.
         Cancelling (or timing out) never loses a message.
         """
-        if self._taken and timeout is None:  # the loop took it already (as a rule, the
-            check_open(self._sock)  # answer that came with an ack): no wait, no call
-            return self._taken.popleft()
-        return await self._take(self._sock, self._recv_now, timeout)
+        taken = self._taken
+        if taken and timeout is None:  # the loop took it already (as a rule, the answer
+            check_open(self._sock)  # that came with an ack): no wait, no call
+            return taken.popleft()
+        # Held, with nothing reported since the last take, which found the library keeps
+        # nothing more: a look now would find nothing (one native call and, on a WebSocket,
+        # one read that would block, per message).
+        dry = self._sock._pending.dry and self._read_fd >= 0 and not self._hold_anew and not taken
+        return await self._take(self._sock, self._recv_now, timeout, look=not dry)
 
     def __aiter__(self) -> "AsyncSocket":
         return self

@@ -532,6 +532,27 @@ ipcez_result ipcez_socket_read_held_batch(const ipcez_socket *s,
                                           size_t *out_len,
                                           ipcez_error **out_err);
 
+// `ipcez_socket_recv_batch` with `timeout_ms` 0, for an event loop that holds this socket
+// (`ipcez_socket_hold_read`), which also says whether the library keeps anything more
+// for it: `*out_dry` is 1 when it does not, so that until the descriptor turns readable or
+// the socket reports to its poller another take would find nothing (the loop may wait
+// without looking first); 0 when it may (more messages are queued, one was read ahead,
+// the connection ended, or another thread reads). Written whatever the result.
+//
+// # Safety
+// As `ipcez_socket_recv_batch`; `out_dry` is valid for a write.
+ipcez_result ipcez_socket_take_batch(const ipcez_socket *s,
+                                     uint8_t *buf,
+                                     size_t cap,
+                                     size_t *lens,
+                                     size_t max_count,
+                                     int32_t *out_dry,
+                                     size_t *out_count,
+                                     ipcez_message **out_msg,
+                                     const uint8_t **out_data,
+                                     size_t *out_len,
+                                     ipcez_error **out_err);
+
 // Call once at the end of each turn of an event loop in which it read sockets it holds
 // (`ipcez_socket_read_held`, its variants, or a receive on the loop's thread), once the
 // tasks those messages woke have run (asyncio: `loop.call_soon`): one call for all of the

@@ -3,13 +3,11 @@
 
 use ipcez::Poller;
 
-use crate::boundary::{
-    Castable, call, call_or, free, into_handle, slice_mut, try_borrow, write_out,
-};
+use crate::boundary::{Castable, call, call_or, free, into_handle, try_borrow, write_out};
 use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::listener::{ipcez_listener, listener_ref};
 use crate::message::ipcez_message;
-use crate::recv_batch::hand_batch;
+use crate::recv_batch::{batch_slices, hand_batch};
 use crate::socket::{ipcez_socket, socket_ref};
 
 /// A poller: a list of tokens of sources that have something waiting, and a descriptor
@@ -301,10 +299,8 @@ pub unsafe extern "C" fn ipcez_socket_read_held_batch(
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
-        // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes and
-        // `lens` for `max_count` elements.
-        let buf = unsafe { slice_mut(buf, cap, "buf") }?;
-        let lens = unsafe { slice_mut(lens, max_count, "lens") }?;
+        // SAFETY: per the # Safety section.
+        let (buf, lens) = unsafe { batch_slices(buf, cap, lens, max_count) }?;
         let (let_go, batch) = s.socket.read_held_batch(buf, lens);
         if let_go {
             s.acks.hurry(&s.socket);
@@ -318,6 +314,43 @@ pub unsafe extern "C" fn ipcez_socket_read_held_batch(
             write_out(out_let_go, i32::from(let_go));
             write_out(out_acked, progress.acked);
             write_out(out_timed_out, progress.timed_out);
+            Ok(hand_batch(batch, out_count, out_msg, out_data, out_len))
+        }
+    })
+}
+
+/// `ipcez_socket_recv_batch` with `timeout_ms` 0, for an event loop that holds this socket
+/// (`ipcez_socket_hold_read`), which also says whether the library keeps anything more
+/// for it: `*out_dry` is 1 when it does not, so that until the descriptor turns readable or
+/// the socket reports to its poller another take would find nothing (the loop may wait
+/// without looking first); 0 when it may (more messages are queued, one was read ahead,
+/// the connection ended, or another thread reads). Written whatever the result.
+///
+/// # Safety
+/// As `ipcez_socket_recv_batch`; `out_dry` is valid for a write.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn ipcez_socket_take_batch(
+    s: *const ipcez_socket,
+    buf: *mut u8,
+    cap: usize,
+    lens: *mut usize,
+    max_count: usize,
+    out_dry: *mut i32,
+    out_count: *mut usize,
+    out_msg: *mut *mut ipcez_message,
+    out_data: *mut *const u8,
+    out_len: *mut usize,
+    out_err: *mut *mut ipcez_error,
+) -> ipcez_result {
+    unsafe { write_out(out_dry, 0) };
+    call(out_err, || {
+        let s = socket_ref(s)?;
+        // SAFETY: per the # Safety section.
+        let (buf, lens) = unsafe { batch_slices(buf, cap, lens, max_count) }?;
+        let (batch, dry) = s.socket.take_batch_now(buf, lens)?;
+        unsafe {
+            write_out(out_dry, i32::from(dry));
             Ok(hand_batch(batch, out_count, out_msg, out_data, out_len))
         }
     })

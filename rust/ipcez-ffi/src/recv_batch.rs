@@ -4,7 +4,7 @@
 use ipcez::Batch;
 
 use crate::boundary::{call, slice_mut, write_out};
-use crate::error::{ipcez_error, ipcez_result};
+use crate::error::{FfiError, ipcez_error, ipcez_result};
 use crate::message::{hand_over, ipcez_message};
 use crate::socket::{ipcez_socket, socket_ref, timeout_of};
 
@@ -42,15 +42,33 @@ pub unsafe extern "C" fn ipcez_socket_recv_batch(
 ) -> ipcez_result {
     call(out_err, || {
         let s = socket_ref(s)?;
-        // SAFETY: per the # Safety section, `buf` is valid for writes of `cap` bytes and
-        // `lens` for `max_count` elements.
-        let buf = unsafe { slice_mut(buf, cap, "buf") }?;
-        let lens = unsafe { slice_mut(lens, max_count, "lens") }?;
+        // SAFETY: per the # Safety section.
+        let (buf, lens) = unsafe { batch_slices(buf, cap, lens, max_count) }?;
         let batch = s
             .socket
             .recv_batch_blocking(buf, lens, timeout_of(timeout_ms))?;
         Ok(unsafe { hand_batch(batch, out_count, out_msg, out_data, out_len) })
     })
+}
+
+/// A batch receive's `buf` (`cap` bytes) and `lens` (`max_count` elements) as slices.
+///
+/// # Safety
+/// `buf` is valid for writes of `cap` bytes and `lens` for `max_count` elements, for the
+/// returned lifetime (either may be NULL when its length is 0).
+pub(crate) unsafe fn batch_slices<'a>(
+    buf: *mut u8,
+    cap: usize,
+    lens: *mut usize,
+    max_count: usize,
+) -> Result<(&'a mut [u8], &'a mut [usize]), FfiError> {
+    // SAFETY: as this function's.
+    unsafe {
+        Ok((
+            slice_mut(buf, cap, "buf")?,
+            slice_mut(lens, max_count, "lens")?,
+        ))
+    }
 }
 
 /// Writes what a batch receive took to its out-pointers (see `ipcez_socket_recv_batch`).

@@ -162,6 +162,15 @@ impl Conn {
         }
     }
 
+    /// True when the connection keeps nothing read for the inbox that is not in it yet
+    /// (see `ReadHalf::nothing_read_ahead`; a local reader queues every whole frame it reads).
+    pub(crate) fn nothing_read_ahead(&self) -> bool {
+        match self {
+            Conn::Local(_) => true,
+            Conn::Ws(c) => c.nothing_read_ahead(),
+        }
+    }
+
     pub(crate) fn blocking_taker(&self) -> BlockingTaker {
         match self {
             Conn::Local(c) => c.blocking_taker(),

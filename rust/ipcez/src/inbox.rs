@@ -175,6 +175,12 @@ impl Inbox {
         self.lock().messages.is_empty()
     }
 
+    /// No message and no end waits.
+    pub(crate) fn is_idle(&self) -> bool {
+        let s = self.lock();
+        s.messages.is_empty() && s.end.is_none() && !self.is_closed()
+    }
+
     /// The next message, or the end's error, without waiting; `None` when there is neither.
     #[cfg_attr(not(unix), allow(dead_code))] // the direct reads are Unix-only
     pub(crate) fn try_take(&self) -> Option<Result<Vec<u8>, SocketError>> {

@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ipcez::{Batch, Listener, MAX_MESSAGE_LEN, Poller, Socket};
+use ipcez::{Batch, Listener, MAX_MESSAGE_LEN, Poller, Resolution, Socket};
 
 fn readable(fd: i32, timeout_ms: i32) -> bool {
     let mut pfd = libc::pollfd {
@@ -368,4 +368,72 @@ fn a_held_read_takes_what_came_in_order_and_leaves_the_end_to_the_next_receive()
     );
     let end = server.recv_batch_blocking(&mut buf, &mut lens, Some(Duration::from_secs(5)));
     assert!(end.is_err(), "the next receive reports the end: {end:?}");
+}
+
+/// `take_batch_now` says "nothing kept" only when what comes next makes the descriptor
+/// readable or reports to the socket's poller: never while a message it read stays queued
+/// or read ahead unreported (a local read of several frames queues the rest; a WebSocket
+/// read keeps one read ahead for the reader task).
+fn a_take_says_dry_only_when_what_is_left_will_be_heard_of(r: Resolution) {
+    let (_l, client, server) = ipcez::runtime().block_on(pair(&r));
+    client.send_frame_blocking(b"warm").unwrap();
+    assert_eq!(next(&server), b"warm");
+    let poller = Poller::new().unwrap();
+    server.watch(&poller, 1);
+    let fd = server
+        .held_by_loop(true)
+        .expect("a Linux socket can be held");
+    let mut tokens = [0u64; 8];
+    let (mut buf, mut lens) = ([0u8; 64], [0usize; 1]);
+    poller.take(&mut tokens);
+    assert_eq!(
+        server.take_batch_now(&mut buf, &mut lens).unwrap(),
+        (Batch::TimedOut, true),
+        "nothing came, nothing kept"
+    );
+    let sent: Vec<Vec<u8>> = (0..3u8).map(|i| vec![b'a' + i; 2 + i as usize]).collect();
+    for m in &sent {
+        client.send_frame_blocking(m).unwrap();
+    }
+    // All three are in the server's socket buffer before it reads.
+    std::thread::sleep(Duration::from_millis(100));
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < sent.len() {
+        assert!(Instant::now() < deadline, "only {got:?} within 10 s");
+        poller.take(&mut tokens); // only what is reported after the take counts
+        // One message per take (`lens` holds one): the others stay with the library.
+        let (batch, dry) = server.take_batch_now(&mut buf, &mut lens).unwrap();
+        match batch {
+            Batch::Copied(1) => got.push(buf[..lens[0]].to_vec()),
+            _ => std::thread::sleep(Duration::from_millis(1)), // (the reader task may queue one)
+        }
+        if dry && got.len() < sent.len() {
+            assert!(
+                readable(fd, 0) || readable(poller.fileno(), 1000),
+                "said dry with {} of {} taken, and neither the descriptor nor the poller \
+                 tells of the rest",
+                got.len(),
+                sent.len()
+            );
+        }
+    }
+    assert_eq!(got, sent);
+    assert_eq!(
+        server.take_batch_now(&mut buf, &mut lens).unwrap(),
+        (Batch::TimedOut, true),
+        "all taken: dry again"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_local_take_says_dry_only_when_the_rest_will_be_heard_of() {
+    a_take_says_dry_only_when_what_is_left_will_be_heard_of(unix(&socket_path("take-dry.sock")));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_websocket_take_says_dry_only_when_the_rest_will_be_heard_of() {
+    a_take_says_dry_only_when_what_is_left_will_be_heard_of(ws("ws://127.0.0.1:0/take-dry"));
 }

@@ -41,6 +41,20 @@ impl Socket {
         Ok(self.batch_after(first, buf, lens))
     }
 
+    /// For an event loop that holds this socket: [`recv_batch_blocking`](Self::recv_batch_blocking)
+    /// without waiting, and whether the library keeps nothing more for it (`true`): until
+    /// the socket's descriptor turns readable or the socket reports to its poller, another
+    /// take would find nothing, so the loop may wait for those without looking first.
+    pub fn take_batch_now(
+        &self,
+        buf: &mut [u8],
+        lens: &mut [usize],
+    ) -> Result<(Batch, bool), SocketError> {
+        let batch = self.recv_batch_blocking(buf, lens, Some(Duration::ZERO))?;
+        let dry = self.shared.inbox.is_idle() && self.shared.conn.nothing_read_ahead();
+        Ok((batch, dry))
+    }
+
     /// For an event loop that holds this socket and found it readable while no receive
     /// waits: [`read_held`](Self::read_held), then the messages queued by then, taken as
     /// [`recv_batch_blocking`](Self::recv_batch_blocking) takes them, without reading

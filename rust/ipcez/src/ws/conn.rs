@@ -223,6 +223,10 @@ impl WsConn {
         self.half.held_by_loop(on)
     }
 
+    pub(crate) fn nothing_read_ahead(&self) -> bool {
+        self.half.nothing_read_ahead()
+    }
+
     /// A blocking taker that holds the queue only, not the connection.
     pub(crate) fn blocking_taker(&self) -> BlockingTaker {
         let inbox = self.inbox.clone();

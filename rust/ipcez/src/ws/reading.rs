@@ -146,6 +146,14 @@ impl ReadHalf {
         })
     }
 
+    /// True when nothing a direct reader took waits to be handed over. A message read ahead
+    /// waits there for the reader task, woken to queue it (and so to report it, a turn
+    /// later: saying "nothing" only then spares the loop that turn). False when it cannot
+    /// tell: another thread reads.
+    pub(crate) fn nothing_read_ahead(&self) -> bool {
+        self.try_lock().is_some_and(|st| st.handed_over.is_none())
+    }
+
     /// True (once) when a direct reader heard from the peer since the last call.
     pub(crate) fn heard(&self) -> bool {
         self.heard.swap(false, Ordering::AcqRel)
