@@ -272,7 +272,9 @@ def test_a_receive_waits_without_a_look_that_would_find_nothing(
                 sending = asyncio.ensure_future(asyncio.to_thread(send_slowly))
                 before = counter.takes
                 for m in msgs:
-                    assert await server.recv(timeout=10) == m
+                    # A message left in the library with no word of it would wait forever:
+                    # a bound per receive (its own timeout would end in a last look).
+                    assert await asyncio.wait_for(server.recv(), 5) == m
                 takes = counter.takes - before
                 await sending
                 await server.close()
@@ -306,11 +308,41 @@ def test_bursts_and_long_messages_all_come_in_order_to_a_held_socket(kind: str, 
 
                 sending = asyncio.ensure_future(asyncio.to_thread(send_all))
                 for i, want in enumerate(expected):
-                    got = await server.recv(timeout=10)
+                    got = await asyncio.wait_for(server.recv(), 5)  # (as above)
                     assert got == want, f"message {i}: {len(got)} bytes, not {len(want)}"
-                    if i % 7 == 0:
-                        await asyncio.sleep(0.003)  # now and then the loop lets go
+                    if i % 7 == 0:  # now and then nobody waits long enough for the loop to
+                        await asyncio.sleep(0.03)  # let go (after 10 ms) and hold anew
                 await sending
+                await server.close()
+            finally:
+                client.close()
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+
+@pytest.mark.parametrize("then", ["handler", "close"])
+def test_a_receive_that_would_not_look_first_still_raises_what_the_look_would(then: str, sock_path: str) -> None:
+    """A socket left held with nothing kept by the library, then given a message handler
+    or closed from another thread: the next ``recv`` raises at once, as a look would."""
+
+    async def main() -> None:
+        async with ipcez.aio.listen(sock_path) as listener:
+            client = await asyncio.to_thread(ipcez.connect, sock_path)
+            try:
+                server = await warmed(listener, client)
+                waiting = await waiting_recv(server)
+                await asyncio.to_thread(client.send, b"m")
+                assert await waiting == b"m"
+                assert server.socket._pending.dry, "the next recv would look first: the test would prove nothing"
+                if then == "handler":
+                    server.socket.message_handler(lambda m: None)
+                    with pytest.raises(ipcez.IoError, match="message handler"):
+                        await asyncio.wait_for(server.recv(), 5)
+                else:
+                    await asyncio.to_thread(server.socket.close)
+                    with pytest.raises(ipcez.ConnectionLost):
+                        await asyncio.wait_for(server.recv(), 5)
                 await server.close()
             finally:
                 client.close()

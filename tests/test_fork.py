@@ -143,6 +143,13 @@ def test_child_connects_anew_and_inherited_objects_are_detached(tmp: Path) -> No
         async def warm_up():
             aio_client.send(b"aio")
             assert await aio_peer.recv(timeout=5) == b"aio"
+            # A receive that waits on the held socket leaves it held, and the library
+            # saying it keeps nothing more: the child's receive would not look first.
+            waiting = asyncio.ensure_future(aio_peer.recv(timeout=5))
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(aio_client.send, b"held")
+            assert await waiting == b"held"
+            assert aio_peer._sock._pending.dry and aio_peer._read_fd >= 0
         asyncio.run(warm_up())
 
         pid = os.fork()

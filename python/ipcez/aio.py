@@ -101,6 +101,7 @@ class _Watched:
             waker = self._waker = Waker(loop)
             watch(native, self._watch_fn, h.ptr, h.register(self))
         elif waker.loop is not loop:
+            check_open(native)  # closed, or inherited by a fork: that error comes first
             raise RuntimeError(f"this {type(self).__name__} is bound to another event loop")
         return waker
 

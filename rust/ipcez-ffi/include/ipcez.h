@@ -537,7 +537,9 @@ ipcez_result ipcez_socket_read_held_batch(const ipcez_socket *s,
 // for it: `*out_dry` is 1 when it does not, so that until the descriptor turns readable or
 // the socket reports to its poller another take would find nothing (the loop may wait
 // without looking first); 0 when it may (more messages are queued, one was read ahead,
-// the connection ended, or another thread reads). Written whatever the result.
+// the connection ended, another thread reads, or this take copied more than one message:
+// the socket reports nothing more until `ipcez_socket_set_held` lets go of them).
+// Written whatever the result.
 //
 // # Safety
 // As `ipcez_socket_recv_batch`; `out_dry` is valid for a write.

@@ -175,10 +175,11 @@ impl Inbox {
         self.lock().messages.is_empty()
     }
 
-    /// No message and no end waits.
+    /// No message and no end waits, and no taker holds a batch: while one does, the
+    /// readiness stays up, so a message queued meanwhile reports to nobody.
     pub(crate) fn is_idle(&self) -> bool {
         let s = self.lock();
-        s.messages.is_empty() && s.end.is_none() && !self.is_closed()
+        s.messages.is_empty() && s.end.is_none() && !s.held && !self.is_closed()
     }
 
     /// The next message, or the end's error, without waiting; `None` when there is neither.

@@ -416,6 +416,22 @@ fn a_take_says_dry_only_when_what_is_left_will_be_heard_of(r: Resolution) {
     }
     assert_eq!(got, sent);
     assert_dry_soon(&server, &mut buf, &mut lens, "all taken: dry again");
+
+    // A take of several holds them (the readiness stays up until they are handed on), so
+    // a message queued meanwhile would report to nobody: such a take never says dry.
+    let mut two = [0usize; 2];
+    for m in [b"x", b"y"] {
+        client.send_frame_blocking(m).unwrap();
+    }
+    // Past the 100 ms after which the library's own reader reads a socket left unread,
+    // and queues both.
+    std::thread::sleep(Duration::from_millis(300));
+    match server.take_batch_now(&mut buf, &mut two).unwrap() {
+        (Batch::Copied(2), dry) => assert!(!dry, "a take of two said dry while holding them"),
+        other => panic!("both were not queued and taken together: {other:?}"),
+    }
+    server.set_held(false);
+    assert_dry_soon(&server, &mut buf, &mut lens, "handed on: dry again");
 }
 
 /// Takes find nothing, and one says "dry" within 5 s: a take may say "not dry" while the
