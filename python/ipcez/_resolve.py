@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import NamedTuple, Optional, Tuple, Union
 
 from . import _abi, _errors, _ffi
 from ._ffi import lib
@@ -17,8 +16,7 @@ Endpoint = Union[str, bytes, "os.PathLike[str]"]
 __all__ = ["Resolution", "which", "ack_names"]
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):  # (not a dataclass: importing dataclasses took 5 ms)
     """Where an endpoint leads: the transport and the normalized address.
 
     ``transport`` is ``"unix"``, ``"websocket"`` or ``"named_pipe"``; ``address`` is
