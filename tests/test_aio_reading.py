@@ -320,7 +320,6 @@ def test_bursts_and_long_messages_all_come_in_order_to_a_held_socket(kind: str, 
     asyncio.run(asyncio.wait_for(main(), 60))
 
 
-
 @pytest.mark.parametrize("then", ["handler", "close"])
 def test_a_receive_that_would_not_look_first_still_raises_what_the_look_would(then: str, sock_path: str) -> None:
     """A socket left held with nothing kept by the library, then given a message handler
