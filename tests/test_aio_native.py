@@ -380,5 +380,7 @@ def test_one_loop_per_socket(sock_path: str) -> None:
     t.start()
     t.join(5)
     assert isinstance(result[0], RuntimeError) and "another event loop" in str(result[0])
+    # It says the first loop is gone, and what to do instead.
+    assert "(now closed)" in str(result[0]) and "open a new one in this loop" in str(result[0])
     client.socket.close()
     server.listener.close()

@@ -32,6 +32,15 @@ def test_connect_to_dead_socket_is_econnrefused(sock_path: str) -> None:
         ipcez.connect(sock_path)
     assert info.value.errno == errno.ECONNREFUSED
     assert isinstance(info.value, ConnectionRefusedError)
+    assert "nothing listens on it" in str(info.value)
+
+
+def test_listen_in_a_missing_directory_says_so(short_dir: Path) -> None:
+    with pytest.raises(ipcez.IoError) as info:
+        ipcez.listen(str(short_dir / "no-such-dir" / "x.sock"))
+    assert info.value.errno == errno.ENOENT
+    assert "does its directory exist?" in str(info.value), info.value
+    assert "listener running" not in str(info.value)  # (the hint for a client)
 
 
 def test_address_mode_and_cleanup(sock_path: str) -> None:

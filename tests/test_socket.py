@@ -82,6 +82,9 @@ def test_send_rejects_non_buffers_and_non_contiguous(pair: Tuple[ipcez.Socket, i
         client.send(12)  # type: ignore[arg-type]
     with pytest.raises(BufferError):
         client.send(memoryview(b"abcdef")[::2])
+    # send_many names the message that is not bytes-like, and sends none of them.
+    with pytest.raises(TypeError, match=r"message 1 is a str \(encode a str first"):
+        client.send_many([b"ok", "text", b"ok"])  # type: ignore[list-item]
     client.send(b"still fine")
     assert server.recv(timeout=5) == b"still fine"
 

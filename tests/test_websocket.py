@@ -194,6 +194,7 @@ def test_connect_refused_is_an_error() -> None:
     with pytest.raises(ipcez.SocketError) as info:
         ipcez.connect(f"ws://127.0.0.1:{port}/x")
     assert isinstance(info.value, (ipcez.IoError, ipcez.WsError))
+    assert "is the server running, and are the host and port right?" in str(info.value), info.value
 
 
 def test_handler_over_ws(echo_server: WsServer) -> None:

@@ -13,7 +13,7 @@ namespace IpcezNet
     internal sealed class AckWaiters
     {
         /// <summary>The core's text for an ack that did not come (the sync Send gets it from the library).</summary>
-        const string AckTimedOut = "the recipient did not acknowledge the message within the ack timeout; is the peer reading (and posting data_acked)?";
+        const string AckTimedOut = "the recipient did not acknowledge the message within the ack timeout; is the peer process running and reading (a peer written without ipcez: does it post data_acked)? A longer ack_timeout gives a busy peer more time";
 
         readonly object gate = new object();
         readonly Queue<TaskCompletionSource<bool>> pending = new Queue<TaskCompletionSource<bool>>();

@@ -300,6 +300,14 @@ class Socket(Managed):
         return f"<ipcez.Socket {self._transport} {self._endpoint!r} {state}>"
 
 
+def _bytes_like(m: Any) -> bool:
+    try:
+        memoryview(m)
+    except TypeError:
+        return False
+    return True
+
+
 def prepare_many(sock: Socket, messages: Iterable[Any]) -> Tuple[List[Any], List[int]]:
     """Internal interface (also for :mod:`ipcez.aio`): the messages and their sizes.
     Raises before anything is written when one is not bytes-like or too large."""
@@ -307,7 +315,11 @@ def prepare_many(sock: Socket, messages: Iterable[Any]) -> Tuple[List[Any], List
     try:
         lens = [len(m) if type(m) is bytes else memoryview(m).nbytes for m in items]
     except TypeError:
-        raise TypeError("send_many needs an iterable of bytes-like objects") from None
+        i, bad = next((i, m) for i, m in enumerate(items) if not _bytes_like(m))
+        raise TypeError(
+            f"send_many needs bytes-like messages; message {i} is a {type(bad).__name__}"
+            + (" (encode a str first, e.g. s.encode())" if isinstance(bad, str) else "")
+        ) from None
     if lens and max(lens) > MAX_MESSAGE_SIZE:
         with sock._use() as handle:  # refused before writing (the library words it)
             write_many(handle, [items[lens.index(max(lens))]], [max(lens)], wait=True)

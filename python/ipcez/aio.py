@@ -102,7 +102,12 @@ class _Watched:
             watch(native, self._watch_fn, h.ptr, h.register(self))
         elif waker.loop is not loop:
             check_open(native)  # closed, or inherited by a fork: that error comes first
-            raise RuntimeError(f"this {type(self).__name__} is bound to another event loop")
+            name = type(self).__name__
+            closed = " (now closed)" if waker.loop.is_closed() else ""
+            raise RuntimeError(
+                f"this {name} is bound to another event loop, the one it first waited on{closed}; "
+                f"an {name} cannot move between loops: use it from that loop, or open a new one in this loop"
+            )
         return waker
 
     async def _take(

@@ -28,8 +28,9 @@ pub enum SocketError {
     Detection(DetectionError),
     /// The recipient did not signal "data acked" within the ack timeout.
     #[error(
-        "the recipient did not acknowledge the message within the ack timeout; \
-         is the peer reading (and posting data_acked)?"
+        "the recipient did not acknowledge the message within the ack timeout; is the \
+         peer process running and reading (a peer written without ipcez: does it post \
+         data_acked)? A longer ack_timeout gives a busy peer more time"
     )]
     RecipientAckTimeout,
 }

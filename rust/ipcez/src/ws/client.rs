@@ -77,10 +77,18 @@ pub(crate) async fn connect(
             ))
         })?
         .map_err(|e| match ws_error_to_socket_error(e) {
-            SocketError::Io(io) => SocketError::Io(io::Error::new(
-                io.kind(),
-                format!("cannot connect to {url}: {io}"),
-            )),
+            SocketError::Io(io) => {
+                let hint = match io.kind() {
+                    io::ErrorKind::ConnectionRefused => {
+                        "; is the server running, and are the host and port right?"
+                    }
+                    _ => "",
+                };
+                SocketError::Io(io::Error::new(
+                    io.kind(),
+                    format!("cannot connect to {url}: {io}{hint}"),
+                ))
+            }
             other => other,
         })?;
     let subprotocol = response

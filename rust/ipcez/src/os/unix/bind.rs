@@ -11,15 +11,28 @@ use std::path::{Path, PathBuf};
 use super::sockpath::SUN_PATH_MAX;
 use super::sockpath::SocketPath;
 
-/// Adds the path and a hint to an I/O error, keeping its kind (and so its errno mapping).
+/// Adds the path and a hint for a connecting client to an I/O error, keeping its kind (and
+/// so its errno mapping).
 pub(crate) fn with_path(e: io::Error, what: &str, path: &str) -> io::Error {
     let hint = match e.kind() {
         io::ErrorKind::NotFound => "; is the listener running, and is the path right?",
-        io::ErrorKind::ConnectionRefused => "; the socket file is stale: nothing listens on it",
+        io::ErrorKind::ConnectionRefused => {
+            "; nothing listens on it (a stale socket file, or not a socket)"
+        }
         io::ErrorKind::PermissionDenied => "; check the socket file's permissions",
         _ => "",
     };
     io::Error::new(e.kind(), format!("{what} {path}: {e}{hint}"))
+}
+
+/// [`with_path`] for a listener: the hints are about the directory it binds in.
+pub(crate) fn listen_error(e: io::Error, path: &str) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::NotFound => "; does its directory exist?",
+        io::ErrorKind::PermissionDenied => "; check the permissions of its directory",
+        _ => "",
+    };
+    io::Error::new(e.kind(), format!("cannot listen on {path}: {e}{hint}"))
 }
 
 /// A socket file this listener put in place, by device and inode.
@@ -60,7 +73,7 @@ pub(crate) fn bind_exclusive(
         clear_stale(absolute, shown)?;
         match bind_once(absolute, mode) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt == 0 => continue,
-            Err(e) => return Err(with_path(e, "cannot listen on", shown)),
+            Err(e) => return Err(listen_error(e, shown)),
             ok => return ok,
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::{UnixListener, UnixStream};
 
-use super::bind::{BoundFile, bind_exclusive, clear_stale, with_path};
+use super::bind::{BoundFile, bind_exclusive, clear_stale, listen_error, with_path};
 use super::lock::{PathLock, lock_path};
 use super::sem::{FileId, NamedSemaphore};
 use super::sockpath::SocketPath;
@@ -104,12 +104,12 @@ impl Acceptor {
 pub(crate) async fn listen(path: &str, mode: u32) -> Result<(Acceptor, Cleanup), SocketError> {
     let absolute = std::path::absolute(path)?;
     // A path no client could connect to is refused here, the way connect refuses it.
-    SocketPath::new(&absolute).map_err(|e| with_path(e, "cannot listen on", path))?;
+    SocketPath::new(&absolute).map_err(|e| listen_error(e, path))?;
     // Listeners starting on one path take turns until bound: the semaphores below are
     // replaced only after the path was found free by the one holding the lock.
     let _setup = PathLock::acquire(&lock_path(&canonical_path(&absolute)?), SETUP_WAIT)
         .await
-        .map_err(|e| with_path(e, "cannot listen on", path))?;
+        .map_err(|e| listen_error(e, path))?;
     // A live listener's path (and so its semaphores) is left alone.
     clear_stale(&absolute, path)?;
     // The ack names are ready before the path is: a client that connects the moment the
