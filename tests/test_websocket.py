@@ -265,6 +265,9 @@ def test_other_paths_get_404(ws_listener: ipcez.Listener) -> None:
     with pytest.raises(websockets.exceptions.InvalidStatus) as info:
         ws_connect(wrong, proxy=None, open_timeout=5, close_timeout=CLOSE_TIMEOUT)
     assert info.value.response.status_code == 404
+    # ipcez's own client says what to check.
+    with pytest.raises(ipcez.WsError, match=r"404 Not Found; check the URL's path"):
+        ipcez.connect(wrong)
 
 
 def test_ipcez_to_ipcez_over_ws(ws_listener: ipcez.Listener) -> None:

@@ -14,7 +14,7 @@ pub enum SocketError {
     #[error(transparent)]
     Io(#[from] io::Error),
     /// The WebSocket handshake or protocol failed.
-    #[error("websocket error: {0}")]
+    #[error("websocket error: {0}{hint}", hint = ws_hint(.0))]
     Ws(#[from] Box<WsError>),
     /// This `(target, os)` pair is not supported by this build (e.g. `local` + `windows` on Linux).
     #[error(
@@ -33,6 +33,19 @@ pub enum SocketError {
          data_acked)? A longer ack_timeout gives a busy peer more time"
     )]
     RecipientAckTimeout,
+}
+
+/// What to check when the server refused the handshake with an HTTP status.
+fn ws_hint(e: &WsError) -> &'static str {
+    match e {
+        WsError::Http(r) if r.status() == 404 => {
+            "; check the URL's path: the server takes WebSocket connections on another one"
+        }
+        WsError::Http(r) if r.status() == 401 || r.status() == 403 => {
+            "; the server refused this client (its Origin, credentials or address)"
+        }
+        _ => "",
+    }
 }
 
 impl From<WsError> for SocketError {
