@@ -114,6 +114,18 @@ namespace IpcezNet.Tests
             return read.Result;
         }
 
+        /// <summary>Kills the peer unless it has exited. One that was just killed may not be
+        /// reaped yet: Mono's Kill then throws, and there is nothing left to stop.</summary>
+        public static void Stop(Process process)
+        {
+            try
+            {
+                if (!process.HasExited) process.Kill();
+            }
+            catch (System.ComponentModel.Win32Exception) { }
+            catch (InvalidOperationException) { }
+        }
+
         public static void Finish(Process process, int seconds = 20)
         {
             if (!process.WaitForExit(seconds * 1000))

@@ -81,7 +81,7 @@ with ipcez.connect(sys.argv[1], ack_timeout=0.5) as sock:
             }
             finally
             {
-                if (!peer.HasExited) peer.Kill();
+                Helpers.Stop(peer);
             }
         }
 
@@ -111,7 +111,7 @@ with ipcez.connect(sys.argv[1], ack_timeout=0.5) as sock:
                 }
                 finally
                 {
-                    if (!peer.HasExited) peer.Kill();
+                    Helpers.Stop(peer);
                 }
             }
         }
@@ -150,7 +150,7 @@ with ipcez.listen(sys.argv[1]) as listener:
             }
             finally
             {
-                if (!peer.HasExited) peer.Kill();
+                Helpers.Stop(peer);
             }
         }
 
@@ -200,7 +200,7 @@ with serve(handler, '127.0.0.1', 0, max_size=8 * 1024 * 1024) as server:
             }
             finally
             {
-                if (!peer.HasExited) peer.Kill();
+                Helpers.Stop(peer);
             }
         }
 
@@ -239,7 +239,7 @@ with connect(sys.argv[1], max_size=8 * 1024 * 1024) as ws:
                 }
                 finally
                 {
-                    if (!peer.HasExited) peer.Kill();
+                    Helpers.Stop(peer);
                 }
             }
         }
