@@ -46,8 +46,7 @@ pub struct NativeSocket {
     channel: Channel<Messages>,
     /// Sends in call order, to the socket's sending task (started by the first send).
     sends: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
-    /// Sends queued or written here and not finished: `try_send` and `send_here` may go
-    /// first only when there are none.
+    /// Sends queued and not finished: `try_send` may go first only when there are none.
     queued: Arc<AtomicUsize>,
 }
 
@@ -89,42 +88,6 @@ impl NativeSocket {
 
     fn socket(&self) -> &ipcez::Socket {
         &self.cell.0
-    }
-
-    /// A local send written at once on this (JavaScript's) thread, sparing the hop to the
-    /// sending task, when no other send is still waiting for its ack (so at most one such
-    /// ack wait per socket holds a blocking thread; a burst of sends goes through the task)
-    /// and the socket takes it without waiting: `Ok(false)` when it must be queued instead.
-    fn send_here(&self, data: &[u8]) -> std::result::Result<bool, ipcez::SocketError> {
-        let socket = self.socket();
-        if socket.transport() == ipcez::Transport::WebSocket
-            || self.queued.load(Ordering::Acquire) != 0
-        {
-            return Ok(false);
-        }
-        let sent = socket.start_send(data)?;
-        if sent {
-            self.queued.fetch_add(1, Ordering::AcqRel); // until its ack settles
-        }
-        Ok(sent)
-    }
-
-    /// Settles `deferred` once the frame just written is acked (or the ack timeout ran
-    /// out, or the connection ended), waiting on one of the runtime's blocking threads as
-    /// a queued send does.
-    fn await_ack(&self, deferred: JsDeferred<Option<ErrorInfo>, Settle>) {
-        let socket = self.socket().clone();
-        let mark = socket.sent_mark();
-        let queued = self.queued.clone();
-        ipcez::runtime().spawn_blocking(move || {
-            let outcome = match socket.wait_ack_of_blocking(mark, socket.ack_timeout()) {
-                Ok(true) => None,
-                Ok(false) => Some(ErrorInfo::from(ipcez::SocketError::RecipientAckTimeout)),
-                Err(e) => Some(ErrorInfo::from(e)),
-            };
-            queued.fetch_sub(1, Ordering::AcqRel);
-            deferred.resolve(Box::new(move |_| Ok(outcome)));
-        });
     }
 }
 
@@ -179,16 +142,8 @@ impl NativeSocket {
     #[napi(catch_unwind, ts_return_type = "Promise<ErrorInfo | null>")]
     pub fn send<'env>(&self, env: &'env Env, data: Uint8Array) -> Result<Object<'env>> {
         let (deferred, promise) = env.create_deferred()?;
-        match self.send_here(&data) {
-            // Written on this thread: only the ack is waited for off it.
-            Ok(true) => self.await_ack(deferred),
-            // Copied: the caller may reuse its buffer as soon as `send` returns.
-            Ok(false) => self.queue_send((data.to_vec(), deferred)),
-            Err(e) => {
-                let info = ErrorInfo::from(e);
-                deferred.resolve(Box::new(move |_| Ok(Some(info))));
-            }
-        }
+        // Copied: the caller may reuse its buffer as soon as `send` returns.
+        self.queue_send((data.to_vec(), deferred));
         Ok(promise)
     }
 
